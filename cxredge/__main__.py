@@ -1,0 +1,3 @@
+from cxredge.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Thin Typer commands. Heavy imports (TensorFlow above all) happen inside the commands."""

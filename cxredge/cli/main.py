@@ -1,0 +1,43 @@
+"""The `cxredge` command: one small module per verb, registered here."""
+from __future__ import annotations
+
+import typer
+
+from cxredge import __version__
+from cxredge.cli import bench, export, predict, quantize, report, train
+
+app = typer.Typer(
+    name="cxredge",
+    help="Chest X-ray classifiers from data to a measured edge model: train -> quantize -> bench.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cxredge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """cxredge: train -> quantize -> bench, for chest X-ray classifiers on edge devices."""
+
+
+app.command("train")(train.train)
+app.command("quantize")(quantize.quantize)
+app.command("bench")(bench.bench)
+app.command("predict")(predict.predict)
+app.command("export")(export.export)
+app.command("report")(report.report)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

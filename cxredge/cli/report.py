@@ -1,0 +1,13 @@
+"""cxredge report (placeholder until its module lands; the owner replaces this file)."""
+from __future__ import annotations
+
+import typer
+
+from cxredge.errors import CxrError
+from cxredge.cli.common import handle_errors
+
+
+@handle_errors
+def report() -> None:
+    """Not implemented yet."""
+    raise CxrError("cxredge report: not implemented yet")

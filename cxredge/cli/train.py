@@ -1,0 +1,13 @@
+"""cxredge train (placeholder until its module lands; the owner replaces this file)."""
+from __future__ import annotations
+
+import typer
+
+from cxredge.errors import CxrError
+from cxredge.cli.common import handle_errors
+
+
+@handle_errors
+def train() -> None:
+    """Not implemented yet."""
+    raise CxrError("cxredge train: not implemented yet")

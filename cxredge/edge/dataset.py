@@ -1,0 +1,186 @@
+"""Class folders -> classes and train/val/test file lists, with the checks users need. TF-free.
+
+Two layouts:
+- `DIR/{train,val,test}/<class>/*` (val may be missing: then 15% of train, stratified and seeded);
+- `DIR/<class>/*`: a seeded, stratified 70/15/15 split.
+Which one was found, and the seed of any split made here, is recorded (`Dataset.describe()`).
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cxredge.edge.images import IMAGE_SUFFIXES, load_image
+from cxredge.errors import CxrError
+
+SPLITS = ("train", "val", "test")
+RATIOS = (0.70, 0.15, 0.15)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    classes: tuple[str, ...]
+    splits: dict[str, tuple[tuple[Path, int], ...]]
+    layout: str  # "splits" | "splits-val-from-train" | "class-folders"
+    seed: int | None = None
+
+    def paths(self, split: str) -> list[Path]:
+        return [p for p, _ in self._get(split)]
+
+    def labels(self, split: str) -> np.ndarray:
+        return np.array([y for _, y in self._get(split)], dtype=np.int64)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {s: {c: int((self.labels(s) == i).sum()) for i, c in enumerate(self.classes)} for s in self.splits}
+
+    def fingerprint(self) -> str:
+        """sha256 over (split, class, relative path, file bytes) of every image."""
+        h = hashlib.sha256()
+        for split in SPLITS:
+            for path, label in self.splits.get(split, ()):
+                h.update(f"{split}/{self.classes[label]}/{path.relative_to(self.root).as_posix()}\n".encode())
+                h.update(hashlib.sha256(path.read_bytes()).digest())
+        return h.hexdigest()
+
+    def describe(self) -> dict:
+        return {"path": str(self.root), "layout": self.layout, "split_seed": self.seed,
+                "classes": list(self.classes), "counts": self.counts()}
+
+    def _get(self, split: str) -> tuple[tuple[Path, int], ...]:
+        if split not in self.splits:
+            raise CxrError(f"--split {split}: not one of {', '.join(self.splits)}")
+        return self.splits[split]
+
+
+def scan(root: str | Path, seed: int = 0) -> Dataset:
+    """List the images of a dataset folder; raise CxrError on any structural problem."""
+    root = Path(root)
+    if not root.exists():
+        raise CxrError(f"--data {root}: folder not found")
+    if not root.is_dir():
+        raise CxrError(f"--data {root}: not a folder")
+    present = [s for s in SPLITS if (root / s).is_dir()]
+    if present:
+        return _scan_split_layout(root, present, seed)
+    classes, files = _class_folders(root)
+    split = _stratified_split(files, len(classes), RATIOS, seed)
+    return Dataset(root, classes, split, "class-folders", seed)
+
+
+def _scan_split_layout(root: Path, present: list[str], seed: int) -> Dataset:
+    for required in ("train", "test"):
+        if required not in present:
+            raise CxrError(f"--data {root}: has {', '.join(present)}/ but no {required}/ folder")
+    per_split = {s: _class_folders(root / s) for s in present}
+    classes = per_split["train"][0]
+    for s, (cls, _) in per_split.items():
+        if cls != classes:
+            raise CxrError(f"--data {root}: class folders differ between train/ ({', '.join(classes)}) "
+                           f"and {s}/ ({', '.join(cls)})")
+    splits = {s: tuple(files) for s, (_, files) in per_split.items()}
+    if "val" in splits:
+        return Dataset(root, classes, {s: splits[s] for s in SPLITS}, "splits")
+    carved = _stratified_split(list(splits["train"]), len(classes), (0.85, 0.15, 0.0), seed)
+    return Dataset(root, classes, {"train": carved["train"], "val": carved["val"], "test": splits["test"]},
+                   "splits-val-from-train", seed)
+
+
+def _class_folders(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+    dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not dirs:
+        raise CxrError(f"--data {folder}: no class folders inside (expected <class>/ image folders)")
+    files: list[tuple[Path, int]] = []
+    for label, d in enumerate(dirs):
+        imgs = sorted(p for p in d.iterdir()
+                      if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not imgs:
+            raise CxrError(f"--data {d}: class folder has no images (.png/.jpg)")
+        files.extend((p, label) for p in imgs)
+    if len(dirs) < 2:
+        raise CxrError(f"--data {folder}: found 1 class folder ({dirs[0].name}); at least 2 classes are needed")
+    return tuple(d.name for d in dirs), files
+
+
+def _stratified_split(files, n_classes, ratios, seed) -> dict[str, tuple[tuple[Path, int], ...]]:
+    rng = random.Random(seed)
+    out: dict[str, list] = {s: [] for s in SPLITS}
+    for label in range(n_classes):
+        group = sorted(f for f in files if f[1] == label)
+        rng.shuffle(group)
+        n_val = round(len(group) * ratios[1])
+        n_test = round(len(group) * ratios[2])
+        out["val"] += group[:n_val]
+        out["test"] += group[n_val:n_val + n_test]
+        out["train"] += group[n_val + n_test:]
+    for s in SPLITS:
+        if ratios[SPLITS.index(s)] > 0 and not out[s]:
+            raise CxrError(f"too few images to make a {s} split (seed {seed}); add images or give train/val/test folders")
+    return {s: tuple(sorted(v)) for s, v in out.items()}
+
+
+@dataclass
+class Loaded:
+    """Decoded images of one split: x uint8 (N, 224, 224, 3), y int64 (N,), the kept paths, the skipped ones."""
+    x: np.ndarray
+    y: np.ndarray
+    paths: list[Path]
+    skipped: list[str] = field(default_factory=list)
+    pixel_hashes: list[str] = field(default_factory=list)
+
+
+def load_split(ds: Dataset, split: str, skip_bad: bool = False, limit: int | None = None,
+               progress: Callable[[int], None] | None = None) -> Loaded:
+    """Decode a split. A corrupt image raises CxrError naming it, unless skip_bad (then it is counted)."""
+    items = list(ds._get(split))
+    if limit is not None:
+        items = _first_per_class(items, limit)
+    xs, ys, paths, skipped, hashes = [], [], [], [], []
+    for path, label in items:
+        try:
+            img = load_image(path)
+        except CxrError as exc:
+            if not skip_bad:
+                raise CxrError(f"{exc} (use --skip-bad to skip such files)") from None
+            skipped.append(str(path))
+        else:
+            xs.append(img)
+            ys.append(label)
+            paths.append(path)
+            hashes.append(hashlib.sha1(img.tobytes()).hexdigest())
+        if progress:
+            progress(1)
+    if not xs:
+        raise CxrError(f"--data {ds.root}: no readable images in the {split} split")
+    return Loaded(np.stack(xs), np.array(ys, dtype=np.int64), paths, skipped, hashes)
+
+
+def _first_per_class(items, limit: int):
+    """A stratified, deterministic subset of at most `limit` items (round-robin over classes)."""
+    by_class: dict[int, list] = {}
+    for it in items:
+        by_class.setdefault(it[1], []).append(it)
+    out, i = [], 0
+    while len(out) < min(limit, len(items)):
+        for label in sorted(by_class):
+            if i < len(by_class[label]) and len(out) < limit:
+                out.append(by_class[label][i])
+        i += 1
+    return out
+
+
+def count_leaks(loaded: dict[str, Loaded]) -> dict[str, int]:
+    """Images whose decoded pixels appear in two splits: {'train/val': n, ...}."""
+    out = {}
+    names = list(loaded)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            n = len(set(loaded[a].pixel_hashes) & set(loaded[b].pixel_hashes))
+            if n:
+                out[f"{a}/{b}"] = n
+    return out

@@ -1,0 +1,48 @@
+"""Decode an X-ray into the model's input: raw uint8 RGB pixels, 224x224x3. TF-free.
+
+Any size, PNG or JPEG (anything Pillow reads), grayscale or colour; 16-bit grayscale is scaled to 8
+bits; gray is copied to 3 channels; resizing is bilinear. Scaling to [-1, 1] happens inside the model.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cxredge.errors import CxrError
+
+IMG_SIZE = 224
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+def load_image(path: str | Path, size: int = IMG_SIZE) -> np.ndarray:
+    """Return a (size, size, 3) uint8 array, or raise CxrError naming the file."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = _to_rgb(im)
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8).copy()
+    except FileNotFoundError:
+        raise CxrError(f"{path}: image not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise CxrError(f"{path}: unreadable or corrupt image ({type(exc).__name__}: {exc})") from None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        im = Image.fromarray(arr.round().astype(np.uint8), "L")
+    return im if im.mode == "RGB" else im.convert("RGB")  # L -> RGB copies gray into 3 channels
+
+
+def load_batch(paths: list[Path], size: int = IMG_SIZE) -> np.ndarray:
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    for i, p in enumerate(paths):
+        out[i] = load_image(p, size)
+    return out

@@ -1,0 +1,152 @@
+"""One way to load and run a .tflite model on any device. TF-free.
+
+Runtimes, in order of preference: ai_edge_litert (LiteRT), tflite_runtime (legacy, last resort before
+TensorFlow), tf.lite (only if TensorFlow happens to be installed; never imported otherwise).
+Delegates: 'xnnpack' (the runtime's default CPU delegate), 'none' (plain built-in kernels, no default
+delegates), or a path to an external delegate library (Edge TPU, GPU), loaded with options.
+Inputs and outputs are (de)quantized with each tensor's own scale and zero point, int8 and uint8 alike.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxredge.errors import CxrError
+
+TFLITE_IDENT = b"TFL3"
+RUNTIME_ORDER = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    version: str
+    module: Any  # the module holding Interpreter and load_delegate
+
+
+def find_runtime(prefer: str | None = None) -> Runtime:
+    """The first importable LiteRT runtime (or `prefer`, if given)."""
+    order = (prefer,) if prefer else RUNTIME_ORDER
+    errors = []
+    for name in order:
+        try:
+            if name == "ai_edge_litert":
+                mod = importlib.import_module("ai_edge_litert.interpreter")
+                version = getattr(importlib.import_module("ai_edge_litert"), "__version__", "?")
+            elif name == "tflite_runtime":
+                mod = importlib.import_module("tflite_runtime.interpreter")
+                version = getattr(importlib.import_module("tflite_runtime"), "__version__", "?")
+            elif name == "tensorflow":
+                tf = importlib.import_module("tensorflow")
+                mod, version = tf.lite, tf.__version__
+                mod.load_delegate = tf.lite.experimental.load_delegate
+            else:
+                raise CxrError(f"--runtime {name}: expected one of {', '.join(RUNTIME_ORDER)}")
+            return Runtime(name, str(version), mod)
+        except ImportError as exc:
+            errors.append(f"{name}: {exc}")
+    raise CxrError("no TFLite runtime found: pip install ai-edge-litert (" + "; ".join(errors) + ")")
+
+
+def check_tflite_file(path: str | Path) -> Path:
+    """Fail with a clear message unless `path` is a TFLite flatbuffer (identifier 'TFL3' at byte 4)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CxrError(f"{path}: model file not found")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8 or head[4:8] != TFLITE_IDENT:
+        raise CxrError(f"{path}: not a TFLite model (no 'TFL3' flatbuffer identifier)")
+    return path
+
+
+def tensor_spec(detail: dict) -> dict:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return {"name": detail["name"], "shape": [int(s) for s in detail["shape"]],
+            "dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zero_point)}
+
+
+def quantize(x: np.ndarray, spec: dict) -> np.ndarray:
+    """Float (or raw uint8 pixels) -> the tensor's dtype, by its own scale and zero point."""
+    dtype = np.dtype(spec["dtype"])
+    if dtype.kind == "f":
+        return x.astype(dtype)
+    if spec["scale"] == 1.0 and spec["zero_point"] == 0 and x.dtype == dtype:
+        return x  # raw pixels into a uint8 input of scale 1, zero point 0: no arithmetic at all
+    info = np.iinfo(dtype)
+    q = np.round(x.astype(np.float32) / spec["scale"]) + spec["zero_point"]
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, spec: dict) -> np.ndarray:
+    """The tensor's values as float32: scale * (q - zero_point) for int8 and uint8 alike."""
+    if np.dtype(spec["dtype"]).kind == "f" or not spec["scale"]:
+        return q.astype(np.float32)
+    return (spec["scale"] * (q.astype(np.float32) - spec["zero_point"])).astype(np.float32)
+
+
+class TFLiteModel:
+    """A loaded interpreter with one input (pixels) and one output (class probabilities)."""
+
+    def __init__(self, path: str | Path, threads: int = 1, delegate: str = "xnnpack",
+                 delegate_options: dict[str, str] | None = None, runtime: Runtime | None = None):
+        self.path = check_tflite_file(path)
+        self.runtime = runtime or find_runtime()
+        self.delegate = delegate
+        self.threads = threads
+        self.interpreter = self._make(delegate, threads, delegate_options or {})
+        self.input_spec = tensor_spec(self.interpreter.get_input_details()[0])
+        self.output_spec = tensor_spec(self.interpreter.get_output_details()[0])
+        self._in = self.input_spec["name"] and self.interpreter.get_input_details()[0]["index"]
+        self._out = self.interpreter.get_output_details()[0]["index"]
+
+    def _make(self, delegate: str, threads: int, options: dict[str, str]):
+        mod = self.runtime.module
+        kwargs: dict[str, Any] = {"model_path": str(self.path), "num_threads": threads}
+        if delegate == "none":
+            kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        elif delegate != "xnnpack":
+            try:
+                kwargs["experimental_delegates"] = [mod.load_delegate(delegate, options)]
+            except (OSError, ValueError, AttributeError, RuntimeError) as exc:
+                raise CxrError(f"--delegate {delegate}: could not load ({type(exc).__name__}: {exc})") from None
+            kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            it = mod.Interpreter(**kwargs)
+            it.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise CxrError(f"{self.path}: the runtime could not load it ({exc})") from None
+        return it
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.output_spec["shape"][-1])
+
+    def set_input(self, pixels: np.ndarray) -> None:
+        """pixels: one (H, W, 3) uint8 image or a (1, H, W, 3) batch."""
+        x = pixels if pixels.ndim == 4 else pixels[None]
+        self.interpreter.set_tensor(self._in, quantize(x, self.input_spec))
+
+    def invoke(self) -> None:
+        self.interpreter.invoke()
+
+    def output(self) -> np.ndarray:
+        return dequantize(self.interpreter.get_tensor(self._out), self.output_spec)
+
+    def raw_output(self) -> np.ndarray:
+        return self.interpreter.get_tensor(self._out).copy()
+
+    def predict_proba(self, images: np.ndarray, progress=None) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> (N, C) float32 probabilities (dequantized), one invoke per image."""
+        out = np.empty((len(images), self.num_classes), dtype=np.float32)
+        for i, img in enumerate(images):
+            self.set_input(img)
+            self.invoke()
+            out[i] = self.output()[0]
+            if progress:
+                progress(1)
+        return out
