@@ -1,13 +1,81 @@
-"""cxredge train (placeholder until its module lands; the owner replaces this file)."""
+"""cxredge train: MobileNet transfer learning (fc / one_conv / two_conv / finetune) on class folders."""
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
+import typer
+from rich.table import Table
+
+from cxredge.cli.common import console, handle_errors, split_list
 from cxredge.errors import CxrError
-from cxredge.cli.common import handle_errors
+from cxredge.paths import DEFAULT_RUN, SAMPLE_DATA, VARIANTS
+
+VARIANT_CHOICES = ("fc", "one_conv", "two_conv", "finetune", "all")
+ALPHAS = (0.25, 0.5, 0.75, 1.0)
+
+
+def parse_variants(value: str) -> tuple[str, ...]:
+    """'all' -> the three study variants; 'fc,two_conv' -> both; finetune only when named."""
+    items = split_list(value, "--variant", VARIANT_CHOICES)
+    out: list[str] = []
+    for item in items:
+        out += list(VARIANTS) if item == "all" else [item]
+    return tuple(dict.fromkeys(out))
 
 
 @handle_errors
-def train() -> None:
-    """Not implemented yet."""
-    raise CxrError("cxredge train: not implemented yet")
+def train(
+    data: Path = typer.Option(SAMPLE_DATA, "--data", help="DIR/{train,val,test}/<class>/ or DIR/<class>/ (70/15/15 split)."),
+    out: Path = typer.Option(DEFAULT_RUN, "--out", help="Run directory to write."),
+    variant: str = typer.Option("all", "--variant", help="fc | one_conv | two_conv | all (the three) | finetune, or a comma list."),
+    alpha: float = typer.Option(0.75, "--alpha", help="MobileNet width multiplier: 0.25, 0.5, 0.75 or 1.0."),
+    weights: str = typer.Option("bundled", "--weights", help="bundled (ImageNet, alpha 0.75) | imagenet (download) | none | PATH.h5"),
+    epochs: int = typer.Option(40, "--epochs", help="Maximum epochs (early stopping on val loss)."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    patience: int = typer.Option(6, "--patience", help="Early-stopping patience in epochs (0 = off)."),
+    class_weight: str = typer.Option("none", "--class-weight", help="none | balanced."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the split, weights init, shuffles and dropout."),
+    augment: bool = typer.Option(False, "--augment", help="Train the full network on augmented images (no feature cache)."),
+    flip_cache: bool = typer.Option(True, "--flip-cache/--no-flip-cache", help="Also cache mirrored train images (cheap augmentation)."),
+    dropout: float = typer.Option(0.3, "--dropout", help="Dropout after each hidden Dense layer of the head."),
+    label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and count) unreadable images instead of stopping."),
+    strategy: str = typer.Option("auto", "--strategy", help="auto (GPU if TensorFlow sees one) | mirrored (tf.distribute) | cpu."),
+    unfreeze_blocks: int = typer.Option(2, "--unfreeze-blocks", help="finetune: depthwise-separable blocks to unfreeze (1..13)."),
+    finetune_epochs: int = typer.Option(8, "--finetune-epochs", help="finetune: phase-2 epochs."),
+    finetune_lr: float = typer.Option(1e-5, "--finetune-lr", help="finetune: phase-2 learning rate."),
+) -> None:
+    """Train the MobileNet head variants on cached features and write a run directory."""
+    variants = parse_variants(variant)
+    if alpha not in ALPHAS:
+        raise CxrError(f"--alpha {alpha}: expected one of {', '.join(map(str, ALPHAS))}")
+    if "finetune" in variants and not 1 <= unfreeze_blocks <= 13:
+        raise CxrError(f"--unfreeze-blocks {unfreeze_blocks}: expected 1..13")
+    from cxredge.train.settings import TrainSettings
+
+    settings = TrainSettings(variants=variants, alpha=alpha, weights=weights, epochs=epochs, batch_size=batch_size,
+                             lr=lr, patience=patience, class_weight=class_weight, seed=seed, augment=augment,
+                             flip_cache=flip_cache, skip_bad=skip_bad, strategy=strategy,
+                             unfreeze_blocks=unfreeze_blocks, dropout=dropout, label_smoothing=label_smoothing,
+                             finetune_epochs=finetune_epochs, finetune_lr=finetune_lr)
+    from cxredge.train.variants import resolve_weights
+
+    resolve_weights(weights, alpha)  # fail on a bad --weights before decoding any image
+    from cxredge.train.run import train_run
+
+    results = train_run(data, out, settings, console)
+    console.print(results_table(results))
+    console.print(f"run directory: [bold]{out}[/] (run.json, <variant>/model.keras, metrics.json, curves.png, confusion.png)")
+
+
+def results_table(results: list[dict]) -> Table:
+    table = Table(title="cxredge train: test split")
+    for col in ("variant", "accuracy", "macro-F1", "macro precision", "macro recall", "trainable / total params",
+                "epochs", "train time"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for m in results:
+        table.add_row(m["variant"], f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", f"{m['macro_precision']:.3f}",
+                      f"{m['macro_recall']:.3f}", f"{m['params_trainable']:,} / {m['params_total']:,}",
+                      str(m["epochs_run"]), f"{m['train_seconds']:.1f} s")
+    return table

@@ -1,0 +1,36 @@
+"""Writing a variant's artifacts (run-directory contract, DESIGN.md), every file atomically."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from cxredge.io import write_json
+from cxredge.keras import keras
+from cxredge.plots import plot_confusion, plot_curves
+
+
+def save_model(model: keras.Model, path: str | Path) -> Path:
+    """model.save to a temporary `.keras` file next to `path`, then os.replace (never half a model)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
+    os.close(fd)
+    try:
+        model.save(tmp, save_format="keras")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_variant(out: Path, variant: str, model: keras.Model, history: dict, metrics: dict) -> None:
+    """model.keras, history.json, curves.png, metrics.json, confusion.png under out/variant/."""
+    folder = out / variant
+    save_model(model, folder / "model.keras")
+    write_json(folder / "history.json", history)
+    plot_curves(history, folder / "curves.png", title=f"{variant}: training curves")
+    write_json(folder / "metrics.json", metrics)
+    plot_confusion(metrics["confusion_matrix"], metrics["classes"], folder / "confusion.png",
+                   title=f"{variant}: test accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")

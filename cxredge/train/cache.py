@@ -1,0 +1,75 @@
+"""The feature cache: run the frozen part of MobileNet once per image, train only the tail.
+
+Every variant's model is a linear chain of layers. Everything before the first trainable layer is
+frozen, so its output (the "cut") is a fixed function of the image. We compute the cuts of all the
+variants of a run in one forward pass per image (and, with flip_cache, once more for the mirrored
+image), then train a tail model that re-applies the remaining layers of the full model to the cached
+tensor. The layers are shared objects, so the trained tail's weights ARE the full model's weights.
+
+Cuts (the output of the layer just before the first trainable one):
+  fc        reshape_2        the 1000-d conv_preds logits
+  one_conv  dropout          the global-average-pooled conv_pw_13_relu output, (1, 1, C)
+  two_conv  conv_dw_13_relu  the 7x7xC depthwise output of the last block
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from cxredge.keras import keras, tf
+from cxredge.train.variants import first_trainable_index
+
+
+def cut_layer_name(model: keras.Model) -> str:
+    """Name of the last frozen layer of a variant model: its output is what we cache."""
+    return model.layers[first_trainable_index(model) - 1].name
+
+
+def feature_extractor(model: keras.Model, cut_names: list[str]) -> keras.Model:
+    """One model that outputs every requested cut (frozen layers only, inference mode)."""
+    outputs = [model.get_layer(name).output for name in cut_names]
+    return keras.Model(model.input, outputs, name="feature_cache")
+
+
+def tail_model(model: keras.Model, cut_name: str) -> keras.Model:
+    """Re-apply the layers after `cut_name` to a new input; weights are shared with `model`.
+
+    BatchNormalization layers are called with training=False (the Keras transfer-learning guide):
+    their gamma/beta may train, their moving statistics stay those of ImageNet.
+    """
+    names = [layer.name for layer in model.layers]
+    k = names.index(cut_name) + 1
+    cut = model.get_layer(cut_name).output
+    inp = keras.Input(tuple(cut.shape[1:]), name=f"cached_{cut_name}")
+    x = inp
+    for layer in model.layers[k:]:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            x = layer(x, training=False)
+        else:
+            x = layer(x)
+    return keras.Model(inp, x, name=f"{model.name}_tail")
+
+
+def compute_features(extractor: keras.Model, images: np.ndarray, batch_size: int = 32, flip: bool = False,
+                     progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    """Run the extractor over uint8 images (optionally mirrored left-right); one array per cut."""
+    fn = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
+    chunks: list[list[np.ndarray]] = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        if flip:
+            batch = batch[:, :, ::-1, :]
+        out = fn(tf.constant(batch, dtype=tf.float32))
+        out = out if isinstance(out, (list, tuple)) else [out]
+        chunks.append([o.numpy() for o in out])
+        if progress:
+            progress(len(batch))
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Inference in batches through a tf.function (no tf.data pipeline, no per-call retracing)."""
+    fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+    outs = [fn(tf.constant(x[i:i + batch_size], dtype=tf.float32)).numpy() for i in range(0, len(x), batch_size)]
+    return np.concatenate(outs)

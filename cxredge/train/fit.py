@@ -1,0 +1,116 @@
+"""Fitting: determinism, devices / tf.distribute, the cached-feature batches, callbacks."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from cxredge.errors import CxrError
+from cxredge.keras import keras, tf
+from cxredge.train.settings import TrainSettings
+
+
+def set_determinism(seed: int) -> None:
+    """Same seed -> same weights init, same shuffles, same dropout masks, same results."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def devices() -> dict:
+    gpus = tf.config.list_physical_devices("GPU")
+    return {"gpus": [d.name for d in gpus], "cpus": [d.name for d in tf.config.list_physical_devices("CPU")],
+            "used": "GPU" if gpus else "CPU"}
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """auto: TF's default (a visible GPU is used as is); mirrored: MirroredStrategy over every GPU
+    (or the CPU when there is none); cpu: pin everything to the CPU."""
+    if name == "auto":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy(devices=[d.name for d in gpus] or ["/cpu:0"])
+    if name == "cpu":
+        return tf.distribute.OneDeviceStrategy("/cpu:0")
+    raise CxrError(f"--strategy {name}: expected auto, mirrored or cpu")
+
+
+def class_weights(y: np.ndarray, num_classes: int, mode: str) -> np.ndarray:
+    """Per-class loss weights: 'balanced' = n / (k * count_c) (scikit-learn's formula), else ones."""
+    if mode == "none":
+        return np.ones(num_classes, dtype=np.float32)
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+    return (len(y) / (num_classes * np.maximum(counts, 1))).astype(np.float32)
+
+
+class CachedBatches(keras.utils.Sequence):
+    """Batches of cached features; each epoch reshuffles and, given mirrored features, picks the
+    original or the mirrored image per sample (cheap augmentation that keeps the cache)."""
+
+    def __init__(self, feats: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, seed: int,
+                 flipped: np.ndarray | None = None, weights: np.ndarray | None = None, shuffle: bool = True):
+        super().__init__()
+        self.feats, self.flipped, self.batch_size, self.shuffle = feats, flipped, batch_size, shuffle
+        self.onehot = np.eye(num_classes, dtype=np.float32)[y]
+        self.sample_w = (weights if weights is not None else np.ones(num_classes, np.float32))[y]
+        self.rng = np.random.default_rng(seed)
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.feats) / self.batch_size))
+
+    def on_epoch_end(self) -> None:
+        n = len(self.feats)
+        self.order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+        self.use_flip = self.rng.random(n) < 0.5 if self.flipped is not None else np.zeros(n, bool)
+
+    def __getitem__(self, i: int):
+        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        x = self.feats[idx]
+        flip = self.use_flip[idx]
+        if flip.any():
+            x = x.copy()
+            x[flip] = self.flipped[idx[flip]]
+        return x, self.onehot[idx], self.sample_w[idx]
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """Feeds a rich progress bar and records wall time per epoch."""
+
+    def __init__(self, advance: Callable[[str], None] | None):
+        super().__init__()
+        self.advance = advance
+        self.epoch_seconds: list[float] = []
+        self._t0 = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(time.perf_counter() - self._t0)
+        if self.advance:
+            logs = logs or {}
+            self.advance(f"loss {logs.get('loss', 0):.3f} val_loss {logs.get('val_loss', 0):.3f} "
+                         f"val_acc {logs.get('val_accuracy', 0):.3f}")
+
+
+def compile_model(model: keras.Model, lr: float, label_smoothing: float) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(lr),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                  metrics=["accuracy"])
+
+
+def fit(model: keras.Model, train, val, settings: TrainSettings, epochs: int,
+        advance: Callable[[str], None] | None = None) -> tuple[dict, EpochProgress]:
+    """model.fit with early stopping on val loss (best weights restored). Returns (history, timer)."""
+    timer = EpochProgress(advance)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience,
+                                         restore_best_weights=True)
+    callbacks = [timer, stop] if settings.patience > 0 else [timer]
+    hist = model.fit(train, validation_data=val, epochs=epochs, verbose=0, callbacks=callbacks,
+                     shuffle=False)
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    history["epoch_seconds"] = timer.epoch_seconds
+    history["best_epoch"] = int(np.argmin(history["val_loss"])) + 1 if settings.patience > 0 else len(timer.epoch_seconds)
+    return history, timer

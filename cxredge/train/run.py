@@ -1,0 +1,189 @@
+"""`cxredge train` end to end: data -> feature cache -> one fit per variant -> artifacts + run.json."""
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from cxredge import __version__
+from cxredge.edge.metrics import classification_metrics
+from cxredge.io import write_json
+from cxredge.keras import keras, tf
+from cxredge.train import fit as fitting
+from cxredge.train.augment import image_dataset
+from cxredge.train.artifacts import write_variant
+from cxredge.train.cache import compute_features, cut_layer_name, feature_extractor, predict, tail_model
+from cxredge.train.data import TrainData, load_data, progress_bar
+from cxredge.train.settings import TrainSettings
+from cxredge.train.variants import build_model, count_params, resolve_weights, set_trainable
+
+CHECK_IMAGES = 8  # test images run through the full model to confirm it equals the cached tail
+
+
+@dataclass
+class Features:
+    """Cached cuts by layer name: train (and mirrored train), val, test."""
+    train: dict[str, np.ndarray] = field(default_factory=dict)
+    train_flip: dict[str, np.ndarray] = field(default_factory=dict)
+    val: dict[str, np.ndarray] = field(default_factory=dict)
+    test: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def train_run(data_dir: str | Path, out: str | Path, settings: TrainSettings, console: Console) -> list[dict]:
+    """Train every requested variant; return their metrics (also written under out/)."""
+    out = Path(out)
+    fitting.set_determinism(settings.seed)
+    weights = resolve_weights(settings.weights, settings.alpha)
+    data = load_data(data_dir, seed=settings.seed, skip_bad=settings.skip_bad, console=console)
+    strategy = fitting.make_strategy(settings.strategy)
+    cuts, feats = _cache(data, settings, weights, console)
+    results = []
+    for variant in settings.variants:
+        results.append(_train_variant(variant, data, feats, cuts, settings, weights, strategy, out, console))
+    _write_run_json(out, data, settings, results, feats, strategy)
+    return results
+
+
+def _cache(data: TrainData, settings: TrainSettings, weights, console) -> tuple[dict[str, str], Features]:
+    """Which layer each cached variant trains on, and one forward pass per image (and per mirrored
+    train image) that yields every variant's cut. finetune's phase 1 trains on two_conv's cut."""
+    t0 = time.perf_counter()
+    ref = build_model("fc", len(data.classes), settings.alpha, weights)
+    cuts = {}
+    for v in settings.variants:
+        if v == "finetune" or not settings.augment:
+            set_trainable(ref, "two_conv" if v == "finetune" else v)
+            cuts[v] = cut_layer_name(ref)
+    feats = Features()
+    if not cuts:
+        return cuts, feats
+    layer_names = list(dict.fromkeys(cuts.values()))
+    extractor = feature_extractor(ref, layer_names)
+    jobs = [("train", feats.train, False), ("val", feats.val, False), ("test", feats.test, False)]
+    if settings.flip_cache:
+        jobs.insert(1, ("train", feats.train_flip, True))
+    with progress_bar(console) as bar:
+        for split, store, flip in jobs:
+            images = data.splits[split].x
+            task = bar.add_task(f"cache {split}{' (mirrored)' if flip else ''}", total=len(images), info="")
+            arrays = compute_features(extractor, images, 32, flip, lambda n, t=task: bar.advance(t, n))
+            store.update(zip(layer_names, arrays))
+    feats.seconds = time.perf_counter() - t0
+    console.print(f"feature cache: {sum(len(data.splits[s].x) for s, _, _ in jobs)} forward passes "
+                  f"in {feats.seconds:.1f} s ({', '.join(layer_names)})")
+    return cuts, feats
+
+
+def _train_variant(variant, data, feats, cuts, settings, weights, strategy, out, console) -> dict:
+    k = len(data.classes)
+    keras.backend.clear_session()
+    fitting.set_determinism(settings.seed)
+    t0 = time.perf_counter()
+    with strategy.scope():
+        model = build_model(variant, k, settings.alpha, weights, settings.unfreeze_blocks, settings.dropout)
+        total, trainable = count_params(model)
+        if variant == "finetune":
+            set_trainable(model, "two_conv")
+    cw = fitting.class_weights(data.splits["train"].y, k, settings.class_weight)
+    with progress_bar(console) as bar:
+        advance = _advancer(bar, variant, settings.epochs)
+        if variant in cuts:
+            history, tail = _fit_cached(model, cuts[variant], data, feats, settings, cw, strategy, advance)
+        else:
+            history, tail = _fit_full(model, data, settings, cw, strategy, advance, settings.epochs, settings.lr)
+        if variant == "finetune":
+            set_trainable(model, "finetune", settings.unfreeze_blocks)
+            advance = _advancer(bar, "finetune phase 2", settings.finetune_epochs)
+            phase2, tail = _fit_full(model, data, settings, cw, strategy, advance, settings.finetune_epochs,
+                                     settings.finetune_lr)
+            history = _join_phases(history, phase2)
+    seconds = time.perf_counter() - t0
+    metrics = _evaluate(model, tail, variant, cuts, data, feats, settings)
+    metrics.update(params_total=total, params_trainable=trainable, train_seconds=round(seconds, 2),
+                   epochs_run=len(history["loss"]), best_epoch=history["best_epoch"])
+    write_variant(out, variant, model, history, metrics)
+    console.print(f"[green]{variant}[/]: test accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
+                  f"({metrics['epochs_run']} epochs, {seconds:.1f} s) -> {out / variant}")
+    return metrics
+
+
+def _advancer(bar, label: str, epochs: int):
+    task = bar.add_task(f"train {label}", total=epochs, info="")
+    return lambda info: bar.update(task, advance=1, info=info)
+
+
+def _fit_cached(model, cut, data, feats, settings, cw, strategy, advance):
+    k = len(data.classes)
+    with strategy.scope():
+        tail = tail_model(model, cut)
+        fitting.compile_model(tail, settings.lr, settings.label_smoothing)
+    train = fitting.CachedBatches(feats.train[cut], data.splits["train"].y, k, settings.batch_size, settings.seed,
+                                  feats.train_flip.get(cut), cw)
+    val = (feats.val[cut], np.eye(k, dtype=np.float32)[data.splits["val"].y])
+    history, _ = fitting.fit(tail, train, val, settings, settings.epochs, advance)
+    history["mode"] = "cached"
+    return history, tail
+
+
+def _fit_full(model, data, settings, cw, strategy, advance, epochs, lr):
+    """The whole network on (augmented) images; BN layers run in inference mode (tail from the input)."""
+    k = len(data.classes)
+    with strategy.scope():
+        trainer = tail_model(model, model.layers[0].name)
+        fitting.compile_model(trainer, lr, settings.label_smoothing)
+    train = image_dataset(data.splits["train"].x, data.splits["train"].y, k, settings.batch_size, settings.seed,
+                          augment=True, weights=cw)
+    val = image_dataset(data.splits["val"].x, data.splits["val"].y, k, settings.batch_size, settings.seed,
+                        augment=False)
+    history, _ = fitting.fit(trainer, train, val, settings, epochs, advance)
+    history["mode"] = "full-augmented"
+    return history, None
+
+
+def _join_phases(p1: dict, p2: dict) -> dict:
+    joined = {key: p1[key] + p2[key] for key in p1 if isinstance(p1[key], list) and key in p2}
+    joined.update(phase1_epochs=len(p1["loss"]), mode="cached head + full-augmented fine-tune",
+                  best_epoch=len(p1["loss"]) + p2["best_epoch"])
+    return joined
+
+
+def _evaluate(model, tail, variant, cuts, data, feats, settings) -> dict:
+    """Test metrics from real predictions; confirm once that the full model equals the cached tail."""
+    test = data.splits["test"]
+    check = None
+    if tail is not None:
+        probs = predict(tail, feats.test[cuts[variant]])
+        full = predict(model, test.x[:CHECK_IMAGES])
+        check = float(np.abs(full - probs[:CHECK_IMAGES]).max())
+    else:
+        probs = predict(model, test.x, batch_size=32)
+    metrics = classification_metrics(test.y, probs.argmax(axis=1), data.classes)
+    metrics.update(variant=variant, split="test", full_vs_cached_max_abs_diff=check)
+    return metrics
+
+
+def _write_run_json(out, data: TrainData, settings, results, feats, strategy) -> None:
+    run = {
+        "format": "cxredge-run/1",
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "classes": list(data.classes), "alpha": settings.alpha, "weights": settings.weights, "image_size": 224,
+        "seed": settings.seed, "variants": list(settings.variants),
+        "data": {**data.dataset.describe(), "path": str(Path(data.dataset.root).resolve()),
+                 "sha256": data.dataset.fingerprint()},
+        "settings": settings.to_dict(),
+        "versions": {"cxredge": __version__, "tensorflow": tf.__version__, "tf_keras": keras.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+        "devices": {**fitting.devices(), "strategy": type(strategy).__name__,
+                    "replicas": strategy.num_replicas_in_sync},
+        "leakage": data.leaks, "skipped_images": len(data.skipped), "skipped": data.skipped,
+        "feature_cache_seconds": round(feats.seconds, 2),
+        "results": {m["variant"]: {key: m[key] for key in ("accuracy", "macro_f1", "params_trainable", "train_seconds")}
+                    for m in results},
+    }
+    write_json(out / "run.json", run)

@@ -1,0 +1,56 @@
+"""Training settings: one frozen dataclass, saved into run.json next to what it produced."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from cxredge.errors import CxrError
+
+STRATEGIES = ("auto", "mirrored", "cpu")
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that decides a training run (defaults tuned on the val split of chest_xray_4class)."""
+    variants: tuple[str, ...] = ("fc", "one_conv", "two_conv")
+    alpha: float = 0.75
+    weights: str = "bundled"
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    patience: int = 6
+    class_weight: str = "none"
+    seed: int = 0
+    augment: bool = False
+    flip_cache: bool = True
+    skip_bad: bool = False
+    strategy: str = "auto"
+    unfreeze_blocks: int = 2
+    dropout: float = 0.3
+    label_smoothing: float = 0.1
+    finetune_epochs: int = 8
+    finetune_lr: float = 1e-5
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"--epochs {self.epochs}: must be >= 1"),
+            (self.batch_size >= 1, f"--batch-size {self.batch_size}: must be >= 1"),
+            (self.lr > 0, f"--lr {self.lr}: must be > 0"),
+            (self.patience >= 0, f"--patience {self.patience}: must be >= 0"),
+            (self.class_weight in CLASS_WEIGHTS, f"--class-weight {self.class_weight}: expected none or balanced"),
+            (self.strategy in STRATEGIES, f"--strategy {self.strategy}: expected one of {', '.join(STRATEGIES)}"),
+            (0 <= self.dropout < 1, f"--dropout {self.dropout}: expected 0 <= dropout < 1"),
+            (0 <= self.label_smoothing < 1, f"--label-smoothing {self.label_smoothing}: expected 0..1"),
+            (self.finetune_epochs >= 1, f"--finetune-epochs {self.finetune_epochs}: must be >= 1"),
+            (self.finetune_lr > 0, f"--finetune-lr {self.finetune_lr}: must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise CxrError(message)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "TrainSettings":
+        return dataclasses.replace(self, **changes)
