@@ -1,13 +1,102 @@
-"""cxredge quantize (placeholder until its module lands; the owner replaces this file)."""
+"""cxredge quantize: float32 / int8 / float16 / dynamic / QAT .tflite models, each validated."""
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cxredge.cli.common import console, handle_errors, split_list
 from cxredge.errors import CxrError
-from cxredge.cli.common import handle_errors
+from cxredge.paths import DEFAULT_RUN, VARIANTS
+
+MODE_CHOICES = ("int8", "float32", "float16", "dynamic", "qat", "all")
+ALL_MODES = ("float32", "int8", "float16", "dynamic", "qat")
+
+
+def parse_modes(value: str) -> tuple[str, ...]:
+    """'int8' -> float32 + int8; 'all' -> every mode; float32 is always written (the reference)."""
+    items = split_list(value, "--mode", MODE_CHOICES)
+    out = ["float32"]
+    for item in items:
+        out += list(ALL_MODES) if item == "all" else [item]
+    return tuple(dict.fromkeys(out))
+
+
+def parse_variants(value: str, run_variants: list[str] | None) -> tuple[str, ...]:
+    items = split_list(value, "--variant", VARIANTS + ("all",))
+    out: list[str] = []
+    for item in items:
+        out += list(run_variants or VARIANTS) if item == "all" else [item]
+    return tuple(dict.fromkeys(v for v in out if v in VARIANTS))
+
+
+class _Tracker:
+    """Hands out rich progress tasks: `task(description, total)` -> advance(n) callback."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def task(self, description: str, total: int):
+        tid = self.progress.add_task(description, total=total)
+        return lambda n=1: self.progress.advance(tid, n)
 
 
 @handle_errors
-def quantize() -> None:
-    """Not implemented yet."""
-    raise CxrError("cxredge quantize: not implemented yet")
+def quantize(
+    run: Path = typer.Option(DEFAULT_RUN, "--run", help="Run directory written by cxredge train."),
+    variant: str = typer.Option("all", "--variant", help="fc | one_conv | two_conv | all, or a comma list."),
+    mode: str = typer.Option("int8", "--mode", help="int8 | float16 | dynamic | qat | float32 | all, or a comma list. float32 is always written."),
+    io: str = typer.Option("uint8", "--io", help="Output type of int8 models: uint8 | int8 (input is always uint8 raw pixels)."),
+    calibration_size: int = typer.Option(200, "--calibration-size", help="Calibration images: a stratified, seeded sample of the train split."),
+    calibration_file: Path = typer.Option(None, "--calibration", help="Rebuild from a saved calibration manifest instead of drawing one."),
+    qat_epochs: int = typer.Option(2, "--qat-epochs", help="QAT fine-tuning epochs."),
+    qat_images: int = typer.Option(400, "--qat-images", help="Train images used for QAT (stratified subset)."),
+    debug: bool = typer.Option(False, "--debug", help="Write a per-layer int8 error report (int8_debug.json/.md)."),
+    float_fallback: int = typer.Option(0, "--float-fallback", help="Keep the K worst int8 layers in float (int8_fallback.tflite)."),
+    split: str = typer.Option("val", "--split", help="Split to validate on: val | test."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the calibration sample and QAT."),
+) -> None:
+    """Convert trained variants to TFLite and check each against its Keras model."""
+    from cxredge.convert.pipeline import QuantizeSettings, load_run, quantize_run
+    from cxredge.convert.qat import QatSettings
+
+    _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback, split)
+    run_doc = load_run(run)
+    settings = QuantizeSettings(
+        run=run, variants=parse_variants(variant, run_doc.get("variants")), modes=parse_modes(mode), io=io,
+        calibration_size=calibration_size, calibration_file=calibration_file,
+        qat=QatSettings(epochs=qat_epochs, images=qat_images, seed=seed), debug=debug,
+        float_fallback=float_fallback, seed=seed, split=split)
+    if not settings.variants:
+        raise CxrError(f"--variant {variant}: the run has none of these variants")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        rows = quantize_run(settings, _Tracker(progress))
+    console.print(results_table(rows, split))
+    console.print(f"wrote {len(rows)} models under {run}; summary {run / 'quantize.json'}")
+
+
+def _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback, split) -> None:
+    if io not in ("uint8", "int8"):
+        raise CxrError(f"--io {io}: expected uint8 or int8")
+    if split not in ("val", "test"):
+        raise CxrError(f"--split {split}: expected val or test")
+    for name, value, low in (("--calibration-size", calibration_size, 1), ("--qat-epochs", qat_epochs, 1),
+                             ("--qat-images", qat_images, 1), ("--float-fallback", float_fallback, 0)):
+        if value < low:
+            raise CxrError(f"{name} {value}: must be >= {low}")
+
+
+def results_table(rows: list[dict], split: str) -> Table:
+    table = Table(title=f"cxredge quantize: each model vs its Keras original ({split} split)")
+    for col in ("variant", "precision", "size", "x float32", "agreement", "macro-F1", "delta F1", "max |dprob|", "ties"):
+        table.add_column(col, justify="left" if col in ("variant", "precision") else "right")
+    float_size = {r["variant"]: r["size_bytes"] for r in rows if r["precision"] == "float32"}
+    for r in rows:
+        ratio = r["size_bytes"] / float_size[r["variant"]] if float_size.get(r["variant"]) else float("nan")
+        table.add_row(r["variant"], r["precision"], f"{r['size_bytes'] / 1e6:.2f} MB", f"{ratio:.2f}x",
+                      f"{100 * r['agreement']:.1f}%", f"{r['macro_f1']:.4f}", f"{100 * r['delta_macro_f1']:+.2f} pt",
+                      f"{r['max_abs_dprob']:.2e}", str(r["tied_at_max"]))
+    return table

@@ -1,0 +1,1 @@
+"""Training side -> edge models: calibration sets, TFLite conversion presets, QAT, validation. Needs TensorFlow."""

@@ -1,0 +1,211 @@
+"""`cxredge quantize` end to end: run dir -> calibration set -> every requested .tflite, validated.
+
+Order: read run.json and the dataset, resolve (or draw) the calibration manifest and verify every
+image, load the validation split; then per variant: Keras reference, float32 (always: the device's
+reference), then the requested modes. Everything that can fail on user input fails before the first
+model is written; every model is validated before it replaces an earlier one.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cxredge.convert import artifacts, calibration, debug, quantize, validate
+from cxredge.convert.qat import QatSettings, fine_tune
+from cxredge.edge.dataset import load_split, scan
+from cxredge.errors import CxrError
+from cxredge.io import read_json, sha256_file, write_json, write_text
+from cxredge.keras import keras
+
+MODES = ("float32", "int8", "float16", "dynamic", "qat")
+CALIBRATED = ("int8", "qat")
+
+
+@dataclass(frozen=True)
+class QuantizeSettings:
+    run: Path
+    variants: tuple[str, ...]
+    modes: tuple[str, ...]              # always contains float32
+    io: str = "uint8"
+    calibration_size: int = 200
+    calibration_file: Path | None = None
+    qat: QatSettings = field(default_factory=QatSettings)
+    debug: bool = False
+    float_fallback: int = 0
+    seed: int = 0
+    split: str = "val"
+
+    @property
+    def needs_calibration(self) -> bool:
+        return any(m in CALIBRATED for m in self.modes) or self.debug or self.float_fallback > 0
+
+
+def load_run(run_dir: Path) -> dict:
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise CxrError(f"--run {run_dir}: no run.json (train first: cxredge train --out {run_dir})")
+    run = read_json(path)
+    for key in ("classes", "data"):
+        if key not in run:
+            raise CxrError(f"{path}: missing '{key}'")
+    if "path" not in run["data"]:
+        raise CxrError(f"{path}: missing data.path")
+    return run
+
+
+def load_model(run_dir: Path, variant: str) -> keras.Model:
+    path = run_dir / variant / "model.keras"
+    if not path.is_file():
+        raise CxrError(f"--variant {variant}: {path} not found (train it first)")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (ValueError, OSError) as exc:
+        raise CxrError(f"{path}: could not load the Keras model ({exc})") from None
+
+
+class Calibration:
+    """The verified calibration images and the sidecar record that names their manifest."""
+
+    def __init__(self, settings: QuantizeSettings, run: dict, ds, tracker):
+        if settings.calibration_file is not None:
+            src = settings.calibration_file
+            manifest = calibration.read_manifest(src)
+            calibration.check_classes(manifest, run["classes"], src)
+        else:
+            src = f"--calibration-size {settings.calibration_size}"
+            manifest = calibration.draw(ds, settings.calibration_size, settings.seed,
+                                        run["data"].get("sha256") or "unknown")
+        step = tracker.task(f"calibration images ({manifest.size})", manifest.size)
+        self.x = calibration.load_images(manifest, ds.root, src, step)
+        self.manifest = manifest
+        self.anchor = calibration.input_range_anchor(self.x) is not None
+        self.path = settings.run / "calibration" / f"{manifest.name}.txt"
+
+    def save(self, source: Path | None) -> None:
+        if source is not None and source.resolve() == self.path.resolve():
+            return
+        if source is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_text(self.path, source.read_text(encoding="utf-8"))
+        else:
+            self.manifest.save(self.path)
+
+    def record(self, run_dir: Path) -> dict:
+        m = self.manifest
+        return {"manifest": self.path.relative_to(run_dir).as_posix(), "sha256": m.sha256(), "size": m.size,
+                "seed": m.seed, "dataset": m.dataset, "dataset_sha256": m.dataset_sha256,
+                "input_range_anchor": self.anchor}
+
+
+def quantize_run(settings: QuantizeSettings, tracker) -> list[dict]:
+    """Run everything; returns one result row per written model."""
+    run = load_run(settings.run)
+    ds = scan(run["data"]["path"], seed=run["data"].get("split_seed") or 0)
+    if list(ds.classes) != list(run["classes"]):
+        raise CxrError(f"{settings.run / 'run.json'}: classes {run['classes']} differ from the dataset's {list(ds.classes)}")
+    for v in settings.variants:
+        if not (settings.run / v / "model.keras").is_file():
+            raise CxrError(f"--variant {v}: {settings.run / v / 'model.keras'} not found (train it first)")
+    calib = Calibration(settings, run, ds, tracker) if settings.needs_calibration else None
+    n_val = len(ds.splits[settings.split])
+    loaded = load_split(ds, settings.split, skip_bad=True, progress=tracker.task(f"{settings.split} images", n_val))
+    if calib is not None:
+        calib.save(settings.calibration_file)
+    rows: list[dict] = []
+    for variant in settings.variants:
+        rows += quantize_variant(settings, run, variant, loaded, calib, tracker)
+    write_json(settings.run / "quantize.json", {"settings": _settings_record(settings), "results": rows})
+    return rows
+
+
+def quantize_variant(settings, run, variant, loaded, calib, tracker) -> list[dict]:
+    model = load_model(settings.run, variant)
+    ref = validate.keras_reference(model, loaded.x, loaded.y, run["classes"], settings.split)
+    out_dir = settings.run / variant
+    job = _Job(settings, run, variant, ref, calib, tracker, out_dir)
+    rows = [job.emit("float32", quantize.convert_float(model, "float32"))]
+    for mode in ("float16", "dynamic"):
+        if mode in settings.modes:
+            rows.append(job.emit(mode, quantize.convert_float(model, mode)))
+    if calib is not None and ("int8" in settings.modes or settings.debug or settings.float_fallback):
+        cal = quantize.calibrate(model, calib.x, tracker.task(f"{variant}: calibrating int8", len(calib.x) + calib.anchor))
+        rows.append(job.emit("int8", quantize.quantize_calibrated(cal, settings.io, what=f"{variant}/int8.tflite")))
+        if settings.debug or settings.float_fallback:
+            rows += job.debug_and_fallback(cal, rows[-1])
+    if "qat" in settings.modes:
+        rows.append(job.qat(model))
+    return rows
+
+
+@dataclass
+class _Job:
+    settings: QuantizeSettings
+    run: dict
+    variant: str
+    ref: validate.Reference
+    calib: Calibration | None
+    tracker: object
+    out_dir: Path
+
+    def emit(self, precision: str, data: bytes, extra: dict | None = None) -> dict:
+        path = self.out_dir / f"{precision}.tflite"
+        step = self.tracker.task(f"{self.variant}: validating {precision}", len(self.ref.y))
+        checked = artifacts.write_model(path, data, lambda tmp: validate.validate(tmp, precision, self.ref, step))
+        calib = None if precision in ("float32", "float16", "dynamic") else self.calib.record(self.settings.run)
+        extra = {"conversion": {"preset": quantize.PRESETS[precision].description,
+                                "io": self.settings.io if calib else "float32", **(extra or {})},
+                 "source": {"model": f"{self.variant}/model.keras",
+                            "sha256": sha256_file(self.out_dir / "model.keras")}}
+        doc = artifacts.sidecar(path, data, self.variant, precision, list(self.run["classes"]), checked, calib, extra)
+        return {"variant": self.variant, "precision": precision, "model": str(path), "size_bytes": len(data),
+                **doc["validation"], **({"fallback": extra["conversion"]["fallback"]}
+                                        if "fallback" in extra["conversion"] else {})}
+
+    def debug_and_fallback(self, cal: bytes, int8_row: dict) -> list[dict]:
+        task = self.tracker.task(f"{self.variant}: per-layer debugger", len(self.calib.x) + self.calib.anchor)
+        layers = debug.layer_report(cal, self.calib.x, task)
+        report = {"variant": self.variant, "images": len(self.calib.x), "calibration": self.calib.record(self.settings.run),
+                  "metric": "rmse/scale", "layers": layers}
+        write_json(self.out_dir / "int8_debug.json", report)
+        write_text(self.out_dir / "int8_debug.md", debug.report_markdown(self.variant, layers, len(self.calib.x)))
+        k = self.settings.float_fallback
+        if not k:
+            return []
+        if k > len(layers):
+            raise CxrError(f"--float-fallback {k}: the model has only {len(layers)} quantized layers")
+        deny = debug.worst_layers(layers, k)
+        data = quantize.quantize_calibrated(cal, self.settings.io, deny, what=f"{self.variant}/int8_fallback.tflite")
+        fb = {"k": k, "layers": [debug.short_name(t) for t in deny], "denylisted_nodes": list(deny)}
+        row = self.emit("int8_fallback", data, {"fallback": fb})
+        fb.update({"agreement_gain": row["agreement"] - int8_row["agreement"],
+                   "macro_f1_gain": row["macro_f1"] - int8_row["macro_f1"],
+                   "size_cost_bytes": row["size_bytes"] - int8_row["size_bytes"]})
+        row["fallback"] = fb
+        return [row]
+
+    def qat(self, model: keras.Model) -> dict:
+        ds_train = self._qat_images()
+        qs = self.settings.qat
+        qat_model, info = fine_tune(model, ds_train, qs, self.tracker.task(f"{self.variant}: QAT epochs", qs.epochs))
+        cal = quantize.calibrate(qat_model, self.calib.x,
+                                 self.tracker.task(f"{self.variant}: calibrating qat", len(self.calib.x) + self.calib.anchor))
+        data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/qat_int8.tflite")
+        return self.emit("qat_int8", data, {"qat": {**asdict(qs), "images_used": len(ds_train), **info}})
+
+    def _qat_images(self) -> np.ndarray:
+        ds = scan(self.run["data"]["path"], seed=self.run["data"].get("split_seed") or 0)
+        n = min(self.settings.qat.images, len(ds.splits["train"]))
+        manifest = calibration.draw(ds, n, self.settings.qat.seed + 1)
+        return calibration.load_images(manifest, ds.root, "--qat-images", self.tracker.task("QAT images", n))
+
+
+def _settings_record(s: QuantizeSettings) -> dict:
+    d = asdict(s)
+    d["run"] = str(s.run)
+    d["calibration_file"] = str(s.calibration_file) if s.calibration_file else None
+    return d
+
+
+__all__ = ["MODES", "QuantizeSettings", "quantize_run", "load_run"]

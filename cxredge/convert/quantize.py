@@ -1,0 +1,121 @@
+"""Keras model -> .tflite bytes, one preset per precision. Presets are data, not branches.
+
+Every model is converted from a concrete function with a fixed (1, 224, 224, 3) float32 input (batch
+1, as the device runs it). Full-integer int8 goes in two steps, so calibration runs once per model:
+`calibrate()` (the converter's calibrate-only pass over the representative images) then
+`quantize_calibrated()` (the MLIR quantizer: uint8 input, int8 or uint8 output, optional float
+fallback of named nodes). The uint8 input must come out with scale 1.0 and zero point 0: the device
+feeds raw pixels; anything else fails loudly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cxredge.convert.calibration import input_range_anchor
+from cxredge.convert.opcheck import require_integer_only
+from cxredge.errors import CxrError
+from cxredge.keras import keras, tf
+
+INPUT_SHAPE = (1, 224, 224, 3)
+IO_TYPES = ("uint8", "int8")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str                 # file stem and sidecar precision
+    optimize: bool            # tf.lite.Optimize.DEFAULT
+    supported_types: tuple[str, ...]  # target_spec.supported_types
+    calibrated: bool          # needs the representative (calibration) images
+    integer_only: bool        # full-integer body, checked op by op after conversion
+    description: str
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("float32", False, (), False, False, "float32 reference: the Keras model as TFLite, no quantization"),
+    Preset("float16", True, ("float16",), False, False, "float16 weights, float32 compute (half the file)"),
+    Preset("dynamic", True, (), False, False, "dynamic range: int8 weights, float activations"),
+    Preset("int8", True, (), True, True, "full integer: int8 weights and activations, uint8 pixels in"),
+    Preset("qat_int8", True, (), True, True, "full integer from a quantization-aware fine-tuned model"),
+    Preset("int8_fallback", True, (), True, False, "int8 with the K worst layers kept in float"),
+)}
+
+
+def concrete_function(model: keras.Model):
+    fn = tf.function(lambda x: model(x, training=False),
+                     input_signature=[tf.TensorSpec(INPUT_SHAPE, tf.float32, name="pixels")])
+    return fn.get_concrete_function()
+
+
+def _converter(model: keras.Model, preset: Preset):
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model)], model)
+    if preset.optimize:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if preset.supported_types:
+        conv.target_spec.supported_types = [getattr(tf, t) for t in preset.supported_types]
+    return conv
+
+
+def convert_float(model: keras.Model, precision: str) -> bytes:
+    """float32, float16 or dynamic: no calibration images needed."""
+    preset = PRESETS[precision]
+    if preset.calibrated:
+        raise ValueError(f"{precision} needs calibration: use calibrate() + quantize_calibrated()")
+    return bytes(_converter(model, preset).convert())
+
+
+def representative_images(x: np.ndarray) -> np.ndarray:
+    """The calibration images, plus the input-range anchor when the set does not span [0, 255]."""
+    anchor = input_range_anchor(x)
+    return x if anchor is None else np.concatenate([x, anchor[None]])
+
+
+def calibrate(model: keras.Model, x: np.ndarray, progress=None) -> bytes:
+    """Run the converter's calibration pass: a float .tflite carrying min/max of every tensor."""
+    images = representative_images(x)
+
+    def gen():
+        for img in images:
+            if progress:
+                progress(1)
+            yield [img[None].astype(np.float32)]
+
+    conv = _converter(model, PRESETS["int8"])
+    conv.representative_dataset = gen
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv._experimental_calibrate_only = True  # noqa: SLF001 - the documented debugger path
+    return bytes(conv.convert())
+
+
+def quantize_calibrated(calibrated: bytes, io: str = "uint8", denylist: tuple[str, ...] = (),
+                        what: str = "int8") -> bytes:
+    """Calibrated float model -> full-integer .tflite with uint8 input and `io` output.
+
+    `denylist`: output tensor names of nodes to keep in float (--float-fallback). The result is
+    checked: uint8 input with scale 1.0 / zero point 0, and no op left in float except the denylisted.
+    """
+    if io not in IO_TYPES:
+        raise CxrError(f"--io {io}: expected one of {', '.join(IO_TYPES)}")
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    data = mlir_quantize(calibrated, False, input_data_type=tf.uint8, output_data_type=getattr(tf, io),
+                         denylisted_nodes=list(denylist) or None)
+    data = bytes(data)
+    require_integer_only(data, what, allowed_outputs=tuple(denylist))
+    check_io(data, io, what)
+    return data
+
+
+def check_io(data: bytes, io: str, what: str) -> None:
+    """uint8 pixels in with scale 1.0 and zero point 0; `io` probabilities out."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=data)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    scale, zp = inp["quantization"]
+    if np.dtype(inp["dtype"]) != np.uint8 or scale != 1.0 or zp != 0:
+        raise CxrError(f"{what}: input is {np.dtype(inp['dtype']).name} scale {scale} zero point {zp}; "
+                       "raw uint8 pixels need scale 1.0 and zero point 0 (calibration range was not [0, 255])")
+    if np.dtype(out["dtype"]).name != io:
+        raise CxrError(f"{what}: output is {np.dtype(out['dtype']).name}, asked --io {io}")
