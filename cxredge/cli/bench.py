@@ -1,13 +1,136 @@
-"""cxredge bench (placeholder until its module lands; the owner replaces this file)."""
+"""cxredge bench: accuracy and latency of every .tflite of a run, of given models, or of a bundle. TF-free."""
 from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
+from cxredge.cli.common import console, handle_errors, split_ints, split_list
 from cxredge.errors import CxrError
-from cxredge.cli.common import handle_errors
+from cxredge.paths import DEFAULT_RUN
 
 
 @handle_errors
-def bench() -> None:
-    """Not implemented yet."""
-    raise CxrError("cxredge bench: not implemented yet")
+def bench(
+    models: Optional[List[Path]] = typer.Argument(None, metavar="[MODEL.tflite|DIR ...|BUNDLE.zip]",
+                                                  help="Models, folders of models, or one bundle (default: --run)."),
+    run: Optional[Path] = typer.Option(None, "--run", help=f"Run folder (default {DEFAULT_RUN} when no MODEL is given)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Labelled images (default: the bundle's test images or the run's dataset)."),
+    split: str = typer.Option("test", "--split", help="train | val | test | all."),
+    threads: str = typer.Option("1", "--threads", help="Thread counts, e.g. 1,2,4."),
+    delegate: str = typer.Option("xnnpack", "--delegate",
+                                 help="xnnpack | none | edgetpu | gpu | PATH.so, comma-separated."),
+    delegate_option: Optional[List[str]] = typer.Option(None, "--delegate-option", help="KEY=VALUE for external delegates (repeatable)."),
+    runs: int = typer.Option(100, "--runs", help="Timed invokes per row."),
+    warmup: int = typer.Option(10, "--warmup", help="Untimed invokes before timing."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most N images (stratified) for accuracy."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Labels for bare .tflite files (one per line)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where bench.json/md and plots go (default: the run folder, else .)."),
+) -> None:
+    """Bench accuracy (vs the labels) and latency (init, first, median/p90/p99) of TFLite models, without TensorFlow."""
+    from cxredge.edge import results
+    from cxredge.edge.bench import BenchSettings
+
+    settings = BenchSettings(threads=tuple(split_ints(threads, "--threads")),
+                             delegates=tuple(split_list(delegate, "--delegate")),
+                             delegate_options=parse_options(delegate_option or []), runs=runs, warmup=warmup)
+    if limit is not None and limit < 1:
+        raise CxrError(f"--limit {limit}: must be >= 1")
+    with contextlib.ExitStack() as stack:
+        source = resolve_source(models or [], run, labels, stack)
+        doc, out_dir = execute(source, data, split, limit, settings, out)
+    console.print(f"wrote [bold]{out_dir / 'bench.json'}[/], bench.md" + (", plots" if doc.get("plots") else ""))
+    failed = results.failures(doc)
+    for line in failed:
+        console.print(f"[red]failed[/] {line}", highlight=False, soft_wrap=True)
+    if failed:
+        console.print(f"[yellow]{len(failed)} of {len(doc['results'])} rows failed; the others ran[/]")
+
+
+def parse_options(items: list[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CxrError(f"--delegate-option {item}: expected KEY=VALUE")
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
+
+
+def resolve_source(models: list[Path], run: Path | None, labels: Path | None, stack: contextlib.ExitStack):
+    from cxredge.edge import bundle, sources
+
+    if models and run is not None:
+        raise CxrError("give either --run DIR or MODEL/BUNDLE arguments, not both")
+    bundles = [m for m in models if bundle.is_bundle(m)]
+    if bundles:
+        if len(models) != 1:
+            raise CxrError(f"{bundles[0]}: a bundle is benched on its own (no other MODEL arguments)")
+        dest = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxredge-bundle-")))
+        bundle.open_bundle(bundles[0], dest)
+        src = sources.from_run(dest, labels)
+        src.origin, src.run_dir = "bundle", None
+        return src
+    if models:
+        return sources.from_paths(models, labels)
+    return sources.from_run(run or DEFAULT_RUN, labels)
+
+
+def execute(source, data, split, limit, settings, out):
+    from cxredge.edge import device, results, sources
+    from cxredge.edge.bench import run_bench
+    from cxredge.edge.dataset import load_split
+    from cxredge.edge.plots import bench_plots
+    from cxredge.edge.runtime import find_runtime
+
+    t_start = time.perf_counter()
+    runtime = find_runtime()
+    ds, where = sources.dataset_for(source, data, split)
+    if split == "all":
+        ds = sources.merged_split(ds)
+    sources.check_labels(source.entries, list(ds.classes), where)
+    out_dir = out or source.run_dir or Path(".")
+    with bar() as progress:
+        task = progress.add_task(f"decoding {split} images", total=len(ds.paths(split)) if limit is None else limit)
+        loaded = load_split(ds, split, limit=limit, progress=lambda n: progress.advance(task, n))
+        outcome = run_bench(source.entries, loaded.x, loaded.y, list(ds.classes), settings, runtime,
+                            ProgressAdapter(progress))
+    dataset = {"source": where, "path": str(ds.root), "split": split, "n": int(len(loaded.y)),
+               "classes": list(ds.classes), "limit": limit}
+    doc = results.bench_document(device.device_info(runtime), settings.to_dict(), dataset, outcome.models,
+                                 outcome.rows)
+    doc["origin"] = source.origin
+    plots, note = bench_plots(doc, out_dir)
+    doc["plots"] = [p.name for p in plots]
+    if note:
+        doc["notes"] = doc["notes"] + [note]
+        console.print(note)
+    doc["wall_s"] = round(time.perf_counter() - t_start, 2)
+    results.write_bench(out_dir, doc, doc["plots"])
+    console.print(results.rich_table(doc, width=console.width))
+    return doc, out_dir
+
+
+def bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+class ProgressAdapter:
+    """run_bench's progress protocol (start / advance) on one rich task."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.task = progress.add_task("bench", total=1)
+
+    def start(self, description: str, total: int) -> None:
+        self.progress.reset(self.task, total=total, description=description)
+
+    def advance(self, n: int = 1) -> None:
+        self.progress.advance(self.task, n)

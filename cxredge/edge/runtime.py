@@ -89,6 +89,27 @@ def dequantize(q: np.ndarray, spec: dict) -> np.ndarray:
     return (spec["scale"] * (q.astype(np.float32) - spec["zero_point"])).astype(np.float32)
 
 
+def load_external_delegate(mod, library: str, options: dict[str, str]):
+    """load_delegate(library, options), or CxrError. The library is opened with ctypes first, so a missing
+    file fails cleanly (LiteRT's Delegate object otherwise prints an 'Exception ignored' trace on cleanup)."""
+    import ctypes
+    import gc
+    import sys
+
+    try:
+        ctypes.CDLL(library)
+    except OSError as exc:
+        raise CxrError(f"--delegate {library}: could not load the library ({exc})") from None
+    hook, sys.unraisablehook = sys.unraisablehook, lambda _: None  # a half-built Delegate's __del__ noise
+    try:
+        return mod.load_delegate(library, options)
+    except (OSError, ValueError, AttributeError, RuntimeError) as exc:
+        raise CxrError(f"--delegate {library}: not a usable delegate ({type(exc).__name__}: {exc})") from None
+    finally:
+        gc.collect()
+        sys.unraisablehook = hook
+
+
 class TFLiteModel:
     """A loaded interpreter with one input (pixels) and one output (class probabilities)."""
 
@@ -101,7 +122,7 @@ class TFLiteModel:
         self.interpreter = self._make(delegate, threads, delegate_options or {})
         self.input_spec = tensor_spec(self.interpreter.get_input_details()[0])
         self.output_spec = tensor_spec(self.interpreter.get_output_details()[0])
-        self._in = self.input_spec["name"] and self.interpreter.get_input_details()[0]["index"]
+        self._in = self.interpreter.get_input_details()[0]["index"]
         self._out = self.interpreter.get_output_details()[0]["index"]
 
     def _make(self, delegate: str, threads: int, options: dict[str, str]):
@@ -110,10 +131,7 @@ class TFLiteModel:
         if delegate == "none":
             kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         elif delegate != "xnnpack":
-            try:
-                kwargs["experimental_delegates"] = [mod.load_delegate(delegate, options)]
-            except (OSError, ValueError, AttributeError, RuntimeError) as exc:
-                raise CxrError(f"--delegate {delegate}: could not load ({type(exc).__name__}: {exc})") from None
+            kwargs["experimental_delegates"] = [load_external_delegate(mod, delegate, options)]
             kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
             it = mod.Interpreter(**kwargs)
@@ -125,6 +143,18 @@ class TFLiteModel:
     @property
     def num_classes(self) -> int:
         return int(self.output_spec["shape"][-1])
+
+    @property
+    def image_size(self) -> int:
+        """The square input side the model expects (224 for the cxredge contract)."""
+        return int(self.input_spec["shape"][1])
+
+    def check_input(self, image_shape: tuple[int, ...]) -> None:
+        """Fail with a clear message unless the model takes one (1, H, W, 3) image of this shape."""
+        shape = self.input_spec["shape"]
+        if len(shape) != 4 or shape[0] != 1 or tuple(shape[1:]) != tuple(image_shape):
+            raise CxrError(f"{self.path}: input shape {shape} does not take one {tuple(image_shape)} image "
+                           f"(expected [1, {', '.join(map(str, image_shape))}])")
 
     def set_input(self, pixels: np.ndarray) -> None:
         """pixels: one (H, W, 3) uint8 image or a (1, H, W, 3) batch."""

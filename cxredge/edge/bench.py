@@ -1,0 +1,229 @@
+"""Accuracy and latency of .tflite models on this device. TF-free.
+
+Timing method (docs/timing-method.md, as the TFLite benchmark tool does it):
+  init   = interpreter construction + delegate + allocate_tensors
+  first  = the first invoke() on a real test image (set_tensor outside the clock)
+  then `warmup` untimed invokes, then `runs` invokes each timed alone with perf_counter_ns;
+  median / p90 / p99 / mean / std over those runs. The input tensor is set once before the loop, so
+  only invoke() is on the clock. Threads are fixed per row. Peak RSS is the process-wide peak so far
+  (resource.getrusage ru_maxrss): it only grows, and it includes every model loaded before the row.
+Accuracy is computed once per model, on the first configuration that loads (the first delegate of
+`--delegate`, the first thread count), from real predictions over the whole split.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cxredge.edge.metrics import agreement, classification_metrics
+from cxredge.edge.runtime import Runtime, TFLiteModel
+from cxredge.errors import CxrError
+
+DELEGATE_ALIASES = {"edgetpu": "libedgetpu.so.1", "gpu": "libtensorflowlite_gpu_delegate.so"}
+RUN_ERRORS = (CxrError, RuntimeError, ValueError, OSError)
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    threads: tuple[int, ...] = (1,)
+    delegates: tuple[str, ...] = ("xnnpack",)
+    delegate_options: tuple[tuple[str, str], ...] = ()
+    runs: int = 100
+    warmup: int = 10
+
+    def __post_init__(self):
+        if self.runs < 1:
+            raise CxrError(f"--runs {self.runs}: must be >= 1")
+        if self.warmup < 0:
+            raise CxrError(f"--warmup {self.warmup}: must be >= 0")
+        if not self.threads or not self.delegates:
+            raise CxrError("--threads and --delegate need at least one value each")
+
+    def to_dict(self) -> dict:
+        return {"threads": list(self.threads), "delegates": list(self.delegates),
+                "delegate_options": dict(self.delegate_options), "runs": self.runs, "warmup": self.warmup,
+                "timer": "time.perf_counter_ns, one invoke() per sample"}
+
+
+@dataclass
+class ModelEntry:
+    """One .tflite to bench: where it is, what it is, which labels its outputs carry."""
+    path: Path
+    key: str                 # unique display name, e.g. "two_conv/int8"
+    variant: str
+    precision: str
+    labels: list[str] | None
+    sidecar: dict | None = None
+    reference: Path | None = None  # the float32 model of the same variant, for agreement
+    size_bytes: int = field(init=False)
+
+    def __post_init__(self):
+        self.size_bytes = self.path.stat().st_size
+
+
+def resolve_delegate(name: str) -> str:
+    return DELEGATE_ALIASES.get(name, name)
+
+
+def latency_stats(samples_ns: list[int] | np.ndarray) -> dict:
+    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+    return {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90)), "p99": float(np.percentile(ms, 99)),
+            "mean": float(ms.mean()), "std": float(ms.std()), "min": float(ms.min()), "runs": int(len(ms))}
+
+
+def time_invokes(model: TFLiteModel, runs: int, warmup: int) -> list[int]:
+    """`warmup` untimed invokes, then `runs` invokes each timed alone (ns). The input is already set."""
+    invoke = model.interpreter.invoke
+    clock = time.perf_counter_ns
+    for _ in range(warmup):
+        invoke()
+    samples = [0] * runs
+    for i in range(runs):
+        t0 = clock()
+        invoke()
+        samples[i] = clock() - t0
+    return samples
+
+
+def measure(entry: ModelEntry, delegate: str, threads: int, image: np.ndarray, settings: BenchSettings,
+            runtime: Runtime, num_classes: int | None = None) -> tuple[dict, TFLiteModel | None]:
+    """One latency row. Never raises for a model or delegate problem: the row says `failed`."""
+    row = base_row(entry, delegate, threads)
+    try:
+        t0 = time.perf_counter_ns()
+        model = TFLiteModel(entry.path, threads=threads, delegate=resolve_delegate(delegate),
+                            delegate_options=dict(settings.delegate_options), runtime=runtime)
+        init_ns = time.perf_counter_ns() - t0
+        model.check_input(image.shape)
+        if num_classes is not None and model.num_classes != num_classes:
+            raise CxrError(f"{entry.path}: {model.num_classes} outputs, but the dataset has {num_classes} classes")
+        model.set_input(image)
+        t0 = time.perf_counter_ns()
+        model.invoke()
+        first_ns = time.perf_counter_ns() - t0
+        samples = time_invokes(model, settings.runs, settings.warmup)
+    except RUN_ERRORS as exc:
+        row.update(status="failed", error=one_line(exc))
+        return row, None
+    row["latency_ms"] = {"init": init_ns / 1e6, "first": first_ns / 1e6, **latency_stats(samples)}
+    row.update(memory())
+    return row, model
+
+
+def base_row(entry: ModelEntry, delegate: str, threads: int) -> dict:
+    return {"model": entry.key, "path": str(entry.path), "variant": entry.variant, "precision": entry.precision,
+            "delegate": delegate, "threads": threads, "size_bytes": entry.size_bytes, "status": "ok",
+            "error": None, "accuracy": None, "macro_f1": None, "macro_precision": None, "macro_recall": None,
+            "agreement_with_float": None, "latency_ms": None, "speedup_vs_float32": None}
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, CxrError) else f"{type(exc).__name__}: {text}"
+
+
+def memory() -> dict:
+    """Peak RSS of the whole process so far (ru_maxrss) and the current RSS, in MiB, where readable."""
+    out = {"peak_rss_mb": None, "rss_mb": None}
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out["peak_rss_mb"] = round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+    except ImportError:
+        pass
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        import os
+
+        out["rss_mb"] = round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def predict_labels(model: TFLiteModel, images: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    return model.predict_proba(images, progress).argmax(axis=1)
+
+
+def reference_predictions(entry: ModelEntry, images: np.ndarray, runtime: Runtime, known: dict[Path, np.ndarray],
+                          progress: Callable[[int], None] | None = None) -> np.ndarray | None:
+    """Top-1 of the float32 model of the same variant (benched already, or run here for predictions only)."""
+    ref = entry.reference
+    if ref is None:
+        return None
+    ref = ref.resolve()
+    if ref not in known:
+        try:
+            known[ref] = predict_labels(TFLiteModel(ref, threads=1, runtime=runtime), images, progress)
+        except RUN_ERRORS:
+            return None
+    return known[ref]
+
+
+@dataclass
+class BenchOutcome:
+    rows: list[dict]
+    models: dict[str, dict]  # key -> metrics of that model (+ evaluated_with, agreement_with_float)
+
+
+def run_bench(entries: list[ModelEntry], x: np.ndarray, y: np.ndarray, classes: list[str],
+              settings: BenchSettings, runtime: Runtime, progress=None) -> BenchOutcome:
+    """Every (model, delegate, threads) row; accuracy once per model; agreement and speed-up after.
+
+    `progress`: an optional object with `start(description, total)` and `advance(n)` (the CLI's rich bar).
+    """
+    rows: list[dict] = []
+    models: dict[str, dict] = {}
+    preds: dict[Path, np.ndarray] = {}
+    step = progress.advance if progress else None
+    for entry in entries:
+        for delegate in settings.delegates:
+            for threads in settings.threads:
+                if progress:
+                    progress.start(f"{entry.key} {delegate} x{threads}", 1)
+                row, model = measure(entry, delegate, threads, x[0], settings, runtime, len(classes))
+                if step:
+                    step(1)
+                rows.append(row)
+                if model is not None and entry.key not in models:
+                    if progress:
+                        progress.start(f"{entry.key} accuracy on {len(x)} images", len(x))
+                    try:
+                        labels = predict_labels(model, x, step)
+                    except RUN_ERRORS as exc:
+                        row.update(status="failed", error=one_line(exc), latency_ms=None)
+                        continue
+                    preds[entry.path.resolve()] = labels
+                    models[entry.key] = {**classification_metrics(y, labels, classes),
+                                         "evaluated_with": {"delegate": delegate, "threads": threads}}
+                del model
+    for entry in entries:
+        if entry.key in models:
+            if progress and entry.reference and entry.reference.resolve() not in preds:
+                progress.start(f"{entry.key}: float32 reference", len(x))
+            ref = reference_predictions(entry, x, runtime, preds, step)
+            mine = preds[entry.path.resolve()]
+            models[entry.key]["agreement_with_float"] = None if ref is None else agreement(mine, ref)
+    fill_rows(rows, models)
+    return BenchOutcome(rows, models)
+
+
+def fill_rows(rows: list[dict], models: dict[str, dict]) -> None:
+    """Copy each model's accuracy onto its ok rows; speed-up vs the float32 row of the same config."""
+    for row in rows:
+        m = models.get(row["model"])
+        if m and row["status"] == "ok":
+            for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "agreement_with_float"):
+                row[k] = m.get(k)
+    floats = {(r["variant"], r["delegate"], r["threads"]): r for r in rows
+              if r["precision"] == "float32" and r["status"] == "ok"}
+    for row in rows:
+        ref = floats.get((row["variant"], row["delegate"], row["threads"]))
+        if row["status"] == "ok" and ref is not None and row["latency_ms"]["median"] > 0:
+            row["speedup_vs_float32"] = ref["latency_ms"]["median"] / row["latency_ms"]["median"]
