@@ -34,8 +34,17 @@ def build_models(folder: Path, data: Path) -> dict[str, Path]:
     keras.utils.set_random_seed(0)
     model = build_model("two_conv", len(CLASSES), alpha=0.25, weights=None)
     train = load_split(scan(data), "train")
+    # weights=None MobileNet activations vanish (~1e-17 at the logits): set every BatchNorm's moving
+    # statistics from one training batch, then fit the head a little, so outputs differ per image.
+    for layer in model.layers:
+        layer.trainable = True
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    model(train.x.astype("float32"), training=True)
+    for layer in model.layers:
+        layer.trainable = layer.name.startswith("head")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-    model.fit(train.x.astype("float32"), train.y, epochs=3, batch_size=8, verbose=0)
+    model.fit(train.x.astype("float32"), train.y, epochs=5, batch_size=8, verbose=0)
     calib = train.x[::2].astype("float32")
 
     def convert(out_type=None):

@@ -26,11 +26,12 @@ def predict(
 ) -> None:
     """Classify X-ray images with a TFLite model, without TensorFlow."""
     from cxredge.edge.bench import resolve_delegate
-    from cxredge.edge.runtime import TFLiteModel
+    from cxredge.edge.runtime import TFLiteModel, check_tflite_file
     from cxredge.edge.sidecar import model_labels
 
     with contextlib.ExitStack() as stack:
         path = model_in_bundle(model, variant, precision, stack) if model.suffix.lower() == ".zip" else model
+        check_tflite_file(path)
         names = model_labels(path, labels)
         m = TFLiteModel(path, threads=threads, delegate=resolve_delegate(delegate))
         if m.num_classes != len(names):
