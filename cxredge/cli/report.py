@@ -1,13 +1,41 @@
-"""cxredge report (placeholder until its module lands; the owner replaces this file)."""
+"""cxredge report: one self-contained HTML page and a Markdown twin for a run and its benchmarks. TF-free."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
+from cxredge.cli.common import console, handle_errors
 from cxredge.errors import CxrError
-from cxredge.cli.common import handle_errors
+from cxredge.paths import DEFAULT_RUN
 
 
 @handle_errors
-def report() -> None:
-    """Not implemented yet."""
-    raise CxrError("cxredge report: not implemented yet")
+def report(
+    run: Optional[Path] = typer.Option(None, "--run", help=f"Run folder (default {DEFAULT_RUN}; optional with --bench)."),
+    bench: Optional[List[Path]] = typer.Option(None, "--bench", help="bench.json files to include and compare (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for report.html / report.md (default: the run folder, else .)."),
+) -> None:
+    """Write report.html (images embedded) and report.md: training, quantization and bench results."""
+    from cxredge.edge.report import write_report
+    from cxredge.edge.results import read_bench
+
+    run_dir = run if run is not None else (DEFAULT_RUN if DEFAULT_RUN.is_dir() or not bench else None)
+    if run_dir is not None and not run_dir.is_dir():
+        raise CxrError(f"--run {run_dir}: run folder not found (train first, or give --bench FILE only)")
+    files = list(bench or [])
+    if run_dir is not None and (run_dir / "bench.json").is_file() and not any(
+            f.resolve() == (run_dir / "bench.json").resolve() for f in files):
+        files.insert(0, run_dir / "bench.json")
+    benches = [(f, read_bench(f)) for f in files]
+    if run_dir is not None and not (run_dir / "run.json").is_file() and not benches:
+        raise CxrError(f"--run {run_dir}: no run.json and no bench.json: nothing to report")
+    out_dir = out or run_dir or Path(".")
+    html_path, md_path, doc = write_report(out_dir, run_dir, benches)
+    for note in doc.notes:
+        console.print(f"[yellow]note[/] {note}", highlight=False)
+    n_img = sum(1 for b in doc.blocks if b[0] == "img")
+    n_tab = sum(1 for b in doc.blocks if b[0] == "table")
+    console.print(f"wrote [bold]{html_path}[/] ({html_path.stat().st_size / 1e6:.1f} MB, {n_tab} tables, "
+                  f"{n_img} figures embedded) and {md_path}")

@@ -1,0 +1,273 @@
+"""cxredge report: one self-contained HTML page (images base64-embedded) and a Markdown twin. TF-free.
+
+Sections: the run (data, classes, settings), the variant table in the study's format next to the study's
+numbers, training curves and confusion matrices, the float / int8 / QAT table from the sidecars'
+`validation`, and the bench tables and plots; several bench.json files (a laptop, a Pi) are merged into
+one side-by-side comparison. Plots that are missing on disk are drawn with matplotlib when it is
+installed; without it the report still has every table and says which figures were left out.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cxredge.edge import plots as P
+from cxredge.edge.results import device_line, fmt
+from cxredge.edge.sidecar import read_sidecar
+from cxredge.edge.sources import VARIANT_ORDER, run_models
+from cxredge.io import read_json, write_text
+
+# Test accuracy reported by the transfer-learning study cxredge builds on (MobileNet v1, 4 classes).
+STUDY_ACCURACY = {"fc": 0.865, "one_conv": 0.434, "two_conv": 0.878}
+ASSETS = "report_assets"
+
+
+@dataclass
+class Doc:
+    """Blocks rendered twice: ("h", level, text) ("p", text) ("table", headers, rows) ("img", path, caption)."""
+    blocks: list[tuple] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def h(self, level: int, text: str):
+        self.blocks.append(("h", level, text))
+
+    def p(self, text: str):
+        self.blocks.append(("p", text))
+
+    def table(self, headers: list[str], rows: list[list[str]]):
+        if rows:
+            self.blocks.append(("table", headers, rows))
+
+    def img(self, path: Path | None, caption: str):
+        if path is not None and path.is_file():
+            self.blocks.append(("img", path, caption))
+
+
+def variant_dirs(run_dir: Path) -> list[Path]:
+    dirs = [d for d in run_dir.iterdir() if d.is_dir() and (d / "metrics.json").is_file()] if run_dir.is_dir() else []
+    return sorted(dirs, key=lambda d: (VARIANT_ORDER.index(d.name) if d.name in VARIANT_ORDER else 99, d.name))
+
+
+def run_section(doc: Doc, run_dir: Path, assets: Path) -> None:
+    run = read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
+    data = run.get("data") or {}
+    doc.h(2, "The run")
+    doc.p(f"Run folder `{run_dir}`; classes {', '.join(run.get('classes') or data.get('classes') or [])}; "
+          f"MobileNet v1 alpha {run.get('alpha', '?')}, weights {run.get('weights', '?')}, seed {run.get('seed', '?')}; "
+          f"data `{data.get('path', '?')}` ({data.get('layout', '?')}).")
+    counts = data.get("counts") or {}
+    if counts:
+        classes = list(next(iter(counts.values())).keys())
+        doc.table(["split"] + classes + ["total"],
+                  [[s] + [str(c.get(k, 0)) for k in classes] + [str(sum(c.values()))] for s, c in counts.items()])
+    dirs = variant_dirs(run_dir)
+    if not dirs:
+        doc.notes.append(f"{run_dir}: no <variant>/metrics.json: training tables left out")
+        return
+    doc.h(2, "Variants: test metrics of the Keras float model (study's format)")
+    rows = []
+    for d in dirs:
+        m = read_json(d / "metrics.json")
+        study = STUDY_ACCURACY.get(d.name)
+        rows.append([d.name, fmt(m.get("accuracy")), fmt(study), fmt(m.get("macro_f1")),
+                     fmt(m.get("macro_precision")), fmt(m.get("macro_recall")), fmt(m.get("weighted_f1"))])
+    doc.table(["variant", "accuracy", "study accuracy", "F1 (macro)", "precision (macro)", "recall (macro)",
+               "weighted F1"], rows)
+    doc.p("Study accuracy: the numbers reported by the transfer-learning study this project builds on "
+          "(fc 0.865, one_conv 0.434, two_conv 0.878), for reference; different data and split, not a paired comparison.")
+    figures(doc, dirs, assets)
+
+
+def figures(doc: Doc, dirs: list[Path], assets: Path) -> None:
+    plt = None
+    doc.h(2, "Training curves and confusion matrices")
+    for d in dirs:
+        curves, confusion = d / "curves.png", d / "confusion.png"
+        if not curves.is_file() and (d / "history.json").is_file():
+            plt = plt or P.matplotlib_pyplot()
+            curves = P.curves_plot(plt, read_json(d / "history.json"), d.name, assets / f"{d.name}_curves.png") if plt else None
+        if not confusion.is_file():
+            plt = plt or P.matplotlib_pyplot()
+            m = read_json(d / "metrics.json")
+            confusion = (P.confusion_plot(plt, m["confusion_matrix"], m["classes"], f"{d.name} (test)",
+                                          assets / f"{d.name}_confusion.png") if plt else None)
+        if curves is None or confusion is None:
+            doc.notes.append(f"{d.name}: some figures missing ({P.MISSING})")
+        doc.img(curves, f"{d.name}: loss and accuracy per epoch")
+        doc.img(confusion, f"{d.name}: confusion matrix on the test split (rows = true class)")
+
+
+def quant_section(doc: Doc, run_dir: Path) -> None:
+    rows = []
+    for path in run_models(run_dir) if run_dir.is_dir() else []:
+        side = read_sidecar(path) or {}
+        v = side.get("validation") or {}
+        rows.append([path.parent.name, path.stem, f"{path.stat().st_size / 1e6:.2f}", str(v.get("split", "-")),
+                     str(v.get("n", "-")), fmt(v.get("agreement")), fmt(v.get("macro_f1_float")), fmt(v.get("macro_f1")),
+                     fmt(v.get("delta_macro_f1"), "+.3f"), fmt(v.get("max_abs_dprob"))])
+    if rows:
+        doc.h(2, "Float vs quantized (from each model's sidecar validation)")
+        doc.table(["variant", "precision", "MB", "split", "n", "agreement", "macro F1 float", "macro F1",
+                   "delta F1", "max |dprob|"], rows)
+
+
+def bench_section(doc: Doc, benches: list[tuple[Path, dict]], assets: Path) -> None:
+    if not benches:
+        return
+    doc.h(2, "On-device benchmark")
+    for path, b in benches:
+        doc.h(3, device_name(b))
+        ds = b.get("dataset", {})
+        doc.p(f"`{path}`: {device_line(b['device'])}; {ds.get('n')} images ({ds.get('split')}) from {ds.get('source')}; "
+              f"{b['settings'].get('runs')} timed runs after {b['settings'].get('warmup')} warm-up.")
+        doc.table(["model", "delegate", "threads", "MB", "accuracy", "macro F1", "agree fp32", "init ms", "first ms",
+                   "median ms", "p90 ms", "p99 ms", "vs fp32", "status"], [bench_cells(r) for r in b["results"]])
+        for name in b.get("plots") or []:
+            doc.img(path.parent / name, f"{device_name(b)}: {name}")
+    if len(benches) > 1:
+        comparison(doc, benches, assets)
+
+
+def device_name(b: dict) -> str:
+    d = b["device"]
+    return f"{d.get('hostname') or '?'} ({d.get('cpu_model')}, {d.get('machine')})"
+
+
+def bench_cells(r: dict) -> list[str]:
+    lat = r.get("latency_ms") or {}
+    s = r.get("speedup_vs_float32")
+    return [r["model"], Path(r["delegate"]).name, str(r["threads"]), f"{r['size_bytes'] / 1e6:.2f}",
+            fmt(r.get("accuracy")), fmt(r.get("macro_f1")), fmt(r.get("agreement_with_float")), fmt(lat.get("init"), ".1f"),
+            fmt(lat.get("first"), ".2f"), fmt(lat.get("median"), ".2f"), fmt(lat.get("p90"), ".2f"),
+            fmt(lat.get("p99"), ".2f"), f"{s:.2f}x" if s else "-",
+            r["status"] if r["status"] == "ok" else f"failed: {r.get('error')}"]
+
+
+def comparison(doc: Doc, benches: list[tuple[Path, dict]], assets: Path) -> None:
+    """One row per (model, delegate, threads), one median-latency and accuracy column per device."""
+    names = [f"{i + 1}: {device_name(b)}" for i, (_, b) in enumerate(benches)]
+    keys: dict[tuple, None] = {}
+    for _, b in benches:
+        for r in b["results"]:
+            keys[(r["model"], Path(r["delegate"]).name, r["threads"])] = None
+    rows = []
+    for key in keys:
+        cells = [key[0], key[1], str(key[2])]
+        for _, b in benches:
+            r = next((r for r in b["results"] if (r["model"], Path(r["delegate"]).name, r["threads"]) == key), None)
+            ok = r is not None and r["status"] == "ok"
+            cells += [fmt(r["latency_ms"]["median"], ".2f") if ok else ("failed" if r else "-"),
+                      fmt(r.get("accuracy")) if ok else "-"]
+        rows.append(cells)
+    doc.h(2, "Side by side")
+    doc.p("Devices: " + "; ".join(names))
+    doc.table(["model", "delegate", "threads"] + [h for i in range(len(benches)) for h in (f"median ms [{i + 1}]", f"acc [{i + 1}]")],
+              rows)
+    plt = P.matplotlib_pyplot()
+    if plt is None:
+        doc.notes.append(f"side-by-side plot left out: {P.MISSING}")
+        return
+    doc.img(compare_plot(plt, benches, list(keys), assets / "compare_latency.png"), "median latency per device")
+
+
+def compare_plot(plt, benches, keys, path: Path) -> Path:
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.9 * len(keys) + 2), 4.2))
+    width = 0.8 / len(benches)
+    for i, (_, b) in enumerate(benches):
+        vals = []
+        for key in keys:
+            r = next((r for r in b["results"] if r["status"] == "ok"
+                      and (r["model"], Path(r["delegate"]).name, r["threads"]) == key), None)
+            vals.append(r["latency_ms"]["median"] if r else np.nan)
+        ax.bar(np.arange(len(keys)) + i * width - 0.4 + width / 2, vals, width, label=f"[{i + 1}] {device_name(b)}")
+    ax.set_xticks(range(len(keys)), [f"{k[0]} {k[1]} x{k[2]}" for k in keys], rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("median latency, ms")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    return P.save(fig, path)
+
+
+def build(run_dir: Path | None, benches: list[tuple[Path, dict]], assets: Path) -> Doc:
+    doc = Doc()
+    doc.h(1, "cxredge report")
+    if run_dir is not None:
+        run_section(doc, run_dir, assets)
+        quant_section(doc, run_dir)
+    bench_section(doc, benches, assets)
+    if doc.notes:
+        doc.h(2, "Notes")
+        for n in doc.notes:
+            doc.p(n)
+    return doc
+
+
+def to_markdown(doc: Doc, out_dir: Path) -> str:
+    parts = []
+    for b in doc.blocks:
+        if b[0] == "h":
+            parts.append("#" * b[1] + " " + b[2])
+        elif b[0] == "p":
+            parts.append(b[1])
+        elif b[0] == "table":
+            esc = lambda c: str(c).replace("|", "\\|")  # noqa: E731
+            parts.append("\n".join(["| " + " | ".join(esc(h) for h in b[1]) + " |", "|" + "---|" * len(b[1])]
+                                   + ["| " + " | ".join(esc(c) for c in r) + " |" for r in b[2]]))
+        elif b[0] == "img":
+            parts.append(f"![{b[2]}]({relpath(b[1], out_dir)})")
+    return "\n\n".join(parts) + "\n"
+
+
+def relpath(path: Path, base: Path) -> str:
+    import os
+
+    return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
+
+
+CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+       "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px}"
+       "th{background:#f2f2f2}td{text-align:right}td:first-child{text-align:left}figure{margin:1em 0}"
+       "img{max-width:100%}figcaption{font-size:13px;color:#555}code{background:#f4f4f4;padding:0 3px}")
+
+
+def to_html(doc: Doc) -> str:
+    e = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>cxredge report</title>",
+             f"<style>{CSS}</style></head><body>"]
+    for b in doc.blocks:
+        if b[0] == "h":
+            parts.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
+        elif b[0] == "p":
+            parts.append(f"<p>{inline_code(e(b[1]))}</p>")
+        elif b[0] == "table":
+            head = "".join(f"<th>{e(h)}</th>" for h in b[1])
+            body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
+            parts.append(f"<table><tr>{head}</tr>{body}</table>")
+        elif b[0] == "img":
+            data = base64.b64encode(b[1].read_bytes()).decode("ascii")
+            parts.append(f"<figure><img alt='{e(b[2])}' src='data:image/png;base64,{data}'>"
+                         f"<figcaption>{e(b[2])}</figcaption></figure>")
+    return "\n".join(parts + ["</body></html>"]) + "\n"
+
+
+def inline_code(text: str) -> str:
+    out, inside = [], False
+    for i, chunk in enumerate(text.split("`")):
+        out.append(("<code>" + chunk + "</code>") if i % 2 else chunk)
+        inside = not inside
+    return "".join(out)
+
+
+def write_report(out_dir: Path, run_dir: Path | None, benches: list[tuple[Path, dict]]) -> tuple[Path, Path, Doc]:
+    assets = out_dir / ASSETS
+    assets.mkdir(parents=True, exist_ok=True)
+    doc = build(run_dir, benches, assets)
+    html_path = write_text(out_dir / "report.html", to_html(doc))
+    md_path = write_text(out_dir / "report.md", to_markdown(doc, out_dir))
+    if not any(assets.iterdir()):
+        assets.rmdir()
+    return html_path, md_path, doc
