@@ -53,6 +53,7 @@ def quantize(
     calibration_file: Path = typer.Option(None, "--calibration", help="Rebuild from a saved calibration manifest instead of drawing one."),
     qat_epochs: int = typer.Option(2, "--qat-epochs", help="QAT fine-tuning epochs."),
     qat_images: int = typer.Option(400, "--qat-images", help="Train images used for QAT (stratified subset)."),
+    qat_lr: float = typer.Option(1e-4, "--qat-lr", help="QAT learning rate (Adam)."),
     debug: bool = typer.Option(False, "--debug", help="Write a per-layer int8 error report (int8_debug.json/.md)."),
     float_fallback: int = typer.Option(0, "--float-fallback", help="Keep the K worst int8 layers in float (int8_fallback.tflite)."),
     split: str = typer.Option("val", "--split", help="Split to validate on: val | test."),
@@ -62,12 +63,12 @@ def quantize(
     from cxredge.convert.pipeline import QuantizeSettings, load_run, quantize_run
     from cxredge.convert.qat import QatSettings
 
-    _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback, split)
+    _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback, split, qat_lr)
     run_doc = load_run(run)
     settings = QuantizeSettings(
         run=run, variants=parse_variants(variant, run_doc.get("variants")), modes=parse_modes(mode), io=io,
         calibration_size=calibration_size, calibration_file=calibration_file,
-        qat=QatSettings(epochs=qat_epochs, images=qat_images, seed=seed), debug=debug,
+        qat=QatSettings(epochs=qat_epochs, images=qat_images, learning_rate=qat_lr, seed=seed), debug=debug,
         float_fallback=float_fallback, seed=seed, split=split)
     if not settings.variants:
         raise CxrError(f"--variant {variant}: the run has none of these variants")
@@ -78,9 +79,11 @@ def quantize(
     console.print(f"wrote {len(rows)} models under {run}; summary {run / 'quantize.json'}")
 
 
-def _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback, split) -> None:
+def _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback, split, qat_lr) -> None:
     if io not in ("uint8", "int8"):
         raise CxrError(f"--io {io}: expected uint8 or int8")
+    if not qat_lr > 0:
+        raise CxrError(f"--qat-lr {qat_lr}: must be > 0")
     if split not in ("val", "test"):
         raise CxrError(f"--split {split}: expected val or test")
     for name, value, low in (("--calibration-size", calibration_size, 1), ("--qat-epochs", qat_epochs, 1),

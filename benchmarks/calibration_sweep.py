@@ -1,0 +1,126 @@
+"""int8 PTQ quality vs calibration-set size, side by side in one run.
+
+For one variant of a trained run (default runs/full, two_conv), draw the stratified, seeded calibration
+manifest of each size (10, 50, 100, 200, 500 by default), calibrate, quantize (uint8 in, uint8 out)
+and evaluate every model on the test split against the Keras float model: top-1 agreement, macro-F1
+and its change, max |dprob|, outputs tied at the maximum. Writes
+benchmarks/results/calibration_sweep.{json,md} with the machine it ran on.
+
+    flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/calibration_sweep.py --run runs/full
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine_info() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from cxredge.convert.artifacts import versions
+
+    return {"machine": platform.machine(), "cpu": cpu, "cores": os.cpu_count(), "os": platform.platform(),
+            "python": platform.python_version(), "versions": versions()}
+
+
+def setup(run_dir: Path, variant: str, split: str):
+    """(run.json, dataset, Keras model, validate.Reference on the split)."""
+    from cxredge.convert import validate
+    from cxredge.convert.pipeline import load_model, load_run
+    from cxredge.edge.dataset import load_split, scan
+
+    run = load_run(run_dir)
+    ds = scan(run["data"]["path"], seed=run["data"].get("split_seed") or 0)
+    model = load_model(run_dir, variant)
+    loaded = load_split(ds, split)
+    ref = validate.keras_reference(model, loaded.x, loaded.y, run["classes"], split)
+    return run, ds, model, ref
+
+
+def evaluate(data: bytes, ref) -> dict:
+    """Write `data` to a temp file, run it with the edge runtime, compare with the reference."""
+    from cxredge.convert import validate
+
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
+        f.write(data)
+        f.flush()
+        rec = validate.compare(validate.run_tflite(f.name, ref.x), ref)
+    return {**rec, "size_bytes": len(data)}
+
+
+def calibration_images(ds, size: int, seed: int):
+    from cxredge.convert import calibration
+
+    manifest = calibration.draw(ds, size, seed)
+    return manifest, calibration.load_images(manifest, ds.root, f"size {size}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, default=Path("runs/full"))
+    ap.add_argument("--variant", default="two_conv")
+    ap.add_argument("--sizes", default="10,50,100,200,500")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--io", default="uint8")
+    ap.add_argument("--out", type=Path, default=RESULTS / "calibration_sweep")
+    args = ap.parse_args(argv)
+    from cxredge.convert import quantize
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    run, ds, model, ref = setup(args.run, args.variant, args.split)
+    rows = []
+    for size in sizes:
+        t0 = time.perf_counter()
+        manifest, x = calibration_images(ds, size, args.seed)
+        data = quantize.quantize_calibrated(quantize.calibrate(model, x), args.io, what=f"n={size}")
+        seconds = time.perf_counter() - t0
+        rec = evaluate(data, ref)
+        rows.append({"calibration_size": size, "manifest_sha256": manifest.sha256(), "convert_seconds": round(seconds, 1), **rec})
+        print(f"n={size:4d}  agreement {100 * rec['agreement']:.2f}%  macro-F1 {rec['macro_f1']:.4f} "
+              f"({100 * rec['delta_macro_f1']:+.2f} pt)  max|dprob| {rec['max_abs_dprob']:.3f}  {seconds:.0f}s", flush=True)
+    doc = {"benchmark": "calibration_sweep", "run": str(args.run), "variant": args.variant, "split": args.split,
+           "seed": args.seed, "io": args.io, "float": ref.float_metrics()["macro_f1"], "n": int(len(ref.y)),
+           "machine": machine_info(), "results": rows}
+    write(args.out, doc, markdown(doc))
+    return 0
+
+
+def markdown(doc: dict) -> str:
+    lines = [f"# int8 calibration-set size sweep: {doc['variant']} ({doc['split']} split, n={doc['n']})", "",
+             f"Run `{doc['run']}`, stratified seeded train samples (seed {doc['seed']}), uint8 input, {doc['io']} output.",
+             f"Keras float macro-F1: {doc['float']:.4f}. Machine: {doc['machine']['cpu']} ({doc['machine']['cores']} cores).", "",
+             "| calibration images | agreement | macro-F1 | delta (pt) | max abs dprob | ties at max | size (MB) | convert (s) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in doc["results"]:
+        lines.append(f"| {r['calibration_size']} | {100 * r['agreement']:.2f}% | {r['macro_f1']:.4f} | "
+                     f"{100 * r['delta_macro_f1']:+.2f} | {r['max_abs_dprob']:.3f} | {r['tied_at_max']} | "
+                     f"{r['size_bytes'] / 1e6:.2f} | {r['convert_seconds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(stem: Path, doc: dict, md: str) -> None:
+    from cxredge.io import write_json, write_text
+
+    write_json(stem.with_suffix(".json"), doc)
+    write_text(stem.with_suffix(".md"), md)
+    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.exit(main())
