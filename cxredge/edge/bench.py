@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from cxredge.edge.device import temperatures_c
 from cxredge.edge.metrics import agreement, classification_metrics
 from cxredge.edge.runtime import Runtime, TFLiteModel
 from cxredge.errors import CxrError
@@ -111,6 +112,8 @@ def measure(entry: ModelEntry, delegate: str, threads: int, image: np.ndarray, s
         return row, None
     row["latency_ms"] = {"init": init_ns / 1e6, "first": first_ns / 1e6, **latency_stats(samples)}
     row.update(memory())
+    temps = temperatures_c()
+    row["temperature_c"] = max(temps.values()) if temps else None  # a Pi's CPU heats up row by row
     return row, model
 
 
