@@ -30,14 +30,15 @@ def train(
     variant: str = typer.Option("all", "--variant", help="fc | one_conv | two_conv | all (the three) | finetune, or a comma list."),
     alpha: float = typer.Option(0.75, "--alpha", help="MobileNet width multiplier: 0.25, 0.5, 0.75 or 1.0."),
     weights: str = typer.Option("bundled", "--weights", help="bundled (ImageNet, alpha 0.75) | imagenet (download) | none | PATH.h5"),
-    epochs: int = typer.Option(40, "--epochs", help="Maximum epochs (early stopping on val loss)."),
+    epochs: int = typer.Option(30, "--epochs", help="Maximum epochs (early stopping on val loss)."),
     batch_size: int = typer.Option(32, "--batch-size"),
-    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
-    patience: int = typer.Option(6, "--patience", help="Early-stopping patience in epochs (0 = off)."),
+    lr: float = typer.Option(3e-4, "--lr", help="Adam learning rate."),
+    patience: int = typer.Option(4, "--patience", help="Early-stopping patience in epochs (0 = off)."),
+    lr_patience: int = typer.Option(2, "--lr-patience", help="Cut the learning rate x0.3 after this many epochs without val-loss progress (0 = off)."),
     class_weight: str = typer.Option("none", "--class-weight", help="none | balanced."),
     seed: int = typer.Option(0, "--seed", help="Seeds the split, weights init, shuffles and dropout."),
     augment: bool = typer.Option(False, "--augment", help="Train the full network on augmented images (no feature cache)."),
-    flip_cache: bool = typer.Option(True, "--flip-cache/--no-flip-cache", help="Also cache mirrored train images (cheap augmentation)."),
+    cache_views: int = typer.Option(2, "--cache-views", help="Cached views per train image: 1 = as is, 2 = + mirrored, more = + randomly augmented (cheap augmentation that keeps the cache)."),
     dropout: float = typer.Option(0.3, "--dropout", help="Dropout after each hidden Dense layer of the head."),
     label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and count) unreadable images instead of stopping."),
@@ -55,8 +56,8 @@ def train(
     from cxredge.train.settings import TrainSettings
 
     settings = TrainSettings(variants=variants, alpha=alpha, weights=weights, epochs=epochs, batch_size=batch_size,
-                             lr=lr, patience=patience, class_weight=class_weight, seed=seed, augment=augment,
-                             flip_cache=flip_cache, skip_bad=skip_bad, strategy=strategy,
+                             lr=lr, patience=patience, lr_patience=lr_patience, class_weight=class_weight, seed=seed, augment=augment,
+                             cache_views=cache_views, skip_bad=skip_bad, strategy=strategy,
                              unfreeze_blocks=unfreeze_blocks, dropout=dropout, label_smoothing=label_smoothing,
                              finetune_epochs=finetune_epochs, finetune_lr=finetune_lr)
     from cxredge.train.variants import resolve_weights

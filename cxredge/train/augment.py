@@ -20,6 +20,21 @@ def augmenter(seed: int) -> keras.Sequential:
     ], name="augment")
 
 
+def view_transform(view: int, seed: int):
+    """The cached "views" of a train image: 0 = as is, 1 = mirrored left-right, k >= 2 = randomly
+    augmented (flip / rotation / zoom / contrast), reproducible from (seed, view, batch start)."""
+    if view == 0:
+        return None
+    if view == 1:
+        return lambda batch, start: batch[:, :, ::-1, :].astype(np.float32)
+
+    def transform(batch, start):
+        aug = augmenter(seed * 1_000_003 + view * 10_007 + start)  # fresh seeded layers: reproducible
+        x = aug(tf.constant(batch, dtype=tf.float32), training=True)
+        return tf.clip_by_value(x, 0.0, 255.0).numpy()
+    return transform
+
+
 def image_dataset(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, seed: int,
                   augment: bool, weights: np.ndarray | None = None) -> tf.data.Dataset:
     """uint8 images -> float32 0..255 batches with one-hot labels (and sample weights)."""

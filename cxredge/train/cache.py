@@ -2,8 +2,8 @@
 
 Every variant's model is a linear chain of layers. Everything before the first trainable layer is
 frozen, so its output (the "cut") is a fixed function of the image. We compute the cuts of all the
-variants of a run in one forward pass per image (and, with flip_cache, once more for the mirrored
-image), then train a tail model that re-applies the remaining layers of the full model to the cached
+variants of a run in one forward pass per image (and per extra "view" of each train image: the
+mirrored image, then randomly augmented ones; see augment.view_transform), then train a tail model that re-applies the remaining layers of the full model to the cached
 tensor. The layers are shared objects, so the trained tail's weights ARE the full model's weights.
 
 Cuts (the output of the layer just before the first trainable one):
@@ -51,16 +51,17 @@ def tail_model(model: keras.Model, cut_name: str) -> keras.Model:
     return keras.Model(inp, x, name=f"{model.name}_tail")
 
 
-def compute_features(extractor: keras.Model, images: np.ndarray, batch_size: int = 32, flip: bool = False,
+def compute_features(extractor: keras.Model, images: np.ndarray, batch_size: int = 32,
+                     transform: Callable[[np.ndarray, int], np.ndarray] | None = None,
                      progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
-    """Run the extractor over uint8 images (optionally mirrored left-right); one array per cut."""
+    """Run the extractor over uint8 images, optionally transformed first (transform(batch, start)
+    returns float32 pixels 0..255); one array per cut."""
     fn = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
     chunks: list[list[np.ndarray]] = []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
-        if flip:
-            batch = batch[:, :, ::-1, :]
-        out = fn(tf.constant(batch, dtype=tf.float32))
+        x = transform(batch, start) if transform else batch.astype(np.float32)
+        out = fn(tf.constant(x, dtype=tf.float32))
         out = out if isinstance(out, (list, tuple)) else [out]
         chunks.append([o.numpy() for o in out])
         if progress:

@@ -45,33 +45,34 @@ def class_weights(y: np.ndarray, num_classes: int, mode: str) -> np.ndarray:
 
 
 class CachedBatches(keras.utils.Sequence):
-    """Batches of cached features; each epoch reshuffles and, given mirrored features, picks the
-    original or the mirrored image per sample (cheap augmentation that keeps the cache)."""
+    """Batches of cached features. `views` holds one array per cached view of the train images
+    (original, mirrored, augmented...); each epoch reshuffles and picks one view per sample at random,
+    a cheap augmentation that keeps the cache."""
 
-    def __init__(self, feats: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, seed: int,
-                 flipped: np.ndarray | None = None, weights: np.ndarray | None = None, shuffle: bool = True):
+    def __init__(self, views: list[np.ndarray], y: np.ndarray, num_classes: int, batch_size: int, seed: int,
+                 weights: np.ndarray | None = None):
         super().__init__()
-        self.feats, self.flipped, self.batch_size, self.shuffle = feats, flipped, batch_size, shuffle
+        self.views, self.batch_size = views, batch_size
         self.onehot = np.eye(num_classes, dtype=np.float32)[y]
         self.sample_w = (weights if weights is not None else np.ones(num_classes, np.float32))[y]
         self.rng = np.random.default_rng(seed)
         self.on_epoch_end()
 
     def __len__(self) -> int:
-        return int(np.ceil(len(self.feats) / self.batch_size))
+        return int(np.ceil(len(self.views[0]) / self.batch_size))
 
     def on_epoch_end(self) -> None:
-        n = len(self.feats)
-        self.order = self.rng.permutation(n) if self.shuffle else np.arange(n)
-        self.use_flip = self.rng.random(n) < 0.5 if self.flipped is not None else np.zeros(n, bool)
+        n = len(self.views[0])
+        self.order = self.rng.permutation(n)
+        self.view = self.rng.integers(0, len(self.views), n)
 
     def __getitem__(self, i: int):
         idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
-        x = self.feats[idx]
-        flip = self.use_flip[idx]
-        if flip.any():
-            x = x.copy()
-            x[flip] = self.flipped[idx[flip]]
+        x = self.views[0][idx]
+        for v in range(1, len(self.views)):
+            pick = self.view[idx] == v
+            if pick.any():
+                x[pick] = self.views[v][idx[pick]]
         return x, self.onehot[idx], self.sample_w[idx]
 
 
@@ -108,6 +109,9 @@ def fit(model: keras.Model, train, val, settings: TrainSettings, epochs: int,
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience,
                                          restore_best_weights=True)
     callbacks = [timer, stop] if settings.patience > 0 else [timer]
+    if settings.lr_patience > 0:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
+                                                           patience=settings.lr_patience, min_lr=1e-7))
     hist = model.fit(train, validation_data=val, epochs=epochs, verbose=0, callbacks=callbacks,
                      shuffle=False)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}

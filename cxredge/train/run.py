@@ -12,24 +12,25 @@ from rich.console import Console
 
 from cxredge import __version__
 from cxredge.edge.metrics import classification_metrics
+from cxredge.errors import CxrError
 from cxredge.io import write_json
 from cxredge.keras import keras, tf
 from cxredge.train import fit as fitting
-from cxredge.train.augment import image_dataset
+from cxredge.train.augment import image_dataset, view_transform
 from cxredge.train.artifacts import write_variant
 from cxredge.train.cache import compute_features, cut_layer_name, feature_extractor, predict, tail_model
 from cxredge.train.data import TrainData, load_data, progress_bar
 from cxredge.train.settings import TrainSettings
 from cxredge.train.variants import build_model, count_params, resolve_weights, set_trainable
 
+VIEW_NAMES = {0: "", 1: " (mirrored)"}
 CHECK_IMAGES = 8  # test images run through the full model to confirm it equals the cached tail
 
 
 @dataclass
 class Features:
-    """Cached cuts by layer name: train (and mirrored train), val, test."""
-    train: dict[str, np.ndarray] = field(default_factory=dict)
-    train_flip: dict[str, np.ndarray] = field(default_factory=dict)
+    """Cached cuts by layer name: train (one array per view), val, test."""
+    train: dict[str, list[np.ndarray]] = field(default_factory=dict)
     val: dict[str, np.ndarray] = field(default_factory=dict)
     test: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0
@@ -38,6 +39,8 @@ class Features:
 def train_run(data_dir: str | Path, out: str | Path, settings: TrainSettings, console: Console) -> list[dict]:
     """Train every requested variant; return their metrics (also written under out/)."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CxrError(f"--out {out}: exists and is not a folder")
     fitting.set_determinism(settings.seed)
     weights = resolve_weights(settings.weights, settings.alpha)
     data = load_data(data_dir, seed=settings.seed, skip_bad=settings.skip_bad, console=console)
@@ -65,17 +68,21 @@ def _cache(data: TrainData, settings: TrainSettings, weights, console) -> tuple[
         return cuts, feats
     layer_names = list(dict.fromkeys(cuts.values()))
     extractor = feature_extractor(ref, layer_names)
-    jobs = [("train", feats.train, False), ("val", feats.val, False), ("test", feats.test, False)]
-    if settings.flip_cache:
-        jobs.insert(1, ("train", feats.train_flip, True))
+    jobs = [("train", view) for view in range(settings.cache_views)] + [("val", 0), ("test", 0)]
     with progress_bar(console) as bar:
-        for split, store, flip in jobs:
+        for split, view in jobs:
             images = data.splits[split].x
-            task = bar.add_task(f"cache {split}{' (mirrored)' if flip else ''}", total=len(images), info="")
-            arrays = compute_features(extractor, images, 32, flip, lambda n, t=task: bar.advance(t, n))
-            store.update(zip(layer_names, arrays))
+            task = bar.add_task(f"cache {split}{VIEW_NAMES.get(view, f' (augmented view {view})')}",
+                                total=len(images), info="")
+            arrays = compute_features(extractor, images, 32, view_transform(view, settings.seed),
+                                      lambda n, t=task: bar.advance(t, n))
+            for name, arr in zip(layer_names, arrays):
+                if split == "train":
+                    feats.train.setdefault(name, []).append(arr)
+                else:
+                    getattr(feats, split)[name] = arr
     feats.seconds = time.perf_counter() - t0
-    console.print(f"feature cache: {sum(len(data.splits[s].x) for s, _, _ in jobs)} forward passes "
+    console.print(f"feature cache: {sum(len(data.splits[s].x) for s, _ in jobs)} forward passes "
                   f"in {feats.seconds:.1f} s ({', '.join(layer_names)})")
     return cuts, feats
 
@@ -123,8 +130,7 @@ def _fit_cached(model, cut, data, feats, settings, cw, strategy, advance):
     with strategy.scope():
         tail = tail_model(model, cut)
         fitting.compile_model(tail, settings.lr, settings.label_smoothing)
-    train = fitting.CachedBatches(feats.train[cut], data.splits["train"].y, k, settings.batch_size, settings.seed,
-                                  feats.train_flip.get(cut), cw)
+    train = fitting.CachedBatches(feats.train[cut], data.splits["train"].y, k, settings.batch_size, settings.seed, cw)
     val = (feats.val[cut], np.eye(k, dtype=np.float32)[data.splits["val"].y])
     history, _ = fitting.fit(tail, train, val, settings, settings.epochs, advance)
     history["mode"] = "cached"

@@ -16,14 +16,15 @@ class TrainSettings:
     variants: tuple[str, ...] = ("fc", "one_conv", "two_conv")
     alpha: float = 0.75
     weights: str = "bundled"
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 32
-    lr: float = 1e-3
-    patience: int = 6
+    lr: float = 3e-4
+    patience: int = 4
+    lr_patience: int = 2  # ReduceLROnPlateau on val loss: x0.3 after this many flat epochs (0 = off)
     class_weight: str = "none"
     seed: int = 0
     augment: bool = False
-    flip_cache: bool = True
+    cache_views: int = 2  # cached views per train image: 1 = as is, 2 = + mirrored, k > 2 = + augmented
     skip_bad: bool = False
     strategy: str = "auto"
     unfreeze_blocks: int = 2
@@ -38,6 +39,8 @@ class TrainSettings:
             (self.batch_size >= 1, f"--batch-size {self.batch_size}: must be >= 1"),
             (self.lr > 0, f"--lr {self.lr}: must be > 0"),
             (self.patience >= 0, f"--patience {self.patience}: must be >= 0"),
+            (self.cache_views >= 1, f"--cache-views {self.cache_views}: must be >= 1"),
+            (self.lr_patience >= 0, f"--lr-patience {self.lr_patience}: must be >= 0"),
             (self.class_weight in CLASS_WEIGHTS, f"--class-weight {self.class_weight}: expected none or balanced"),
             (self.strategy in STRATEGIES, f"--strategy {self.strategy}: expected one of {', '.join(STRATEGIES)}"),
             (0 <= self.dropout < 1, f"--dropout {self.dropout}: expected 0 <= dropout < 1"),
