@@ -243,3 +243,26 @@ def test_empty_folders(tmp_path, run_dir):
     assert_clean_error(runner.invoke(app, ["bench", str(empty)]), "no .tflite")
     assert_clean_error(runner.invoke(app, ["predict", str(run_dir / "fc" / "int8.tflite"), str(empty)]), "no images")
     assert_clean_error(runner.invoke(app, ["bench", "--run", str(tmp_path / "missing")]), "not found")
+
+
+# --- device facts ---------------------------------------------------------------------------------
+
+def test_device_facts_decode_pi_thermal_and_throttling(tmp_path, monkeypatch):
+    from cxredge.edge import device
+
+    zone = tmp_path / "thermal" / "thermal_zone0"
+    zone.mkdir(parents=True)
+    (zone / "temp").write_text("61234\n")
+    (zone / "type").write_text("cpu-thermal\n")
+    monkeypatch.setattr(device, "THERMAL", tmp_path / "thermal")
+    fake = tmp_path / "bin" / "vcgencmd"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho throttled=0x50005\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    info = device.device_info()
+    assert info["temperature_c"] == {"cpu-thermal": 61.2}
+    assert info["throttled"]["raw"] == "0x50005"
+    assert set(info["throttled"]["flags"]) == {"under-voltage now", "throttled now", "under-voltage has occurred",
+                                               "throttling has occurred"}
+    assert info["cores"] >= 1 and info["machine"] and info["os"]
