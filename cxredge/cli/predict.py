@@ -42,7 +42,7 @@ def predict(
     if as_json:
         typer.echo(json.dumps({"model": str(model), "runtime": runtime, "labels": names, "predictions": results},
                               indent=2))
-    else:
+    elif results:
         console.print(table(results, names, f"{model.name} ({runtime})"))
     if bad:
         raise CxrError(f"{len(bad)} of {len(files)} images unreadable: {bad[0]}"
