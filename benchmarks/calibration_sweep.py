@@ -93,7 +93,10 @@ def main(argv=None) -> int:
         rows.append({"calibration_size": size, "manifest_sha256": manifest.sha256(), "convert_seconds": round(seconds, 1), **rec})
         print(f"n={size:4d}  agreement {100 * rec['agreement']:.2f}%  macro-F1 {rec['macro_f1']:.4f} "
               f"({100 * rec['delta_macro_f1']:+.2f} pt)  max|dprob| {rec['max_abs_dprob']:.3f}  {seconds:.0f}s", flush=True)
+    from cxredge.io import sha256_file
+
     doc = {"benchmark": "calibration_sweep", "run": str(args.run), "variant": args.variant, "split": args.split,
+           "model_sha256": sha256_file(args.run / args.variant / "model.keras"),
            "seed": args.seed, "io": args.io, "float": ref.float_metrics()["macro_f1"], "n": int(len(ref.y)),
            "machine": machine_info(), "results": rows}
     write(args.out, doc, markdown(doc))

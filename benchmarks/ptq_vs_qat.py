@@ -80,7 +80,10 @@ def main(argv=None) -> int:
             qat_model, info = fine_tune(model, xq, settings)
             data = quantize.quantize_calibrated(quantize.calibrate(qat_model, x), "uint8", what="qat")
             add(f"int8 QAT lr={lr:g} (uint8 out)", data, time.perf_counter() - t, qat={**asdict(settings), **info})
+    from cxredge.io import sha256_file
+
     doc = {"benchmark": "ptq_vs_qat", "run": str(args.run), "variant": args.variant, "split": args.split,
+           "model_sha256": sha256_file(args.run / args.variant / "model.keras"),
            "n": int(len(ref.y)), "calibration": {"size": manifest.size, "seed": manifest.seed, "sha256": manifest.sha256()},
            "float_macro_f1": ref.float_metrics()["macro_f1"], "float_accuracy": ref.float_metrics()["accuracy"],
            "worst_layers": [{"layer": debug.short_name(r["tensor"]), "op": r["op"], "rmse_over_scale": r["rmse_over_scale"]}

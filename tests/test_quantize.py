@@ -18,7 +18,7 @@ from cxredge.convert.opcheck import float_ops, require_integer_only
 from cxredge.errors import CxrError
 
 runner = CliRunner()
-MODES = ("float32", "int8", "float16", "dynamic", "qat_int8", "int8_fallback")
+MODES = ("float32", "int8", "float16", "dynamic", "qat_int8", "int8_fallback", "int8_refit")
 
 
 def make_run(run_dir: Path, data: Path, variant: str = "fc") -> Path:
@@ -45,7 +45,7 @@ def invoke(*args: str):
 def full_run(tiny_data, tmp_path_factory):
     run = make_run(tmp_path_factory.mktemp("qrun"), tiny_data)
     res = invoke("--run", str(run), "--mode", "all", "--calibration-size", "8", "--qat-epochs", "1",
-                 "--qat-images", "8", "--debug", "--float-fallback", "1")
+                 "--qat-images", "8", "--refit-images", "16", "--debug", "--float-fallback", "1")
     assert res.exit_code == 0, res.output
     return run
 
@@ -72,7 +72,7 @@ def test_every_mode_written_with_sidecar(full_run):
     assert not tmp_files(full_run)
 
 
-@pytest.mark.parametrize("precision", ["int8", "qat_int8", "int8_fallback"])
+@pytest.mark.parametrize("precision", ["int8", "qat_int8", "int8_fallback", "int8_refit"])
 def test_integer_models_take_raw_uint8_pixels(full_run, precision):
     side = sidecar(full_run, precision)
     assert side["input"]["dtype"] == "uint8"
@@ -86,6 +86,8 @@ def test_int8_has_no_float_op_and_dynamic_fails_the_check(full_run):
     int8 = (full_run / "fc" / "int8.tflite").read_bytes()
     assert float_ops(int8) == []
     require_integer_only(int8, "int8")
+    for precision in ("qat_int8", "int8_refit"):
+        assert float_ops((full_run / "fc" / f"{precision}.tflite").read_bytes()) == []
     dynamic = (full_run / "fc" / "dynamic.tflite").read_bytes()
     assert float_ops(dynamic)
     with pytest.raises(CxrError, match=r"op\(s\) compute in float"):
@@ -184,24 +186,20 @@ def test_bad_input_one_line_error_and_nothing_touched(copy_run, breaker):
 
 
 def test_failure_during_conversion_keeps_previous_models(copy_run, monkeypatch):
+    """The new float32 file fails validation while it is still a temp file: nothing is replaced."""
     from cxredge.convert import validate
 
     run, _, _ = copy_run
-    before = (run / "fc" / "int8.tflite").read_bytes()
-    side_before = (run / "fc" / "int8.json").read_bytes()
-    real = validate.validate
+    before = {p: p.read_bytes() for p in (run / "fc").iterdir() if p.suffix in (".tflite", ".json")}
 
     def failing(path, precision, ref, progress=None):
-        if precision == "int8":
-            assert Path(path).name.endswith(".tmp") and Path(path).is_file()
-            raise CxrError("int8.tflite: simulated validation failure")
-        return real(path, precision, ref, progress)
+        assert Path(path).name.endswith(".tmp") and Path(path).is_file()
+        raise CxrError(f"{precision}.tflite: simulated validation failure")
 
     monkeypatch.setattr(validate, "validate", failing)
     res = invoke("--run", str(run), "--mode", "int8", "--calibration-size", "8")
     assert res.exit_code == 1 and "simulated validation failure" in res.output
-    assert (run / "fc" / "int8.tflite").read_bytes() == before
-    assert (run / "fc" / "int8.json").read_bytes() == side_before
+    assert {p: p.read_bytes() for p in before} == before  # int8.tflite, float32.tflite, sidecars intact
     assert not tmp_files(run)
 
 
@@ -259,3 +257,23 @@ def test_qat_keeps_frozen_layers_frozen(tiny_data):
     assert np.array_equal(weights["conv_pw_12/kernel:0"], frozen)
     assert not np.array_equal(weights["conv_pw_13/kernel:0"], trained)
     assert info["trainable_params"] == sum(int(np.prod(w.shape)) for w in qat.trainable_weights)
+
+
+def test_refit_changes_only_the_head_of_a_copy():
+    from cxredge.convert.refit import RefitSettings, refit_head
+    from cxredge.keras import keras
+    from cxredge.train.variants import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model("fc", 4, alpha=0.25, weights=None)
+    before = [w.copy() for w in model.get_weights()]
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(32, 1000)).astype(np.float32)
+    teacher = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 32)]
+    clone, info = refit_head(model, feats, teacher, RefitSettings(epochs=5, learning_rate=1e-3, batch_size=8))
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # the float model is untouched
+    for name in ("conv1", "conv_pw_13", "conv_preds"):
+        assert all(np.array_equal(a, b) for a, b in zip(clone.get_layer(name).get_weights(),
+                                                        model.get_layer(name).get_weights()))
+    assert not np.array_equal(clone.get_layer("head_out").get_weights()[0], model.get_layer("head_out").get_weights()[0])
+    assert info["distill_loss"][-1] < info["distill_loss_before"]

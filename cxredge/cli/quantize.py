@@ -11,8 +11,8 @@ from cxredge.cli.common import console, handle_errors, split_list
 from cxredge.errors import CxrError
 from cxredge.paths import DEFAULT_RUN, VARIANTS
 
-MODE_CHOICES = ("int8", "float32", "float16", "dynamic", "qat", "all")
-ALL_MODES = ("float32", "int8", "float16", "dynamic", "qat")
+MODE_CHOICES = ("int8", "float32", "float16", "dynamic", "qat", "refit", "all")
+ALL_MODES = ("float32", "int8", "float16", "dynamic", "qat", "refit")
 
 
 def parse_modes(value: str) -> tuple[str, ...]:
@@ -47,13 +47,14 @@ class _Tracker:
 def quantize(
     run: Path = typer.Option(DEFAULT_RUN, "--run", help="Run directory written by cxredge train."),
     variant: str = typer.Option("all", "--variant", help="fc | one_conv | two_conv | all, or a comma list."),
-    mode: str = typer.Option("int8", "--mode", help="int8 | float16 | dynamic | qat | float32 | all, or a comma list. float32 is always written."),
+    mode: str = typer.Option("int8", "--mode", help="int8 | float16 | dynamic | qat | refit | float32 | all, or a comma list. float32 is always written."),
     io: str = typer.Option("uint8", "--io", help="Output type of int8 models: uint8 | int8 (input is always uint8 raw pixels)."),
     calibration_size: int = typer.Option(200, "--calibration-size", help="Calibration images: a stratified, seeded sample of the train split."),
     calibration_file: Path = typer.Option(None, "--calibration", help="Rebuild from a saved calibration manifest instead of drawing one."),
     qat_epochs: int = typer.Option(2, "--qat-epochs", help="QAT fine-tuning epochs."),
     qat_images: int = typer.Option(400, "--qat-images", help="Train images used for QAT (stratified subset)."),
     qat_lr: float = typer.Option(1e-4, "--qat-lr", help="QAT learning rate (Adam)."),
+    refit_images: int = typer.Option(1000, "--refit-images", help="Train images for the int8 head refit (--mode refit)."),
     debug: bool = typer.Option(False, "--debug", help="Write a per-layer int8 error report (int8_debug.json/.md)."),
     float_fallback: int = typer.Option(0, "--float-fallback", help="Keep the K worst int8 layers in float (int8_fallback.tflite)."),
     split: str = typer.Option("val", "--split", help="Split to validate on: val | test."),
@@ -63,13 +64,13 @@ def quantize(
     from cxredge.convert.pipeline import QuantizeSettings, load_run, quantize_run
     from cxredge.convert.qat import QatSettings
 
-    _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback, split, qat_lr)
+    _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback, split, qat_lr, refit_images)
     run_doc = load_run(run)
     settings = QuantizeSettings(
         run=run, variants=parse_variants(variant, run_doc.get("variants")), modes=parse_modes(mode), io=io,
         calibration_size=calibration_size, calibration_file=calibration_file,
         qat=QatSettings(epochs=qat_epochs, images=qat_images, learning_rate=qat_lr, seed=seed), debug=debug,
-        float_fallback=float_fallback, seed=seed, split=split)
+        float_fallback=float_fallback, seed=seed, split=split, refit_images=refit_images)
     if not settings.variants:
         raise CxrError(f"--variant {variant}: the run has none of these variants")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -79,7 +80,7 @@ def quantize(
     console.print(f"wrote {len(rows)} models under {run}; summary {run / 'quantize.json'}")
 
 
-def _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback, split, qat_lr) -> None:
+def _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback, split, qat_lr, refit_images) -> None:
     if io not in ("uint8", "int8"):
         raise CxrError(f"--io {io}: expected uint8 or int8")
     if not qat_lr > 0:
@@ -87,7 +88,8 @@ def _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback,
     if split not in ("val", "test"):
         raise CxrError(f"--split {split}: expected val or test")
     for name, value, low in (("--calibration-size", calibration_size, 1), ("--qat-epochs", qat_epochs, 1),
-                             ("--qat-images", qat_images, 1), ("--float-fallback", float_fallback, 0)):
+                             ("--qat-images", qat_images, 1), ("--float-fallback", float_fallback, 0),
+                             ("--refit-images", refit_images, 1)):
         if value < low:
             raise CxrError(f"{name} {value}: must be >= {low}")
 

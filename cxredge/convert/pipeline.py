@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cxredge.convert import artifacts, calibration, debug, quantize, validate
+from cxredge.convert import artifacts, calibration, debug, quantize, refit, validate
 from cxredge.convert.qat import QatSettings, fine_tune
 from cxredge.edge.dataset import load_split, scan
 from cxredge.errors import CxrError
 from cxredge.io import read_json, sha256_file, write_json, write_text
 from cxredge.keras import keras
 
-MODES = ("float32", "int8", "float16", "dynamic", "qat")
-CALIBRATED = ("int8", "qat")
+MODES = ("float32", "int8", "float16", "dynamic", "qat", "refit")
+CALIBRATED = ("int8", "qat", "refit")
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class QuantizeSettings:
     calibration_size: int = 200
     calibration_file: Path | None = None
     qat: QatSettings = field(default_factory=QatSettings)
+    refit_settings: refit.RefitSettings = field(default_factory=refit.RefitSettings)
+    refit_images: int = 1000
     debug: bool = False
     float_fallback: int = 0
     seed: int = 0
@@ -129,11 +131,14 @@ def quantize_variant(settings, run, variant, loaded, calib, tracker) -> list[dic
     for mode in ("float16", "dynamic"):
         if mode in settings.modes:
             rows.append(job.emit(mode, quantize.convert_float(model, mode)))
-    if calib is not None and ("int8" in settings.modes or settings.debug or settings.float_fallback):
+    if calib is not None and (set(settings.modes) & {"int8", "refit"} or settings.debug or settings.float_fallback):
         cal = quantize.calibrate(model, calib.x, tracker.task(f"{variant}: calibrating int8", len(calib.x) + calib.anchor))
-        rows.append(job.emit("int8", quantize.quantize_calibrated(cal, settings.io, what=f"{variant}/int8.tflite")))
+        int8 = quantize.quantize_calibrated(cal, settings.io, what=f"{variant}/int8.tflite")
+        rows.append(job.emit("int8", int8))
         if settings.debug or settings.float_fallback:
             rows += job.debug_and_fallback(cal, rows[-1])
+        if "refit" in settings.modes:
+            rows.append(job.refit_head(model, int8))
     if "qat" in settings.modes:
         rows.append(job.qat(model))
     return rows
@@ -194,11 +199,24 @@ class _Job:
         data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/qat_int8.tflite")
         return self.emit("qat_int8", data, {"qat": {**asdict(qs), "images_used": len(ds_train), **info}})
 
+    def refit_head(self, model: keras.Model, int8: bytes) -> dict:
+        x = self._train_images(self.settings.refit_images, self.settings.seed + 2, "--refit-images")
+        feats = refit.int8_features(int8, x, self.tracker.task(f"{self.variant}: int8 features", len(x)))
+        teacher = model.predict(x.astype(np.float32), batch_size=32, verbose=0)
+        clone, info = refit.refit_head(model, feats, teacher, self.settings.refit_settings)
+        cal = quantize.calibrate(clone, self.calib.x,
+                                 self.tracker.task(f"{self.variant}: calibrating refit", len(self.calib.x) + self.calib.anchor))
+        data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/int8_refit.tflite")
+        return self.emit("int8_refit", data, {"refit": {**asdict(self.settings.refit_settings), "images_used": len(x), **info}})
+
     def _qat_images(self) -> np.ndarray:
+        return self._train_images(self.settings.qat.images, self.settings.qat.seed + 1, "--qat-images")
+
+    def _train_images(self, n: int, seed: int, option: str) -> np.ndarray:
         ds = scan(self.run["data"]["path"], seed=self.run["data"].get("split_seed") or 0)
-        n = min(self.settings.qat.images, len(ds.splits["train"]))
-        manifest = calibration.draw(ds, n, self.settings.qat.seed + 1)
-        return calibration.load_images(manifest, ds.root, "--qat-images", self.tracker.task("QAT images", n))
+        n = min(n, len(ds.splits["train"]))
+        manifest = calibration.draw(ds, n, seed)
+        return calibration.load_images(manifest, ds.root, option, self.tracker.task(f"train images for {option}", n))
 
 
 def _settings_record(s: QuantizeSettings) -> dict:

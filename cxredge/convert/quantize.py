@@ -39,6 +39,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("int8", True, (), True, True, "full integer: int8 weights and activations, uint8 pixels in"),
     Preset("qat_int8", True, (), True, True, "full integer from a quantization-aware fine-tuned model"),
     Preset("int8_fallback", True, (), True, False, "int8 with the K worst layers kept in float"),
+    Preset("int8_refit", True, (), True, True, "full integer; head refitted to the int8 backbone's features"),
 )}
 
 
