@@ -119,6 +119,7 @@ def measure(entry: ModelEntry, delegate: str, threads: int, image: np.ndarray, s
 
 def base_row(entry: ModelEntry, delegate: str, threads: int) -> dict:
     return {"model": entry.key, "path": str(entry.path), "variant": entry.variant, "precision": entry.precision,
+            "sha256": (entry.sidecar or {}).get("sha256"),
             "delegate": delegate, "threads": threads, "size_bytes": entry.size_bytes, "status": "ok",
             "error": None, "accuracy": None, "macro_f1": None, "macro_precision": None, "macro_recall": None,
             "agreement_with_float": None, "latency_ms": None, "speedup_vs_float32": None}
