@@ -71,12 +71,12 @@ def train(
 
 
 def results_table(results: list[dict]) -> Table:
-    table = Table(title="cxredge train: test split")
-    for col in ("variant", "accuracy", "macro-F1", "macro precision", "macro recall", "trainable / total params",
-                "epochs", "train time"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
+    table = Table(title="cxredge train: test split",
+                  caption="F1 / prec / rec: macro averages; params: trainable / total (exact in metrics.json)")
+    for col in ("variant", "acc", "F1", "prec", "rec", "params", "epochs", "time"):
+        table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
     for m in results:
         table.add_row(m["variant"], f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", f"{m['macro_precision']:.3f}",
-                      f"{m['macro_recall']:.3f}", f"{m['params_trainable']:,} / {m['params_total']:,}",
-                      str(m["epochs_run"]), f"{m['train_seconds']:.1f} s")
+                      f"{m['macro_recall']:.3f}", f"{m['params_trainable'] / 1e6:.2f}M / {m['params_total'] / 1e6:.2f}M",
+                      str(m["epochs_run"]), f"{m['train_seconds']:.0f} s")
     return table

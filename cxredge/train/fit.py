@@ -79,7 +79,7 @@ class CachedBatches(keras.utils.Sequence):
 class EpochProgress(keras.callbacks.Callback):
     """Feeds a rich progress bar and records wall time per epoch."""
 
-    def __init__(self, advance: Callable[[str], None] | None):
+    def __init__(self, advance: Callable[..., None] | None):
         super().__init__()
         self.advance = advance
         self.epoch_seconds: list[float] = []
@@ -103,7 +103,7 @@ def compile_model(model: keras.Model, lr: float, label_smoothing: float) -> None
 
 
 def fit(model: keras.Model, train, val, settings: TrainSettings, epochs: int,
-        advance: Callable[[str], None] | None = None) -> tuple[dict, EpochProgress]:
+        advance: Callable[..., None] | None = None) -> tuple[dict, EpochProgress]:
     """model.fit with early stopping on val loss (best weights restored). Returns (history, timer)."""
     timer = EpochProgress(advance)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience,
@@ -115,6 +115,8 @@ def fit(model: keras.Model, train, val, settings: TrainSettings, epochs: int,
     hist = model.fit(train, validation_data=val, epochs=epochs, verbose=0, callbacks=callbacks,
                      shuffle=False)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    if advance and len(timer.epoch_seconds) < epochs:
+        advance(f"best epoch {int(np.argmin(history['val_loss'])) + 1}", done=True)
     history["epoch_seconds"] = timer.epoch_seconds
     history["best_epoch"] = int(np.argmin(history["val_loss"])) + 1 if settings.patience > 0 else len(timer.epoch_seconds)
     return history, timer

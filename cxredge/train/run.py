@@ -121,8 +121,16 @@ def _train_variant(variant, data, feats, cuts, settings, weights, strategy, out,
 
 
 def _advancer(bar, label: str, epochs: int):
+    """One bar per fit: advances per epoch; on an early stop the bar's total shrinks to the epochs run."""
     task = bar.add_task(f"train {label}", total=epochs, info="")
-    return lambda info: bar.update(task, advance=1, info=info)
+
+    def advance(info: str, done: bool = False) -> None:
+        if done:
+            completed = next(t.completed for t in bar.tasks if t.id == task)
+            bar.update(task, total=completed, info=info + " (early stop)")
+        else:
+            bar.update(task, advance=1, info=info)
+    return advance
 
 
 def _fit_cached(model, cut, data, feats, settings, cw, strategy, advance):
