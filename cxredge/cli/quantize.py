@@ -77,6 +77,12 @@ def quantize(
     with Progress(*columns, console=console, transient=False) as progress:
         rows = quantize_run(settings, _Tracker(progress))
     console.print(results_table(rows, split))
+    for r in rows:
+        if "fallback" in r:
+            fb = r["fallback"]
+            console.print(f"{r['variant']} float fallback K={fb['k']} ({', '.join(fb['layers'])}): agreement "
+                          f"{100 * fb['agreement_gain']:+.2f} pt, macro-F1 {100 * fb['macro_f1_gain']:+.2f} pt, "
+                          f"size {fb['size_cost_bytes'] / 1e6:+.2f} MB vs int8")
     console.print(f"wrote {len(rows)} models under {run}; summary {run / 'quantize.json'}")
 
 

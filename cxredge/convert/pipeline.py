@@ -188,6 +188,10 @@ class _Job:
                    "macro_f1_gain": row["macro_f1"] - int8_row["macro_f1"],
                    "size_cost_bytes": row["size_bytes"] - int8_row["size_bytes"]})
         row["fallback"] = fb
+        side_path = self.out_dir / "int8_fallback.json"
+        side = read_json(side_path)
+        side["conversion"]["fallback"] = fb
+        write_json(side_path, side)
         return [row]
 
     def qat(self, model: keras.Model) -> dict:
