@@ -30,7 +30,7 @@ def train(
     variant: str = typer.Option("all", "--variant", help="fc | one_conv | two_conv | all (the three) | finetune, or a comma list."),
     alpha: float = typer.Option(0.75, "--alpha", help="MobileNet width multiplier: 0.25, 0.5, 0.75 or 1.0."),
     weights: str = typer.Option("bundled", "--weights", help="bundled (ImageNet, alpha 0.75) | imagenet (download) | none | PATH.h5"),
-    epochs: int = typer.Option(30, "--epochs", help="Maximum epochs (early stopping on val loss)."),
+    epochs: int = typer.Option(20, "--epochs", help="Maximum epochs (early stopping on val loss)."),
     batch_size: int = typer.Option(32, "--batch-size"),
     lr: float = typer.Option(3e-4, "--lr", help="Adam learning rate."),
     patience: int = typer.Option(4, "--patience", help="Early-stopping patience in epochs (0 = off)."),

@@ -16,7 +16,7 @@ class TrainSettings:
     variants: tuple[str, ...] = ("fc", "one_conv", "two_conv")
     alpha: float = 0.75
     weights: str = "bundled"
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 32
     lr: float = 3e-4
     patience: int = 4
