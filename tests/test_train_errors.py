@@ -79,6 +79,7 @@ def test_leakage_is_warned_with_a_count(tiny_data_copy, tmp_path):
     ("--strategy", "tpu", "--strategy tpu"),
     ("--class-weight", "inverse", "--class-weight inverse"),
     ("--epochs", "0", "--epochs 0"),
+    ("--pixel-noise", "-1", "--pixel-noise -1"),
 ])
 def test_bad_options_name_the_option(tiny_data, tmp_path, option, value, match):
     args = ["--data", tiny_data, "--out", tmp_path / "r", "--weights", "none", "--alpha", "0.25", option, value]

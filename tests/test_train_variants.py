@@ -52,3 +52,19 @@ def test_tail_on_cached_features_equals_full_model(variant):
     # mirrored features are the features of the mirrored image
     flipped, = compute_features(feature_extractor(model, [cut]), images, batch_size=2, transform=view_transform(1, 0))
     np.testing.assert_allclose(predict(tail, flipped), predict(model, images[:, :, ::-1, :]), atol=1e-5)
+
+
+def test_pixel_noise_views_are_seeded_and_have_the_asked_spread():
+    images = np.full((3, 224, 224, 3), 128, dtype=np.uint8)
+    images[:, :, :112] = 40  # left half darker: the mirrored view must show it on the right
+    clean = view_transform(1, 0)(images, 0)
+    noisy = view_transform(1, 0, noise=2.0)(images, 0)
+    again = view_transform(1, 0, noise=2.0)(images, 0)
+    np.testing.assert_array_equal(noisy, again)  # same seed, same batch start -> same noise
+    assert not np.array_equal(noisy, view_transform(1, 0, noise=2.0)(images, 32))  # next batch, new draw
+    diff = noisy - clean
+    assert abs(float(diff.std()) - 2.0) < 0.05 and abs(float(diff.mean())) < 0.05
+    assert clean[0, 0, -1, 0] == 40 and noisy.min() >= 0.0 and noisy.max() <= 255.0
+    assert view_transform(0, 0, noise=2.0) is None  # the original view stays clean
+    augmented = view_transform(2, 0, noise=2.0)(images, 0)
+    assert augmented.shape == images.shape and augmented.dtype == np.float32

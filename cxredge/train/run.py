@@ -74,7 +74,7 @@ def _cache(data: TrainData, settings: TrainSettings, weights, console) -> tuple[
             images = data.splits[split].x
             task = bar.add_task(f"cache {split}{VIEW_NAMES.get(view, f' (augmented view {view})')}",
                                 total=len(images), info="")
-            arrays = compute_features(extractor, images, 32, view_transform(view, settings.seed),
+            arrays = compute_features(extractor, images, 32, view_transform(view, settings.seed, settings.pixel_noise),
                                       lambda n, t=task: bar.advance(t, n))
             for name, arr in zip(layer_names, arrays):
                 if split == "train":
@@ -152,7 +152,7 @@ def _fit_full(model, data, settings, cw, strategy, advance, epochs, lr):
         trainer = tail_model(model, model.layers[0].name)
         fitting.compile_model(trainer, lr, settings.label_smoothing)
     train = image_dataset(data.splits["train"].x, data.splits["train"].y, k, settings.batch_size, settings.seed,
-                          augment=True, weights=cw)
+                          augment=True, weights=cw, noise=settings.pixel_noise)
     val = image_dataset(data.splits["val"].x, data.splits["val"].y, k, settings.batch_size, settings.seed,
                         augment=False)
     history, _ = fitting.fit(trainer, train, val, settings, epochs, advance)

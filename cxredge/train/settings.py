@@ -25,6 +25,7 @@ class TrainSettings:
     seed: int = 0
     augment: bool = False
     cache_views: int = 2  # cached views per train image: 1 = as is, 2 = + mirrored, k > 2 = + augmented
+    pixel_noise: float = 0.0  # Gaussian pixel noise (gray levels) on augmented/cached extra views
     skip_bad: bool = False
     strategy: str = "auto"
     unfreeze_blocks: int = 2
@@ -40,6 +41,7 @@ class TrainSettings:
             (self.lr > 0, f"--lr {self.lr}: must be > 0"),
             (self.patience >= 0, f"--patience {self.patience}: must be >= 0"),
             (self.cache_views >= 1, f"--cache-views {self.cache_views}: must be >= 1"),
+            (0 <= self.pixel_noise <= 64, f"--pixel-noise {self.pixel_noise}: expected 0..64 gray levels"),
             (self.lr_patience >= 0, f"--lr-patience {self.lr_patience}: must be >= 0"),
             (self.class_weight in CLASS_WEIGHTS, f"--class-weight {self.class_weight}: expected none or balanced"),
             (self.strategy in STRATEGIES, f"--strategy {self.strategy}: expected one of {', '.join(STRATEGIES)}"),
