@@ -127,12 +127,14 @@ def quantize_variant(settings, run, variant, loaded, calib, tracker) -> list[dic
     ref = validate.keras_reference(model, loaded.x, loaded.y, run["classes"], settings.split)
     out_dir = settings.run / variant
     job = _Job(settings, run, variant, ref, calib, tracker, out_dir)
-    rows = [job.emit("float32", quantize.convert_float(model, "float32"))]
+    float32 = quantize.convert_float(model, "float32")
+    rows = [job.emit("float32", float32)]
     for mode in ("float16", "dynamic"):
         if mode in settings.modes:
             rows.append(job.emit(mode, quantize.convert_float(model, mode)))
     if calib is not None and (set(settings.modes) & {"int8", "refit"} or settings.debug or settings.float_fallback):
-        cal = quantize.calibrate(model, calib.x, tracker.task(f"{variant}: calibrating int8", len(calib.x) + calib.anchor))
+        cal = quantize.calibrate(model, calib.x, tracker.task(f"{variant}: calibrating int8", len(calib.x) + calib.anchor),
+                                 float_model=float32)
         int8 = quantize.quantize_calibrated(cal, settings.io, what=f"{variant}/int8.tflite")
         rows.append(job.emit("int8", int8))
         if settings.debug or settings.float_fallback:
