@@ -49,8 +49,20 @@ def concrete_function(model: keras.Model):
     return fn.get_concrete_function()
 
 
+def _variables_only(model: keras.Model) -> tf.Module:
+    """What the converter must save next to the concrete function: the weights, nothing else.
+
+    Passing the Keras model itself makes TF save it as a SavedModel first, tracing ~500 layer call
+    functions (~11 of the ~15 s a conversion took); a bare tf.Module holding the same variables gives
+    byte-identical .tflite files in ~4 s.
+    """
+    holder = tf.Module()
+    holder.weights = list(model.variables)
+    return holder
+
+
 def _converter(model: keras.Model, preset: Preset):
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model)], model)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model)], _variables_only(model))
     if preset.optimize:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if preset.supported_types:
