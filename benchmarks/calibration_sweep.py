@@ -41,10 +41,10 @@ def setup(run_dir: Path, variant: str, split: str):
     """(run.json, dataset, Keras model, validate.Reference on the split)."""
     from cxredge.convert import validate
     from cxredge.convert.pipeline import load_model, load_run
-    from cxredge.edge.dataset import load_split, scan
+    from cxredge.edge.dataset import load_split, scan_recorded
 
     run = load_run(run_dir)
-    ds = scan(run["data"]["path"], seed=run["data"].get("split_seed") or 0)
+    ds = scan_recorded(run["data"])
     model = load_model(run_dir, variant)
     loaded = load_split(ds, split)
     ref = validate.keras_reference(model, loaded.x, loaded.y, run["classes"], split)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxredge.edge.dataset import load_split, scan
+from cxredge.edge.dataset import load_split, scan_recorded
 from cxredge.edge.runtime import TFLiteModel
 from cxredge.io import read_json, write_json, write_text
 from cxredge.keras import keras
@@ -31,7 +31,7 @@ NOISE = (0.5, 1.0, 2.0)
 SKIP_OPS = {"QUANTIZE", "DEQUANTIZE", "DELEGATE"}
 
 
-def fragility(model, x: np.ndarray, seed: int) -> dict[str, float]:
+def fragility(model, x: np.ndarray, seed: int) -> tuple[dict[str, float], np.ndarray]:
     clean = predict(model, x.astype(np.float32)).argmax(1)
     rng = np.random.default_rng(seed)
     out = {}
@@ -86,7 +86,7 @@ def main() -> None:
     rows, layers = [], {}
     for run in a.run:
         info = read_json(run / "run.json")
-        ds = scan(info["data"]["path"], seed=info["data"].get("split_seed") or info.get("seed", 0))
+        ds = scan_recorded(info["data"])
         test = load_split(ds, "test")
         for vdir in sorted(p.parent for p in run.glob("*/int8.tflite")):
             model = keras.models.load_model(vdir / "model.keras", compile=False)

@@ -37,13 +37,13 @@ def export(
 
 
 def test_images(run: Path, run_json: dict | None, data: Path | None) -> list[tuple[Path, str]]:
-    from cxredge.edge.dataset import scan
+    from cxredge.edge.dataset import scan_recorded
 
     info = (run_json or {}).get("data") or {}
     root = data or (Path(info["path"]) if info.get("path") else None)
     if root is None:
         raise CxrError(f"--with-test-images: {run}/run.json names no dataset; pass --data DIR")
-    ds = scan(root, seed=info.get("split_seed") or 0)
+    ds = scan_recorded(info, root)
     return [(p, ds.classes[y]) for p, y in ds.splits["test"]]
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from cxredge.convert import artifacts, calibration, debug, quantize, refit, validate
 from cxredge.convert.qat import QatSettings, fine_tune
-from cxredge.edge.dataset import load_split, scan
+from cxredge.edge.dataset import load_split, scan_recorded
 from cxredge.errors import CxrError
 from cxredge.io import read_json, sha256_file, write_json, write_text
 from cxredge.keras import keras
@@ -104,7 +104,7 @@ class Calibration:
 def quantize_run(settings: QuantizeSettings, tracker) -> list[dict]:
     """Run everything; returns one result row per written model."""
     run = load_run(settings.run)
-    ds = scan(run["data"]["path"], seed=run["data"].get("split_seed") or 0)
+    ds = scan_recorded(run["data"])
     if list(ds.classes) != list(run["classes"]):
         raise CxrError(f"{settings.run / 'run.json'}: classes {run['classes']} differ from the dataset's {list(ds.classes)}")
     for v in settings.variants:
@@ -219,7 +219,7 @@ class _Job:
         return self._train_images(self.settings.qat.images, self.settings.qat.seed + 1, "--qat-images")
 
     def _train_images(self, n: int, seed: int, option: str) -> np.ndarray:
-        ds = scan(self.run["data"]["path"], seed=self.run["data"].get("split_seed") or 0)
+        ds = scan_recorded(self.run["data"])
         n = min(n, len(ds.splits["train"]))
         manifest = calibration.draw(ds, n, seed)
         return calibration.load_images(manifest, ds.root, option, self.tracker.task(f"train images for {option}", n))

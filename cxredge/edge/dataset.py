@@ -73,6 +73,12 @@ def scan(root: str | Path, seed: int = 0) -> Dataset:
     return Dataset(root, classes, split, "class-folders", seed)
 
 
+def scan_recorded(data: dict, root: str | Path | None = None) -> Dataset:
+    """Re-open the dataset a run.json `data` block describes: its path (or `root` instead) with the
+    split seed it recorded (None for a splits layout, where the seed does not matter)."""
+    return scan(root if root is not None else data["path"], seed=data.get("split_seed") or 0)
+
+
 def _scan_split_layout(root: Path, present: list[str], seed: int) -> Dataset:
     for required in ("train", "test"):
         if required not in present:
