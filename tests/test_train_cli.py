@@ -139,3 +139,29 @@ def test_class_folder_layout_is_split_70_15_15(tmp_path):
     assert run["data"]["layout"] == "class-folders" and run["data"]["split_seed"] == 5
     counts = run["data"]["counts"]
     assert all(counts["train"][c] == 14 and counts["val"][c] == 3 and counts["test"][c] == 3 for c in run["classes"])
+
+
+def test_int8_aware_trains_on_int8_cuts_and_records_them(tiny_data, tmp_path):
+    plain, aware = tmp_path / "plain", tmp_path / "aware"
+    base = ["--data", tiny_data, "--variant", "fc,two_conv", "--epochs", "2", "--patience", "0",
+            "--cache-views", "1"]
+    assert train(*base, "--out", plain).exit_code == 0
+    result = train(*base, "--out", aware, "--int8-aware")
+    assert result.exit_code == 0, result.output
+    record = read(aware / "run.json")["int8_aware"]
+    assert record["size"] == 32 and record["seed"] == 0 and len(record["sha256"]) == 64  # whole tiny train split
+    assert read(plain / "run.json")["int8_aware"] is None
+    for variant in ("fc", "two_conv"):
+        m = read(aware / variant / "metrics.json")
+        assert set(m["int8_backbone_agreement"]) == {"val", "test"}
+        assert all(0.0 <= a <= 1.0 for a in m["int8_backbone_agreement"].values())
+        assert "int8_backbone_agreement" not in read(plain / variant / "metrics.json")
+        # the int8 views are real training data: same seed, different weights
+        assert read(aware / variant / "history.json")["loss"] != read(plain / variant / "history.json")["loss"]
+
+
+def test_int8_aware_refuses_augment(tiny_data, tmp_path):
+    result = train("--data", tiny_data, "--out", tmp_path / "x", "--variant", "fc", "--augment", "--int8-aware", *FAST)
+    assert result.exit_code != 0
+    assert "--int8-aware" in result.output and "--augment" in result.output
+    assert not (tmp_path / "x").exists()

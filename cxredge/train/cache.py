@@ -53,14 +53,18 @@ def tail_model(model: keras.Model, cut_name: str) -> keras.Model:
 
 def compute_features(extractor: keras.Model, images: np.ndarray, batch_size: int = 32,
                      transform: Callable[[np.ndarray, int], np.ndarray] | None = None,
-                     progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+                     progress: Callable[[int], None] | None = None,
+                     on_pixels: Callable[[np.ndarray], None] | None = None) -> list[np.ndarray]:
     """Run the extractor over uint8 images, optionally transformed first (transform(batch, start)
-    returns float32 pixels 0..255); one array per cut."""
+    returns float32 pixels 0..255); one array per cut. `on_pixels` sees each batch of pixels the
+    extractor saw (the int8 views run the same transformed images)."""
     fn = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
     chunks: list[list[np.ndarray]] = []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
         x = transform(batch, start) if transform else batch.astype(np.float32)
+        if on_pixels:
+            on_pixels(x)
         out = fn(tf.constant(x, dtype=tf.float32))
         out = out if isinstance(out, (list, tuple)) else [out]
         chunks.append([o.numpy() for o in out])

@@ -15,7 +15,9 @@ from cxredge.edge.metrics import classification_metrics
 from cxredge.errors import CxrError
 from cxredge.io import write_json
 from cxredge.keras import keras, tf
+from cxredge.convert import calibration
 from cxredge.train import fit as fitting
+from cxredge.train import int8_views
 from cxredge.train.augment import image_dataset, view_transform
 from cxredge.train.artifacts import write_variant
 from cxredge.train.cache import compute_features, cut_layer_name, feature_extractor, predict, tail_model
@@ -29,10 +31,15 @@ CHECK_IMAGES = 8  # test images run through the full model to confirm it equals 
 
 @dataclass
 class Features:
-    """Cached cuts by layer name: train (one array per view), val, test."""
+    """Cached cuts by layer name: train (one array per view), val, test; with --int8-aware the same
+    cuts as the int8 backbone computes them (int8_*), and the calibration manifest it used."""
     train: dict[str, list[np.ndarray]] = field(default_factory=dict)
     val: dict[str, np.ndarray] = field(default_factory=dict)
     test: dict[str, np.ndarray] = field(default_factory=dict)
+    int8_train: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    int8_val: dict[str, np.ndarray] = field(default_factory=dict)
+    int8_test: dict[str, np.ndarray] = field(default_factory=dict)
+    int8_calibration: dict | None = None
     seconds: float = 0.0
 
 
@@ -68,23 +75,45 @@ def _cache(data: TrainData, settings: TrainSettings, weights, console) -> tuple[
         return cuts, feats
     layer_names = list(dict.fromkeys(cuts.values()))
     extractor = feature_extractor(ref, layer_names)
+    int8 = _int8_cuts(extractor, data, feats, console) if settings.int8_aware else None
     jobs = [("train", view) for view in range(settings.cache_views)] + [("val", 0), ("test", 0)]
     with progress_bar(console) as bar:
         for split, view in jobs:
             images = data.splits[split].x
-            task = bar.add_task(f"cache {split}{VIEW_NAMES.get(view, f' (augmented view {view})')}",
-                                total=len(images), info="")
+            label = f"{split}{VIEW_NAMES.get(view, f' (augmented view {view})')}"
+            task = bar.add_task(f"cache {label}", total=len(images), info="")
+            pixels: list[np.ndarray] = []
             arrays = compute_features(extractor, images, 32, view_transform(view, settings.seed, settings.pixel_noise),
-                                      lambda n, t=task: bar.advance(t, n))
-            for name, arr in zip(layer_names, arrays):
+                                      lambda n, t=task: bar.advance(t, n), pixels.append if int8 else None)
+            quantized = [None] * len(layer_names)
+            if int8:
+                task = bar.add_task(f"int8 cuts {label}", total=len(images), info="")
+                quantized = int8(int8_views.as_pixels(np.concatenate(pixels)), lambda n, t=task: bar.advance(t, n))
+            for name, arr, q in zip(layer_names, arrays, quantized):
                 if split == "train":
                     feats.train.setdefault(name, []).append(arr)
+                    if q is not None:
+                        feats.int8_train.setdefault(name, []).append(q)
                 else:
                     getattr(feats, split)[name] = arr
+                    if q is not None:
+                        getattr(feats, f"int8_{split}")[name] = q
     feats.seconds = time.perf_counter() - t0
     console.print(f"feature cache: {sum(len(data.splits[s].x) for s, _ in jobs)} forward passes "
                   f"in {feats.seconds:.1f} s ({', '.join(layer_names)})")
     return cuts, feats
+
+
+def _int8_cuts(extractor, data: TrainData, feats: Features, console) -> int8_views.Int8Cuts:
+    """The int8 extractor, calibrated on the images `cxredge quantize` calibrates with by default."""
+    manifest = int8_views.calibration_manifest(data.dataset, data.dataset.fingerprint())
+    images = calibration.load_images(manifest, data.dataset.root, "--int8-aware calibration")
+    t0 = time.perf_counter()
+    with console.status(f"int8-aware: converting the frozen backbone to int8 ({manifest.size} calibration images)"):
+        model = int8_views.int8_extractor(extractor, images)
+    feats.int8_calibration = {"size": manifest.size, "seed": manifest.seed, "sha256": manifest.sha256(),
+                              "convert_seconds": round(time.perf_counter() - t0, 2)}
+    return int8_views.Int8Cuts(model, extractor)
 
 
 def _train_variant(variant, data, feats, cuts, settings, weights, strategy, out, console) -> dict:
@@ -138,7 +167,8 @@ def _fit_cached(model, cut, data, feats, settings, cw, strategy, advance):
     with strategy.scope():
         tail = tail_model(model, cut)
         fitting.compile_model(tail, settings.lr, settings.label_smoothing)
-    train = fitting.CachedBatches(feats.train[cut], data.splits["train"].y, k, settings.batch_size, settings.seed, cw)
+    views = feats.train[cut] + feats.int8_train.get(cut, [])  # --int8-aware: float and int8 views alike
+    train = fitting.CachedBatches(views, data.splits["train"].y, k, settings.batch_size, settings.seed, cw)
     val = (feats.val[cut], np.eye(k, dtype=np.float32)[data.splits["val"].y])
     history, _ = fitting.fit(tail, train, val, settings, settings.epochs, advance)
     history["mode"] = "cached"
@@ -179,6 +209,11 @@ def _evaluate(model, tail, variant, cuts, data, feats, settings) -> dict:
         probs = predict(model, test.x, batch_size=32)
     metrics = classification_metrics(test.y, probs.argmax(axis=1), data.classes)
     metrics.update(variant=variant, split="test", full_vs_cached_max_abs_diff=check)
+    if tail is not None and cuts[variant] in feats.int8_test:
+        cut = cuts[variant]
+        metrics["int8_backbone_agreement"] = {
+            split: int8_views.agreement(tail, getattr(feats, split)[cut], getattr(feats, f"int8_{split}")[cut])
+            for split in ("val", "test")}
     return metrics
 
 
@@ -197,6 +232,7 @@ def _write_run_json(out, data: TrainData, settings, results, feats, strategy) ->
                     "replicas": strategy.num_replicas_in_sync},
         "leakage": data.leaks, "skipped_images": len(data.skipped), "skipped": data.skipped,
         "feature_cache_seconds": round(feats.seconds, 2),
+        "int8_aware": feats.int8_calibration,
         "results": {m["variant"]: {key: m[key] for key in ("accuracy", "macro_f1", "params_trainable", "train_seconds")}
                     for m in results},
     }

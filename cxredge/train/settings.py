@@ -26,6 +26,7 @@ class TrainSettings:
     augment: bool = False
     cache_views: int = 2  # cached views per train image: 1 = as is, 2 = + mirrored, k > 2 = + augmented
     pixel_noise: float = 0.0  # Gaussian pixel noise (gray levels) on augmented/cached extra views
+    int8_aware: bool = False  # also train on the int8 backbone's cuts (train/int8_views.py)
     skip_bad: bool = False
     strategy: str = "auto"
     unfreeze_blocks: int = 2
@@ -42,6 +43,8 @@ class TrainSettings:
             (self.patience >= 0, f"--patience {self.patience}: must be >= 0"),
             (self.cache_views >= 1, f"--cache-views {self.cache_views}: must be >= 1"),
             (0 <= self.pixel_noise <= 64, f"--pixel-noise {self.pixel_noise}: expected 0..64 gray levels"),
+            (not (self.int8_aware and self.augment and "finetune" not in self.variants),
+             "--int8-aware: trains on cached features; it does not combine with --augment"),
             (self.lr_patience >= 0, f"--lr-patience {self.lr_patience}: must be >= 0"),
             (self.class_weight in CLASS_WEIGHTS, f"--class-weight {self.class_weight}: expected none or balanced"),
             (self.strategy in STRATEGIES, f"--strategy {self.strategy}: expected one of {', '.join(STRATEGIES)}"),
