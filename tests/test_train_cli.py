@@ -157,7 +157,8 @@ def test_int8_aware_trains_on_int8_cuts_and_records_them(tiny_data, tmp_path):
         assert all(0.0 <= a <= 1.0 for a in m["int8_backbone_agreement"].values())
         assert "int8_backbone_agreement" not in read(plain / variant / "metrics.json")
         # the int8 views are real training data: same seed, different weights
-        assert read(aware / variant / "history.json")["loss"] != read(plain / variant / "history.json")["loss"]
+        hist = read(aware / variant / "history.json")
+        assert hist["mode"] == "cached, int8-aware" and hist["loss"] != read(plain / variant / "history.json")["loss"]
 
 
 def test_int8_aware_refuses_augment(tiny_data, tmp_path):

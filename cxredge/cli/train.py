@@ -41,6 +41,7 @@ def train(
     cache_views: int = typer.Option(2, "--cache-views", help="Cached views per train image: 1 = as is, 2 = + mirrored, more = + randomly augmented (cheap augmentation that keeps the cache)."),
     pixel_noise: float = typer.Option(0.0, "--pixel-noise", help="Gaussian pixel noise (gray levels, 0..255 scale) on every extra cached view and augmented batch: makes the head ignore pixel-level noise (int8 agreement)."),
     int8_aware: bool = typer.Option(False, "--int8-aware/--no-int8-aware", help="Also train the head on the cuts the int8-quantized frozen backbone computes (calibrated like cxredge quantize's default): higher int8 agreement after cxredge quantize. Cached variants only."),
+    int8_consistency: float = typer.Option(1.0, "--int8-consistency", help="--int8-aware: weight of the term that pulls the float and int8 answers together (0 = none; higher = more agreement, at some accuracy)."),
     dropout: float = typer.Option(0.3, "--dropout", help="Dropout after each hidden Dense layer of the head."),
     label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and count) unreadable images instead of stopping."),
@@ -59,7 +60,7 @@ def train(
 
     settings = TrainSettings(variants=variants, alpha=alpha, weights=weights, epochs=epochs, batch_size=batch_size,
                              lr=lr, patience=patience, lr_patience=lr_patience, class_weight=class_weight, seed=seed, augment=augment,
-                             cache_views=cache_views, pixel_noise=pixel_noise, int8_aware=int8_aware, skip_bad=skip_bad, strategy=strategy,
+                             cache_views=cache_views, pixel_noise=pixel_noise, int8_aware=int8_aware, int8_consistency=int8_consistency, skip_bad=skip_bad, strategy=strategy,
                              unfreeze_blocks=unfreeze_blocks, dropout=dropout, label_smoothing=label_smoothing,
                              finetune_epochs=finetune_epochs, finetune_lr=finetune_lr)
     from cxredge.train.variants import resolve_weights

@@ -47,12 +47,15 @@ def class_weights(y: np.ndarray, num_classes: int, mode: str) -> np.ndarray:
 class CachedBatches(keras.utils.Sequence):
     """Batches of cached features. `views` holds one array per cached view of the train images
     (original, mirrored, augmented...); each epoch reshuffles and picks one view per sample at random,
-    a cheap augmentation that keeps the cache."""
+    a cheap augmentation that keeps the cache. With `pairs` (the int8 cuts of the same views) each
+    batch is ((float, int8), y, w), the same view of each sample on both sides (train/paired.py)."""
 
     def __init__(self, views: list[np.ndarray], y: np.ndarray, num_classes: int, batch_size: int, seed: int,
-                 weights: np.ndarray | None = None):
+                 weights: np.ndarray | None = None, pairs: list[np.ndarray] | None = None):
         super().__init__()
-        self.views, self.batch_size = views, batch_size
+        if pairs is not None and len(pairs) != len(views):
+            raise ValueError("pairs must hold one array per view")
+        self.views, self.pairs, self.batch_size = views, pairs, batch_size
         self.onehot = np.eye(num_classes, dtype=np.float32)[y]
         self.sample_w = (weights if weights is not None else np.ones(num_classes, np.float32))[y]
         self.rng = np.random.default_rng(seed)
@@ -66,13 +69,19 @@ class CachedBatches(keras.utils.Sequence):
         self.order = self.rng.permutation(n)
         self.view = self.rng.integers(0, len(self.views), n)
 
-    def __getitem__(self, i: int):
-        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
-        x = self.views[0][idx]
-        for v in range(1, len(self.views)):
+    def _pick(self, arrays: list[np.ndarray], idx: np.ndarray) -> np.ndarray:
+        x = arrays[0][idx]
+        for v in range(1, len(arrays)):
             pick = self.view[idx] == v
             if pick.any():
-                x[pick] = self.views[v][idx[pick]]
+                x[pick] = arrays[v][idx[pick]]
+        return x
+
+    def __getitem__(self, i: int):
+        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        x = self._pick(self.views, idx)
+        if self.pairs is not None:
+            x = (x, self._pick(self.pairs, idx))
         return x, self.onehot[idx], self.sample_w[idx]
 
 

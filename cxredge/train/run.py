@@ -22,6 +22,7 @@ from cxredge.train.augment import image_dataset, view_transform
 from cxredge.train.artifacts import write_variant
 from cxredge.train.cache import compute_features, cut_layer_name, feature_extractor, predict, tail_model
 from cxredge.train.data import TrainData, load_data, progress_bar
+from cxredge.train.paired import PairedTail
 from cxredge.train.settings import TrainSettings
 from cxredge.train.variants import build_model, count_params, resolve_weights, set_trainable
 
@@ -164,14 +165,16 @@ def _advancer(bar, label: str, epochs: int):
 
 def _fit_cached(model, cut, data, feats, settings, cw, strategy, advance):
     k = len(data.classes)
+    pairs = feats.int8_train.get(cut)  # --int8-aware: each view's int8 cut, trained side by side
     with strategy.scope():
         tail = tail_model(model, cut)
-        fitting.compile_model(tail, settings.lr, settings.label_smoothing)
-    views = feats.train[cut] + feats.int8_train.get(cut, [])  # --int8-aware: float and int8 views alike
-    train = fitting.CachedBatches(views, data.splits["train"].y, k, settings.batch_size, settings.seed, cw)
+        trainer = PairedTail(tail, settings.int8_consistency, settings.label_smoothing) if pairs else tail
+        fitting.compile_model(trainer, settings.lr, settings.label_smoothing)
+    train = fitting.CachedBatches(feats.train[cut], data.splits["train"].y, k, settings.batch_size, settings.seed, cw,
+                                  pairs)
     val = (feats.val[cut], np.eye(k, dtype=np.float32)[data.splits["val"].y])
-    history, _ = fitting.fit(tail, train, val, settings, settings.epochs, advance)
-    history["mode"] = "cached"
+    history, _ = fitting.fit(trainer, train, val, settings, settings.epochs, advance)
+    history["mode"] = "cached, int8-aware" if pairs else "cached"
     return history, tail
 
 

@@ -27,6 +27,7 @@ class TrainSettings:
     cache_views: int = 2  # cached views per train image: 1 = as is, 2 = + mirrored, k > 2 = + augmented
     pixel_noise: float = 0.0  # Gaussian pixel noise (gray levels) on augmented/cached extra views
     int8_aware: bool = False  # also train on the int8 backbone's cuts (train/int8_views.py)
+    int8_consistency: float = 1.0  # weight of the float/int8 agreement term (train/paired.py)
     skip_bad: bool = False
     strategy: str = "auto"
     unfreeze_blocks: int = 2
@@ -45,6 +46,7 @@ class TrainSettings:
             (0 <= self.pixel_noise <= 64, f"--pixel-noise {self.pixel_noise}: expected 0..64 gray levels"),
             (not (self.int8_aware and self.augment and "finetune" not in self.variants),
              "--int8-aware: trains on cached features; it does not combine with --augment"),
+            (self.int8_consistency >= 0, f"--int8-consistency {self.int8_consistency}: must be >= 0"),
             (self.lr_patience >= 0, f"--lr-patience {self.lr_patience}: must be >= 0"),
             (self.class_weight in CLASS_WEIGHTS, f"--class-weight {self.class_weight}: expected none or balanced"),
             (self.strategy in STRATEGIES, f"--strategy {self.strategy}: expected one of {', '.join(STRATEGIES)}"),
