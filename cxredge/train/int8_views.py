@@ -15,6 +15,7 @@ contract model: nothing int8 is left in it, only weights that read both kinds of
 """
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import numpy as np
@@ -49,7 +50,8 @@ class Int8Cuts:
     def __init__(self, model_bytes: bytes, extractor: keras.Model, num_threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.it = Interpreter(model_content=model_bytes, num_threads=num_threads)
+        # every core: the int8 pass runs between float batches, never beside them
+        self.it = Interpreter(model_content=model_bytes, num_threads=num_threads or os.cpu_count() or 1)
         self.it.allocate_tensors()
         self.input = self.it.get_input_details()[0]["index"]
         outputs = extractor.outputs
