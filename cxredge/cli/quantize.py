@@ -8,6 +8,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cxredge.cli.common import console, handle_errors, split_list
+from cxredge.convert.calibration import DEFAULT_SIZE
 from cxredge.errors import CxrError
 from cxredge.paths import DEFAULT_RUN, VARIANTS
 
@@ -49,7 +50,7 @@ def quantize(
     variant: str = typer.Option("all", "--variant", help="fc | one_conv | two_conv | all, or a comma list."),
     mode: str = typer.Option("int8", "--mode", help="int8 | float16 | dynamic | qat | refit | float32 | all, or a comma list. float32 is always written."),
     io: str = typer.Option("uint8", "--io", help="Output type of int8 models: uint8 | int8 (input is always uint8 raw pixels)."),
-    calibration_size: int = typer.Option(200, "--calibration-size", help="Calibration images: a stratified, seeded sample of the train split."),
+    calibration_size: int = typer.Option(DEFAULT_SIZE, "--calibration-size", help="Calibration images: a stratified, seeded sample of the train split."),
     calibration_file: Path = typer.Option(None, "--calibration", help="Rebuild from a saved calibration manifest instead of drawing one."),
     qat_epochs: int = typer.Option(2, "--qat-epochs", help="QAT fine-tuning epochs."),
     qat_images: int = typer.Option(400, "--qat-images", help="Train images used for QAT (stratified subset)."),

@@ -32,6 +32,8 @@ from cxredge.errors import CxrError
 from cxredge.io import sha256_file, write_text
 
 MANIFEST_FORMAT = "cxredge-calibration/1"
+DEFAULT_SIZE = 200  # `cxredge quantize --calibration-size` (and what `train --int8-aware` calibrates with)
+DEFAULT_SEED = 0    # `cxredge quantize --seed`
 HEADER_KEYS = ("dataset", "dataset_sha256", "seed", "size", "classes")
 
 

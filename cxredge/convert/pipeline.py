@@ -29,14 +29,14 @@ class QuantizeSettings:
     variants: tuple[str, ...]
     modes: tuple[str, ...]              # always contains float32
     io: str = "uint8"
-    calibration_size: int = 200
+    calibration_size: int = calibration.DEFAULT_SIZE
     calibration_file: Path | None = None
     qat: QatSettings = field(default_factory=QatSettings)
     refit_settings: refit.RefitSettings = field(default_factory=refit.RefitSettings)
     refit_images: int = 1000
     debug: bool = False
     float_fallback: int = 0
-    seed: int = 0
+    seed: int = calibration.DEFAULT_SEED
     split: str = "val"
 
     @property

@@ -23,25 +23,20 @@ import numpy as np
 from cxredge.convert import calibration, quantize
 from cxredge.edge.dataset import Dataset
 from cxredge.errors import CxrError
-from cxredge.keras import keras, tf
-
-CALIBRATION_SIZE = 200  # cxredge quantize's default --calibration-size
-CALIBRATION_SEED = 0    # and its default --seed
-
+from cxredge.keras import keras
 
 def calibration_manifest(ds: Dataset, dataset_sha256: str = "unknown") -> calibration.Manifest:
     """The manifest `cxredge quantize` draws by default (capped at the train split's size)."""
-    n = min(CALIBRATION_SIZE, len(ds.splits["train"]))
-    return calibration.draw(ds, n, CALIBRATION_SEED, dataset_sha256)
+    n = min(calibration.DEFAULT_SIZE, len(ds.splits["train"]))
+    return calibration.draw(ds, n, calibration.DEFAULT_SEED, dataset_sha256)
 
 
 def int8_extractor(extractor: keras.Model, calib_images: np.ndarray) -> bytes:
     """The frozen extractor (pixels -> every cut) as a full-integer .tflite with uint8 pixels in."""
-    from tensorflow.lite.python.convert import mlir_quantize
-
-    float32 = bytes(quantize._converter(extractor, quantize.PRESETS["float32"]).convert())  # noqa: SLF001
+    float32 = quantize.convert_float(extractor, "float32")
     calibrated = quantize.calibrate(extractor, calib_images, float_model=float32)
-    return bytes(mlir_quantize(calibrated, False, input_data_type=tf.uint8, output_data_type=tf.int8))
+    # int8 out: no requantization at the cuts; checked full-integer with raw-pixel input
+    return quantize.quantize_calibrated(calibrated, "int8", what="int8-aware backbone")
 
 
 class Int8Cuts:

@@ -85,11 +85,12 @@ def _cache(data: TrainData, settings: TrainSettings, weights, console) -> tuple[
             task = bar.add_task(f"cache {label}", total=len(images), info="")
             pixels: list[np.ndarray] = []
             arrays = compute_features(extractor, images, 32, view_transform(view, settings.seed, settings.pixel_noise),
-                                      lambda n, t=task: bar.advance(t, n), pixels.append if int8 else None)
+                                      lambda n, t=task: bar.advance(t, n),
+                                      (lambda x: pixels.append(int8_views.as_pixels(x))) if int8 else None)
             quantized = [None] * len(layer_names)
             if int8:
                 task = bar.add_task(f"int8 cuts {label}", total=len(images), info="")
-                quantized = int8(int8_views.as_pixels(np.concatenate(pixels)), lambda n, t=task: bar.advance(t, n))
+                quantized = int8(np.concatenate(pixels), lambda n, t=task: bar.advance(t, n))
             for name, arr, q in zip(layer_names, arrays, quantized):
                 if split == "train":
                     feats.train.setdefault(name, []).append(arr)
