@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cxredge.edge.runtime import dequantize, tensor_spec
 from cxredge.errors import CxrError
 from cxredge.keras import keras
 from cxredge.train.variants import HEAD_LAYERS
@@ -51,15 +52,13 @@ def int8_features(model_bytes: bytes, x: np.ndarray, progress=None) -> np.ndarra
     it = Interpreter(model_content=model_bytes, experimental_preserve_all_tensors=True)
     it.allocate_tensors()
     idx = head_input_tensor(it)
-    detail = next(d for d in it.get_tensor_details() if d["index"] == idx)
-    scale, zp = detail["quantization"]
+    spec = tensor_spec(next(d for d in it.get_tensor_details() if d["index"] == idx))
     inp = it.get_input_details()[0]["index"]
     out = []
     for img in x:
         it.set_tensor(inp, img[None])
         it.invoke()
-        q = it.get_tensor(idx).reshape(-1).astype(np.float32)
-        out.append(scale * (q - zp) if scale else q)
+        out.append(dequantize(it.get_tensor(idx).reshape(-1), spec))
         if progress:
             progress(1)
     return np.stack(out)

@@ -22,8 +22,11 @@ import numpy as np
 
 from cxredge.convert import calibration, quantize
 from cxredge.edge.dataset import Dataset
+from cxredge.edge.metrics import agreement
+from cxredge.edge.runtime import dequantize, tensor_spec
 from cxredge.errors import CxrError
 from cxredge.keras import keras
+from cxredge.train.cache import predict
 
 def calibration_manifest(ds: Dataset, dataset_sha256: str = "unknown") -> calibration.Manifest:
     """The manifest `cxredge quantize` draws by default (capped at the train split's size)."""
@@ -58,6 +61,7 @@ class Int8Cuts:
             self.outputs = [by_shape[s] for s in shapes]
         except KeyError as exc:  # pragma: no cover - the converter keeps every output
             raise CxrError(f"int8 extractor lacks an output of shape {exc}") from None
+        self.specs = [tensor_spec(o) for o in self.outputs]
 
     def __call__(self, images: np.ndarray, progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
         """uint8 (or integer-valued float) images (N, 224, 224, 3) -> one float32 array per cut."""
@@ -65,9 +69,8 @@ class Int8Cuts:
         for i, img in enumerate(images):
             self.it.set_tensor(self.input, np.asarray(img, dtype=np.uint8)[None])
             self.it.invoke()
-            for arr, o in zip(out, self.outputs):
-                scale, zero = o["quantization"]
-                arr[i] = scale * (self.it.get_tensor(o["index"])[0].astype(np.float32) - zero)
+            for arr, o, spec in zip(out, self.outputs, self.specs):
+                arr[i] = dequantize(self.it.get_tensor(o["index"])[0], spec)
             if progress:
                 progress(1)
         return out
@@ -78,9 +81,8 @@ def as_pixels(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-def agreement(tail: keras.Model, float_cut: np.ndarray, int8_cut: np.ndarray) -> float:
-    """Share of images where the tail gives the same class on the float and on the int8 cut: what the
-    int8 model's agreement will be, less the int8 error of the tail's own layers."""
-    from cxredge.train.cache import predict
-
-    return float((predict(tail, float_cut).argmax(1) == predict(tail, int8_cut).argmax(1)).mean())
+def forecast_agreement(tail: keras.Model, float_pred: np.ndarray, int8_cut: np.ndarray) -> float:
+    """Share of images where the tail gives on the int8 cut the class it gave on the float cut
+    (`float_pred`): what the int8 model's agreement will be, less the int8 error of the tail's own
+    layers."""
+    return agreement(predict(tail, int8_cut).argmax(1), float_pred)

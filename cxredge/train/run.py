@@ -11,11 +11,11 @@ import numpy as np
 from rich.console import Console
 
 from cxredge import __version__
+from cxredge.convert import calibration
 from cxredge.edge.metrics import classification_metrics
 from cxredge.errors import CxrError
 from cxredge.io import write_json
 from cxredge.keras import keras, tf
-from cxredge.convert import calibration
 from cxredge.train import fit as fitting
 from cxredge.train import int8_views
 from cxredge.train.augment import image_dataset, view_transform
@@ -215,8 +215,9 @@ def _evaluate(model, tail, variant, cuts, data, feats, settings) -> dict:
     metrics.update(variant=variant, split="test", full_vs_cached_max_abs_diff=check)
     if tail is not None and cuts[variant] in feats.int8_test:
         cut = cuts[variant]
+        float_pred = {"val": predict(tail, feats.val[cut]).argmax(1), "test": probs.argmax(1)}
         metrics["int8_backbone_agreement"] = {
-            split: int8_views.agreement(tail, getattr(feats, split)[cut], getattr(feats, f"int8_{split}")[cut])
+            split: int8_views.forecast_agreement(tail, float_pred[split], getattr(feats, f"int8_{split}")[cut])
             for split in ("val", "test")}
     return metrics
 
