@@ -129,6 +129,24 @@ def test_manifest_round_trip_gives_identical_bytes(full_run, tmp_path):
     assert (run / "fc" / "int8.tflite").read_bytes() == before
 
 
+def test_int8_models_are_bias_corrected_unless_asked_not_to(full_run, tmp_path):
+    for precision in ("int8", "int8_fallback"):
+        bc = sidecar(full_run, precision)["conversion"]["bias_correction"]
+        assert bc["images"] == 8 and bc["layers"] > 0
+    # a layer kept in float has a float bias: it is left alone
+    fb_layers = sidecar(full_run, "int8_fallback")["conversion"]["bias_correction"]["layers"]
+    assert fb_layers <= sidecar(full_run, "int8")["conversion"]["bias_correction"]["layers"]
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    res = invoke("--run", str(run), "--mode", "int8", "--calibration", str(run / "calibration" / "train_n8_seed0.txt"),
+                 "--no-bias-correction")
+    assert res.exit_code == 0, res.output
+    assert sidecar(run, "int8")["conversion"]["bias_correction"] is None
+    plain, corrected = (run / "fc" / "int8.tflite").read_bytes(), (full_run / "fc" / "int8.tflite").read_bytes()
+    assert plain != corrected
+    assert float_ops(plain) == []
+
+
 @pytest.fixture()
 def copy_run(full_run, tiny_data_copy, tmp_path):
     """The tiny run with its models, pointing at a writable copy of the data."""

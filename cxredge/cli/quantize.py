@@ -58,6 +58,8 @@ def quantize(
     refit_images: int = typer.Option(1000, "--refit-images", help="Train images for the int8 head refit (--mode refit)."),
     debug: bool = typer.Option(False, "--debug", help="Write a per-layer int8 error report (int8_debug.json/.md)."),
     float_fallback: int = typer.Option(0, "--float-fallback", help="Keep the K worst int8 layers in float (int8_fallback.tflite)."),
+    bias_correction: bool = typer.Option(True, "--bias-correction/--no-bias-correction",
+                                         help="Take each int8 layer's mean error (measured on the calibration images) out of its bias."),
     split: str = typer.Option("val", "--split", help="Split to validate on: val | test."),
     seed: int = typer.Option(0, "--seed", help="Seed of the calibration sample and QAT."),
 ) -> None:
@@ -71,7 +73,8 @@ def quantize(
         run=run, variants=parse_variants(variant, run_doc.get("variants")), modes=parse_modes(mode), io=io,
         calibration_size=calibration_size, calibration_file=calibration_file,
         qat=QatSettings(epochs=qat_epochs, images=qat_images, learning_rate=qat_lr, seed=seed), debug=debug,
-        float_fallback=float_fallback, seed=seed, split=split, refit_images=refit_images)
+        float_fallback=float_fallback, seed=seed, split=split, refit_images=refit_images,
+        bias_correction=bias_correction)
     if not settings.variants:
         raise CxrError(f"--variant {variant}: the run has none of these variants")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxredge.convert import artifacts, calibration, debug, quantize, refit, validate
+from cxredge.convert import artifacts, bias_correction, calibration, debug, quantize, refit, validate
 from cxredge.convert.qat import QatSettings, fine_tune
 from cxredge.edge.dataset import load_split, scan_recorded
 from cxredge.errors import CxrError
@@ -36,6 +36,7 @@ class QuantizeSettings:
     refit_images: int = 1000
     debug: bool = False
     float_fallback: int = 0
+    bias_correction: bool = True
     seed: int = calibration.DEFAULT_SEED
     split: str = "val"
 
@@ -136,11 +137,12 @@ def quantize_variant(settings, run, variant, loaded, calib, tracker) -> list[dic
         cal = quantize.calibrate(model, calib.x, tracker.task(f"{variant}: calibrating int8", len(calib.x) + calib.anchor),
                                  float_model=float32)
         int8 = quantize.quantize_calibrated(cal, settings.io, what=f"{variant}/int8.tflite")
-        rows.append(job.emit("int8", int8))
+        int8, extra = job.correct(int8, float32, "int8")
+        rows.append(job.emit("int8", int8, extra))
         if settings.debug or settings.float_fallback:
-            rows += job.debug_and_fallback(cal, rows[-1])
+            rows += job.debug_and_fallback(cal, rows[-1], float32)
         if "refit" in settings.modes:
-            rows.append(job.refit_head(model, int8))
+            rows.append(job.refit_head(model, int8, float32))
     if "qat" in settings.modes:
         rows.append(job.qat(model))
     return rows
@@ -170,7 +172,17 @@ class _Job:
                 **doc["validation"], **({"fallback": extra["conversion"]["fallback"]}
                                         if "fallback" in extra["conversion"] else {})}
 
-    def debug_and_fallback(self, cal: bytes, int8_row: dict) -> list[dict]:
+    def correct(self, data: bytes, float32: bytes, precision: str) -> tuple[bytes, dict]:
+        """Bias-correct a PTQ model against its float32 reference (unless --no-bias-correction)."""
+        if not self.settings.bias_correction:
+            return data, {"bias_correction": None}
+        x = self.calib.x
+        layers = bias_correction.count_layers(data)
+        task = self.tracker.task(f"{self.variant}: bias correction ({precision}, {len(x)} images)", layers)
+        data, info = bias_correction.correct(data, float32, x, task)
+        return data, {"bias_correction": info}
+
+    def debug_and_fallback(self, cal: bytes, int8_row: dict, float32: bytes) -> list[dict]:
         task = self.tracker.task(f"{self.variant}: per-layer debugger", len(self.calib.x) + self.calib.anchor)
         layers = debug.layer_report(cal, self.calib.x, task)
         report = {"variant": self.variant, "images": len(self.calib.x), "calibration": self.calib.record(self.settings.run),
@@ -184,8 +196,9 @@ class _Job:
             raise CxrError(f"--float-fallback {k}: the model has only {len(layers)} quantized layers")
         deny = debug.worst_layers(layers, k)
         data = quantize.quantize_calibrated(cal, self.settings.io, deny, what=f"{self.variant}/int8_fallback.tflite")
+        data, extra = self.correct(data, float32, "int8_fallback")
         fb = {"k": k, "layers": [debug.short_name(t) for t in deny], "denylisted_nodes": list(deny)}
-        row = self.emit("int8_fallback", data, {"fallback": fb})
+        row = self.emit("int8_fallback", data, {"fallback": fb, **extra})
         fb.update({"agreement_gain": row["agreement"] - int8_row["agreement"],
                    "macro_f1_gain": row["macro_f1"] - int8_row["macro_f1"],
                    "size_cost_bytes": row["size_bytes"] - int8_row["size_bytes"]})
@@ -205,7 +218,7 @@ class _Job:
         data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/qat_int8.tflite")
         return self.emit("qat_int8", data, {"qat": {**asdict(qs), "images_used": len(ds_train), **info}})
 
-    def refit_head(self, model: keras.Model, int8: bytes) -> dict:
+    def refit_head(self, model: keras.Model, int8: bytes, float32: bytes) -> dict:
         x = self._train_images(self.settings.refit_images, self.settings.seed + 2, "--refit-images")
         feats = refit.int8_features(int8, x, self.tracker.task(f"{self.variant}: int8 features", len(x)))
         teacher = model.predict(x.astype(np.float32), batch_size=32, verbose=0)
@@ -213,7 +226,11 @@ class _Job:
         cal = quantize.calibrate(clone, self.calib.x,
                                  self.tracker.task(f"{self.variant}: calibrating refit", len(self.calib.x) + self.calib.anchor))
         data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/int8_refit.tflite")
-        return self.emit("int8_refit", data, {"refit": {**asdict(self.settings.refit_settings), "images_used": len(x), **info}})
+        # the head was fitted to the corrected backbone: correct the refit model the same way, against
+        # its own float graph (same backbone, same images -> the same backbone corrections)
+        data, extra = self.correct(data, quantize.convert_float(clone, "float32"), "int8_refit")
+        return self.emit("int8_refit", data, {"refit": {**asdict(self.settings.refit_settings), "images_used": len(x), **info},
+                                              **extra})
 
     def _qat_images(self) -> np.ndarray:
         return self._train_images(self.settings.qat.images, self.settings.qat.seed + 1, "--qat-images")

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from cxredge.convert import calibration, quantize
+from cxredge.convert import bias_correction, calibration, quantize
 from cxredge.edge.dataset import Dataset
 from cxredge.edge.metrics import agreement
 from cxredge.edge.runtime import dequantize, tensor_spec
@@ -39,7 +39,9 @@ def int8_extractor(extractor: keras.Model, calib_images: np.ndarray) -> bytes:
     float32 = quantize.convert_float(extractor, "float32")
     calibrated = quantize.calibrate(extractor, calib_images, float_model=float32)
     # int8 out: no requantization at the cuts; checked full-integer with raw-pixel input
-    return quantize.quantize_calibrated(calibrated, "int8", what="int8-aware backbone")
+    int8 = quantize.quantize_calibrated(calibrated, "int8", what="int8-aware backbone")
+    # bias-corrected on the same images, as `cxredge quantize` does by default
+    return bias_correction.correct(int8, float32, calib_images)[0]
 
 
 class Int8Cuts:
