@@ -88,3 +88,11 @@ def test_a_float_model_of_another_network_is_refused(models):
         bc.correct(models["int8"], quantize.convert_float(other, "float32"), models["images"][:2])
     with pytest.raises(CxrError, match="no calibration images"):
         bc.correct(models["int8"], models["float32"], models["images"][:0])
+
+
+def test_subset_spreads_evenly_over_the_class_sorted_manifest():
+    x = np.arange(200)  # a manifest of 4 classes x 50 images, sorted by class folder
+    sub = bc.subset(x, 64)
+    assert len(sub) == 64 and sub[0] == 0 and sub[-1] == 199 and np.all(np.diff(sub) > 0)
+    assert np.bincount(sub // 50).tolist() == [16, 16, 16, 16]
+    assert bc.subset(x[:10], 64) is not None and len(bc.subset(x[:10], 64)) == 10

@@ -8,6 +8,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cxredge.cli.common import console, handle_errors, split_list
+from cxredge.convert.bias_correction import DEFAULT_IMAGES
 from cxredge.convert.calibration import DEFAULT_SIZE
 from cxredge.errors import CxrError
 from cxredge.paths import DEFAULT_RUN, VARIANTS
@@ -60,6 +61,8 @@ def quantize(
     float_fallback: int = typer.Option(0, "--float-fallback", help="Keep the K worst int8 layers in float (int8_fallback.tflite)."),
     bias_correction: bool = typer.Option(True, "--bias-correction/--no-bias-correction",
                                          help="Take each int8 layer's mean error (measured on the calibration images) out of its bias."),
+    bias_correction_images: int = typer.Option(DEFAULT_IMAGES, "--bias-correction-images",
+                                               help="Calibration images (evenly spaced over the manifest) that bias correction measures on."),
     split: str = typer.Option("val", "--split", help="Split to validate on: val | test."),
     seed: int = typer.Option(0, "--seed", help="Seed of the calibration sample and QAT."),
 ) -> None:
@@ -68,13 +71,15 @@ def quantize(
     from cxredge.convert.qat import QatSettings
 
     _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback, split, qat_lr, refit_images)
+    if bias_correction_images < 1:
+        raise CxrError(f"--bias-correction-images {bias_correction_images}: must be >= 1")
     run_doc = load_run(run)
     settings = QuantizeSettings(
         run=run, variants=parse_variants(variant, run_doc.get("variants")), modes=parse_modes(mode), io=io,
         calibration_size=calibration_size, calibration_file=calibration_file,
         qat=QatSettings(epochs=qat_epochs, images=qat_images, learning_rate=qat_lr, seed=seed), debug=debug,
         float_fallback=float_fallback, seed=seed, split=split, refit_images=refit_images,
-        bias_correction=bias_correction)
+        bias_correction=bias_correction, bias_correction_images=bias_correction_images)
     if not settings.variants:
         raise CxrError(f"--variant {variant}: the run has none of these variants")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

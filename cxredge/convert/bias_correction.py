@@ -6,8 +6,8 @@ section 4.2). In a frozen MobileNet the shifts add up layer after layer: on ches
 conv_preds logits of the fc variant end up biased, and a head that reads them sees another input.
 
 How: run the float32 model once over the calibration images and keep every biased layer's per-channel
-output mean. Then, layer by layer in execution order, run the int8 model cut just after that layer (so
-the upstream corrections already apply), take its per-channel mean (dequantized), and subtract the
+output mean. Then, layer by layer in execution order, run the int8 graph up to that layer (so the
+upstream corrections already apply), take its per-channel mean (dequantized), and subtract the
 difference from the layer's int32 bias (in the bias's own scale, per channel). Only int32 bias values
 change: weights, scales, zero points and the graph stay as the converter made them, so the model is
 still full-integer and its I/O is unchanged. The same images give the same bytes.
@@ -23,6 +23,15 @@ import numpy as np
 from cxredge.errors import CxrError
 
 BIASED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+DEFAULT_IMAGES = 64  # of the calibration set, evenly spaced: as good as all 200 on chest_xray_4class, 3x faster
+
+
+def subset(images: np.ndarray, n: int) -> np.ndarray:
+    """`n` images evenly spaced over the calibration set (its manifest is sorted by class folder, so
+    the subset keeps the classes' shares); all of them when there are no more than `n`."""
+    if n >= len(images):
+        return images
+    return images[np.linspace(0, len(images) - 1, n).round().astype(int)]
 
 
 @dataclass(frozen=True)
@@ -86,17 +95,63 @@ def _run(it, images: np.ndarray, tensors: list[int]) -> list[np.ndarray]:
     return means
 
 
-def _cut_after(model, layer: _Layer) -> bytes:
-    """The model's bytes with every op after `layer` dropped and its output as the only output."""
-    from tensorflow.lite.tools import flatbuffer_utils
+class _Replay:
+    """Replays the int8 graph a few ops at a time on stored intermediate tensors.
 
-    sub = model.subgraphs[0]
-    ops, outputs = sub.operators, sub.outputs
-    sub.operators, sub.outputs = ops[:layer.op + 1], np.array([layer.output], dtype=np.int32)
-    try:
-        return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-    finally:
-        sub.operators, sub.outputs = ops, outputs
+    Each op runs about twice over the images (once to measure, once more after its bias changed), so
+    correcting L layers costs ~2 passes of the network, not the L/2 passes that re-running every
+    prefix would. Sub-graphs keep the model's tensor indices, so stored values feed them directly.
+    """
+
+    def __init__(self, model, images: np.ndarray):
+        self.model, self.sub = model, model.subgraphs[0]
+        self.values: dict[int, np.ndarray] = {int(self.sub.inputs[0]): images}
+        self.done = 0  # ops [0, done) have been replayed
+
+    def _constant(self, t: int) -> bool:
+        data = self.model.buffers[self.sub.tensors[t].buffer].data
+        return data is not None and len(data) > 0
+
+    def run(self, upto: int) -> np.ndarray:
+        """Replay ops [done, upto]; return op `upto`'s output for every image (as stored: int8 / uint8)."""
+        from tensorflow.lite.tools import flatbuffer_utils
+
+        ops = self.sub.operators[self.done:upto + 1]
+        produced = {int(t) for op in ops for t in op.outputs}
+        inputs = sorted({int(t) for op in ops for t in op.inputs
+                         if t >= 0 and int(t) not in produced and not self._constant(int(t))})
+        needed = {int(t) for op in self.sub.operators[upto:] for t in op.inputs} | {int(t) for t in self.sub.outputs}
+        last = int(self.sub.operators[upto].outputs[0])
+        outputs = sorted((produced & needed) | {last})
+        saved = self.sub.operators, self.sub.inputs, self.sub.outputs, self.model.signatureDefs
+        self.sub.operators, self.model.signatureDefs = ops, []
+        self.sub.inputs, self.sub.outputs = np.array(inputs, np.int32), np.array(outputs, np.int32)
+        try:
+            it = _interpreter(bytes(flatbuffer_utils.convert_object_to_bytearray(self.model)))
+        finally:
+            self.sub.operators, self.sub.inputs, self.sub.outputs, self.model.signatureDefs = saved
+        n = len(self.values[inputs[0]])
+        fresh = {t: None for t in outputs}
+        for i in range(n):
+            for t in inputs:
+                it.set_tensor(t, self.values[t][i][None].astype(it.get_tensor(t).dtype, copy=False))
+            it.invoke()
+            for t in outputs:
+                v = it.get_tensor(t)[0]
+                if fresh[t] is None:
+                    fresh[t] = np.empty((n,) + v.shape, v.dtype)
+                fresh[t][i] = v
+        self.values.update(fresh)
+        self.done = upto + 1
+        for t in [t for t in self.values if t not in needed]:
+            del self.values[t]
+        return self.values[last]
+
+    def mean(self, values: np.ndarray, tensor: int) -> np.ndarray:
+        """Per-channel mean, dequantized."""
+        q = self.sub.tensors[tensor].quantization
+        m = values.reshape(-1, values.shape[-1]).astype(np.float64).mean(0)
+        return (m - float(q.zeroPoint[0])) * float(q.scale[0])
 
 
 def correct(int8: bytes, float32: bytes, images: np.ndarray,
@@ -119,24 +174,27 @@ def correct(int8: bytes, float32: bytes, images: np.ndarray,
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(int8))
     tensors, buffers = model.subgraphs[0].tensors, model.buffers
+    replay = _Replay(model, images)
     shifts = []
     for la, f_mean in zip(q_layers, f_means):
-        q_mean = _run(_interpreter(_cut_after(model, la)), images, [la.output])[0]  # a cut keeps its tensor indices
-        err = q_mean - f_mean
+        err = replay.mean(replay.run(la.op), la.output) - f_mean
         bias_t = tensors[la.bias]
         scale = np.asarray(bias_t.quantization.scale, dtype=np.float64)
         buf = buffers[bias_t.buffer]
         bias = np.frombuffer(bytes(bytearray(buf.data)), dtype=np.int32).astype(np.int64)
         fixed = np.clip(bias - np.rint(err / scale).astype(np.int64), -2**31, 2**31 - 1).astype(np.int32)
         buf.data = np.frombuffer(fixed.tobytes(), dtype=np.uint8)
+        replay.done = la.op
+        replay.run(la.op)  # the corrected output is what the next layers read
         shifts.append(float(np.abs(err).mean()))
         if progress:
             progress(1)
     data = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    worst = int(np.argmax(shifts)) if shifts else None
+    # the largest mean |per-channel shift| taken out, in the layer's output units
     return data, {"images": int(len(images)), "layers": len(q_layers),
-                  "mean_abs_shift_first": shifts[0] if shifts else 0.0,
-                  "mean_abs_shift_max": max(shifts, default=0.0),
-                  "worst_layer": q_layers[int(np.argmax(shifts))].name if shifts else None}
+                  "largest_shift": None if worst is None else {"layer": q_layers[worst].name,
+                                                               "mean_abs": round(shifts[worst], 6)}}
 
 
-__all__ = ["correct", "count_layers"]
+__all__ = ["DEFAULT_IMAGES", "correct", "count_layers", "subset"]

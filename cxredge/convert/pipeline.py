@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxredge.convert import artifacts, bias_correction, calibration, debug, quantize, refit, validate
+from cxredge.convert import artifacts, calibration, debug, quantize, refit, validate
+from cxredge.convert import bias_correction as bcorr
 from cxredge.convert.qat import QatSettings, fine_tune
 from cxredge.edge.dataset import load_split, scan_recorded
 from cxredge.errors import CxrError
@@ -37,6 +38,7 @@ class QuantizeSettings:
     debug: bool = False
     float_fallback: int = 0
     bias_correction: bool = True
+    bias_correction_images: int = bcorr.DEFAULT_IMAGES
     seed: int = calibration.DEFAULT_SEED
     split: str = "val"
 
@@ -176,10 +178,10 @@ class _Job:
         """Bias-correct a PTQ model against its float32 reference (unless --no-bias-correction)."""
         if not self.settings.bias_correction:
             return data, {"bias_correction": None}
-        x = self.calib.x
-        layers = bias_correction.count_layers(data)
+        x = bcorr.subset(self.calib.x, self.settings.bias_correction_images)
+        layers = bcorr.count_layers(data)
         task = self.tracker.task(f"{self.variant}: bias correction ({precision}, {len(x)} images)", layers)
-        data, info = bias_correction.correct(data, float32, x, task)
+        data, info = bcorr.correct(data, float32, x, task)
         return data, {"bias_correction": info}
 
     def debug_and_fallback(self, cal: bytes, int8_row: dict, float32: bytes) -> list[dict]:

@@ -41,7 +41,7 @@ def int8_extractor(extractor: keras.Model, calib_images: np.ndarray) -> bytes:
     # int8 out: no requantization at the cuts; checked full-integer with raw-pixel input
     int8 = quantize.quantize_calibrated(calibrated, "int8", what="int8-aware backbone")
     # bias-corrected on the same images, as `cxredge quantize` does by default
-    return bias_correction.correct(int8, float32, calib_images)[0]
+    return bias_correction.correct(int8, float32, bias_correction.subset(calib_images, bias_correction.DEFAULT_IMAGES))[0]
 
 
 class Int8Cuts:
