@@ -8,7 +8,7 @@ itself is not touched. Each setting goes through `cxredge quantize`'s own pipeli
 images, seed 0, uint8 in / out) and is validated on the test split: top-1 agreement with the Keras
 model, macro-F1 change, max |dprob|. Settings: PTQ int8 as the converter makes it, the same int8
 bias-corrected (the default), and optionally bias correction plus --float-fallback K for one variant.
-Writes benchmarks/results/bias_correction.{json,md}.
+Writes benchmarks/results/<--result>.{json,md} (default bias_correction).
 """
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ def main(argv=None) -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("--fallback-variant", default=None)
     ap.add_argument("--fallback", type=int, default=0)
+    ap.add_argument("--result", default="bias_correction", help="file stem under benchmarks/results/")
     args = ap.parse_args(argv)
 
     from rich.console import Console
@@ -105,10 +106,10 @@ def main(argv=None) -> None:
         + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ".", "", f"Machine: {machine_info()}."]
     console.print(table)
     RESULTS.mkdir(exist_ok=True)
-    write_json(RESULTS / "bias_correction.json", {"created": when, "run": str(args.run), "split": args.split,
+    write_json(RESULTS / f"{args.result}.json", {"created": when, "run": str(args.run), "split": args.split,
                                                   "n": n, "rows": rows, "seconds": timings,
                                                   "machine": machine_info()})
-    write_text(RESULTS / "bias_correction.md", "\n".join(lines) + "\n")
+    write_text(RESULTS / f"{args.result}.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
