@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "ptq_vs_qat")
     args = ap.parse_args(argv)
     from cxredge.convert import debug, quantize
+    from cxredge.convert import bias_correction
     from cxredge.convert.qat import QatSettings, fine_tune
 
     run, ds, model, ref = setup(args.run, args.variant, args.split)
@@ -54,12 +55,17 @@ def main(argv=None) -> int:
               f"({100 * rec['delta_macro_f1']:+.2f} pt)  {rec['size_bytes'] / 1e6:.2f} MB  {seconds:.0f}s", flush=True)
 
     t = time.perf_counter()
-    add("float32", quantize.convert_float(model, "float32"), time.perf_counter() - t)
+    float32 = quantize.convert_float(model, "float32")
+    add("float32", float32, time.perf_counter() - t)
     t = time.perf_counter()
     cal = quantize.calibrate(model, x)
     cal_s = time.perf_counter() - t
-    add("int8 PTQ (uint8 out)", quantize.quantize_calibrated(cal, "uint8"), cal_s)
+    ptq = quantize.quantize_calibrated(cal, "uint8")
+    add("int8 PTQ (uint8 out)", ptq, cal_s)
     add("int8 PTQ (int8 out)", quantize.quantize_calibrated(cal, "int8"), 0.0)
+    t = time.perf_counter()
+    corrected, _ = bias_correction.correct(ptq, float32, bias_correction.subset(x, bias_correction.DEFAULT_IMAGES))
+    add("int8 PTQ + bias correction (the default)", corrected, time.perf_counter() - t)
     t = time.perf_counter()
     layers = debug.layer_report(cal, x)
     dbg_s = time.perf_counter() - t
