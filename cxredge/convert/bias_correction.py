@@ -85,8 +85,8 @@ def _run(it, images: np.ndarray, tensors: list[int]) -> list[np.ndarray]:
         it.set_tensor(inp["index"], img[None].astype(inp["dtype"]))
         it.invoke()
         for s, t in zip(sums, tensors):
-            raw = it.get_tensor(t).astype(np.float64)
-            s += raw.reshape(-1, raw.shape[-1]).mean(0)
+            raw = it.get_tensor(t)
+            s += raw.reshape(-1, raw.shape[-1]).mean(0, dtype=np.float64)
     means = []
     for s, t in zip(sums, tensors):
         scale, zero_point = details[t]["quantization"]
@@ -98,9 +98,9 @@ def _run(it, images: np.ndarray, tensors: list[int]) -> list[np.ndarray]:
 class _Replay:
     """Replays the int8 graph a few ops at a time on stored intermediate tensors.
 
-    Each op runs about twice over the images (once to measure, once more after its bias changed), so
-    correcting L layers costs ~2 passes of the network, not the L/2 passes that re-running every
-    prefix would. Sub-graphs keep the model's tensor indices, so stored values feed them directly.
+    Each biased op runs twice over the images (to measure it, then with its corrected bias at the start
+    of the next segment), so correcting L layers costs ~2 passes of the network, not the L/2 passes
+    that re-running every prefix would. Sub-graphs keep the model's tensor indices, so stored values feed them directly.
     """
 
     def __init__(self, model, images: np.ndarray):
@@ -123,13 +123,19 @@ class _Replay:
         needed = {int(t) for op in self.sub.operators[upto:] for t in op.inputs} | {int(t) for t in self.sub.outputs}
         last = int(self.sub.operators[upto].outputs[0])
         outputs = sorted((produced & needed) | {last})
+        used = {self.sub.tensors[t].buffer for op in ops for t in op.inputs if t >= 0}
+        dropped = [(b, b.data) for i, b in enumerate(self.model.buffers) if i not in used and b.data is not None]
         saved = self.sub.operators, self.sub.inputs, self.sub.outputs, self.model.signatureDefs
         self.sub.operators, self.model.signatureDefs = ops, []
         self.sub.inputs, self.sub.outputs = np.array(inputs, np.int32), np.array(outputs, np.int32)
+        for b, _ in dropped:  # other layers' weights: not serialized for this segment
+            b.data = None
         try:
             it = _interpreter(bytes(flatbuffer_utils.convert_object_to_bytearray(self.model)))
         finally:
             self.sub.operators, self.sub.inputs, self.sub.outputs, self.model.signatureDefs = saved
+            for b, data in dropped:
+                b.data = data
         n = len(self.values[inputs[0]])
         fresh = {t: None for t in outputs}
         for i in range(n):
@@ -150,7 +156,7 @@ class _Replay:
     def mean(self, values: np.ndarray, tensor: int) -> np.ndarray:
         """Per-channel mean, dequantized."""
         q = self.sub.tensors[tensor].quantization
-        m = values.reshape(-1, values.shape[-1]).astype(np.float64).mean(0)
+        m = values.reshape(-1, values.shape[-1]).mean(0, dtype=np.float64)
         return (m - float(q.zeroPoint[0])) * float(q.scale[0])
 
 
@@ -184,8 +190,7 @@ def correct(int8: bytes, float32: bytes, images: np.ndarray,
         bias = np.frombuffer(bytes(bytearray(buf.data)), dtype=np.int32).astype(np.int64)
         fixed = np.clip(bias - np.rint(err / scale).astype(np.int64), -2**31, 2**31 - 1).astype(np.int32)
         buf.data = np.frombuffer(fixed.tobytes(), dtype=np.uint8)
-        replay.done = la.op
-        replay.run(la.op)  # the corrected output is what the next layers read
+        replay.done = la.op  # the next run starts again at this layer, with its corrected bias
         shifts.append(float(np.abs(err).mean()))
         if progress:
             progress(1)
