@@ -20,14 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from calibration_sweep import machine_info  # noqa: E402
+from calibration_sweep import NullTracker, machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-class _Tracker:
-    def task(self, description: str, total: int):
-        return lambda n=1: None
 
 
 def copy_run(src: Path, dst: Path, variants: tuple[str, ...]) -> Path:
@@ -68,7 +63,7 @@ def main(argv=None) -> None:
         out = copy_run(args.run, args.out / name.replace(" ", "_").replace("+", "and"), vs)
         t0 = time.perf_counter()
         got = quantize_run(QuantizeSettings(run=out, variants=vs, modes=("float32", "int8"), split=args.split,
-                                            bias_correction=bias, float_fallback=fallback), _Tracker())
+                                            bias_correction=bias, float_fallback=fallback), NullTracker())
         timings[name] = time.perf_counter() - t0
         for r in got:
             if r["precision"] == "float32":

@@ -19,19 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from calibration_sweep import machine_info  # noqa: E402
+from calibration_sweep import machine_info, run_bytes  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def classes(data: bytes, x) -> "np.ndarray":  # noqa: F821
-    import numpy as np
-
-    from cxredge.edge.runtime import TFLiteModel
-
-    tmp = Path("/tmp/cxredge_bc_images.tflite")
-    tmp.write_bytes(data)
-    return np.asarray(TFLiteModel(tmp, threads=2).predict_proba(x)).argmax(1)
+def classes(data: bytes, x):
+    return run_bytes(data, x, threads=2).argmax(1)
 
 
 def main(argv=None) -> None:

@@ -53,15 +53,28 @@ def setup(run_dir: Path, variant: str, split: str):
     return run, ds, model, ref
 
 
-def evaluate(data: bytes, ref) -> dict:
-    """Write `data` to a temp file, run it with the edge runtime, compare with the reference."""
-    from cxredge.convert import validate
+class NullTracker:
+    """What `quantize_run` reports progress to, when a benchmark wants no bars."""
+
+    def task(self, description: str, total: int):
+        return lambda n=1: None
+
+
+def run_bytes(data: bytes, x, threads: int = 1):
+    """Write .tflite `data` to a temp file and run it with the edge runtime: (N, C) probabilities."""
+    from cxredge.edge.runtime import TFLiteModel
 
     with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
         f.write(data)
         f.flush()
-        rec = validate.compare(validate.run_tflite(f.name, ref.x), ref)
-    return {**rec, "size_bytes": len(data)}
+        return TFLiteModel(f.name, threads=threads).predict_proba(x)
+
+
+def evaluate(data: bytes, ref) -> dict:
+    """Run `data` with the edge runtime (as `validate.run_tflite` does), compare with the reference."""
+    from cxredge.convert import validate
+
+    return {**validate.compare(run_bytes(data, ref.x), ref), "size_bytes": len(data)}
 
 
 def calibration_images(ds, size: int, seed: int):

@@ -20,14 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from calibration_sweep import machine_info  # noqa: E402
+from calibration_sweep import NullTracker, machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-class _Tracker:
-    def task(self, description: str, total: int):
-        return lambda n=1: None
 
 
 def main(argv=None) -> None:
@@ -69,7 +64,7 @@ def main(argv=None) -> None:
                    for v in variants]
         train._write_run_json(out, data, settings, results, f, strategy)  # noqa: SLF001
         qrows = quantize_run(QuantizeSettings(run=out, variants=variants, modes=("float32", "int8"), split="test"),
-                             _Tracker())
+                             NullTracker())
         for m in results:
             q = next(r for r in qrows if r["variant"] == m["variant"] and r["precision"] == "int8")
             rows.append({"config": name, "variant": m["variant"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],

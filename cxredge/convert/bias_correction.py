@@ -137,10 +137,11 @@ class _Replay:
             for b, data in dropped:
                 b.data = data
         n = len(self.values[inputs[0]])
+        dtypes = {d["index"]: d["dtype"] for d in it.get_input_details()}
         fresh = {t: None for t in outputs}
         for i in range(n):
             for t in inputs:
-                it.set_tensor(t, self.values[t][i][None].astype(it.get_tensor(t).dtype, copy=False))
+                it.set_tensor(t, self.values[t][i][None].astype(dtypes[t], copy=False))
             it.invoke()
             for t in outputs:
                 v = it.get_tensor(t)[0]
@@ -172,11 +173,12 @@ def correct(int8: bytes, float32: bytes, images: np.ndarray,
     if not len(images):
         raise CxrError("bias correction: no calibration images")
     q_layers = _layers(_interpreter(int8), want_int32_bias=True)
-    f_by_name = {la.name: la for la in _layers(_interpreter(float32, keep_all=True), want_int32_bias=False)}
+    f_it = _interpreter(float32, keep_all=True)
+    f_by_name = {la.name: la for la in _layers(f_it, want_int32_bias=False)}
     missing = [la.name for la in q_layers if la.name not in f_by_name]
     if missing:
         raise CxrError(f"bias correction: the float model has no layer {missing[0]!r}; not the same network")
-    f_means = _run(_interpreter(float32, keep_all=True), images, [f_by_name[la.name].output for la in q_layers])
+    f_means = _run(f_it, images, [f_by_name[la.name].output for la in q_layers])
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(int8))
     tensors, buffers = model.subgraphs[0].tensors, model.buffers
