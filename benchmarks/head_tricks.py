@@ -29,6 +29,7 @@ import numpy as np
 import train_tuning as tuning  # benchmarks/ is on sys.path when this script runs
 
 from cxredge.keras import keras
+from cxredge.train.fit import CachedBatches
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CUT = "reshape_2"
@@ -36,31 +37,21 @@ TRICKS = {"base": {}, "mixup 0.2": {"mixup": 0.2}, "mixup 0.4": {"mixup": 0.4}, 
           "wd 1e-4": {"wd": 1e-4}, "std": {"std": True}}
 
 
-class Batches(keras.utils.Sequence):
-    """One random view per sample per epoch (as CachedBatches), with optional feature mixup."""
+class MixupBatches(CachedBatches):
+    """cxredge train's CachedBatches (one random view per sample per epoch), plus optional feature
+    mixup within each batch (drawn from the same seeded generator)."""
 
     def __init__(self, views, y, seed, mixup=0.0, batch_size=32):
-        super().__init__()
-        self.views, self.onehot, self.bs, self.mixup = views, np.eye(4, dtype=np.float32)[y], batch_size, mixup
-        self.rng = np.random.default_rng(seed)
-        self.on_epoch_end()
-
-    def __len__(self):
-        return int(np.ceil(len(self.onehot) / self.bs))
-
-    def on_epoch_end(self):
-        self.order = self.rng.permutation(len(self.onehot))
-        self.pick = self.rng.integers(0, len(self.views), len(self.onehot))
+        super().__init__(views, y, 4, batch_size, seed)
+        self.mixup = mixup
 
     def __getitem__(self, i):
-        idx = self.order[i * self.bs:(i + 1) * self.bs]
-        x = np.where((self.pick[idx] == 1)[:, None], self.views[1][idx], self.views[0][idx])
-        y = self.onehot[idx]
+        x, y, w = super().__getitem__(i)
         if self.mixup:
-            lam = self.rng.beta(self.mixup, self.mixup, len(idx)).astype(np.float32)[:, None]
-            perm = self.rng.permutation(len(idx))
+            lam = self.rng.beta(self.mixup, self.mixup, len(x)).astype(np.float32)[:, None]
+            perm = self.rng.permutation(len(x))
             x, y = lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
-        return x.astype(np.float32), y
+        return x, y, w
 
 
 def head(wd: float) -> keras.Model:
@@ -87,7 +78,7 @@ def run(F: dict, name: str, seed: int, mixup=0.0, ema=0.0, wd=0.0, std=False) ->
     callbacks = [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=2, min_lr=1e-7)]
     if not ema:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=4, restore_best_weights=True))
-    h = model.fit(Batches(views, F["y_train"], seed, mixup), validation_data=(val, np.eye(4)[F["y_val"]]),
+    h = model.fit(MixupBatches(views, F["y_train"], seed, mixup), validation_data=(val, np.eye(4)[F["y_val"]]),
                   epochs=20, verbose=0, callbacks=callbacks)
     pv, pt = model.predict(val, verbose=0, batch_size=256), model.predict(test, verbose=0, batch_size=256)
     row = {"trick": name, "seed": seed, "epochs": len(h.history["loss"]),

@@ -87,8 +87,9 @@ def main() -> None:
             "settings": defaults.to_dict(), "seconds": round(time.perf_counter() - t0, 1)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "train_seeds.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": rows}, indent=1))
-    (RESULTS / "train_seeds.md").write_text(markdown(summary, rows, meta))
-    print(markdown(summary, rows, meta))
+    text = markdown(summary, rows, meta)
+    (RESULTS / "train_seeds.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
