@@ -65,9 +65,11 @@ def test_edge_modules_import_without_tensorflow(tmp_path):
     code = textwrap.dedent("""
         import importlib, pkgutil, sys
         import cxredge.edge
+        import cxredge.remote
         names = [m.name for m in pkgutil.iter_modules(cxredge.edge.__path__, "cxredge.edge.")]
-        names += ["cxredge.cli.bench", "cxredge.cli.predict", "cxredge.cli.export", "cxredge.cli.report",
-                  "cxredge.cli.main"]
+        names += [m.name for m in pkgutil.iter_modules(cxredge.remote.__path__, "cxredge.remote.")]
+        names += ["cxredge.cli.bench", "cxredge.cli.bench_remote", "cxredge.cli.predict", "cxredge.cli.export",
+                  "cxredge.cli.report", "cxredge.cli.main"]
         for n in names:
             importlib.import_module(n)
         bad = sorted(k for k in sys.modules if k.split(".")[0] in ("tensorflow", "tf_keras", "keras"))
@@ -260,7 +262,16 @@ def test_device_facts_decode_pi_thermal_and_throttling(tmp_path, monkeypatch):
     fake.write_text("#!/bin/sh\necho throttled=0x50005\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    freq = tmp_path / "cpufreq"
+    freq.mkdir()
+    for name, value in (("scaling_governor", "ondemand"), ("scaling_cur_freq", "1500000"),
+                        ("scaling_max_freq", "2400000")):
+        (freq / name).write_text(value + "\n")
+    monkeypatch.setattr(device, "CPUFREQ", freq)
+    monkeypatch.setenv("CXREDGE_DEVICE_NOTE", "qemu-user emulation")
     info = device.device_info()
+    assert info["cpu_governor"] == "ondemand" and info["cpu_mhz"] == {"cur": 1500, "max": 2400}
+    assert info["note"] == "qemu-user emulation"
     assert info["temperature_c"] == {"cpu-thermal": 61.2}
     assert info["throttled"]["raw"] == "0x50005"
     assert set(info["throttled"]["flags"]) == {"under-voltage now", "throttled now", "under-voltage has occurred",

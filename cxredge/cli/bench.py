@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from cxredge.cli.common import console, handle_errors, split_ints, split_list
+from cxredge.cli.bench_remote import REMOTE, REMOTE_HELP
 from cxredge.errors import CxrError
 from cxredge.paths import DEFAULT_RUN
 
@@ -30,6 +31,13 @@ def bench(
     limit: Optional[int] = typer.Option(None, "--limit", help="At most N images (stratified) for accuracy."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Labels for bare .tflite files (one per line)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where bench.json/md and plots go (default: the run folder, else .)."),
+    remote: Optional[List[str]] = typer.Option(None, "--remote", rich_help_panel=REMOTE, help=REMOTE_HELP["remote"]),
+    remote_python: Optional[str] = typer.Option(None, "--remote-python", rich_help_panel=REMOTE, help=REMOTE_HELP["python"]),
+    remote_venv: Optional[str] = typer.Option(None, "--remote-venv", rich_help_panel=REMOTE, help=REMOTE_HELP["venv"]),
+    remote_install: Optional[str] = typer.Option(None, "--remote-install", rich_help_panel=REMOTE, help=REMOTE_HELP["install"]),
+    remote_env: Optional[List[str]] = typer.Option(None, "--remote-env", rich_help_panel=REMOTE, help=REMOTE_HELP["env"]),
+    ssh_option: Optional[List[str]] = typer.Option(None, "--ssh-option", rich_help_panel=REMOTE, help=REMOTE_HELP["ssh_option"]),
+    ssh_config: Optional[Path] = typer.Option(None, "--ssh-config", rich_help_panel=REMOTE, help=REMOTE_HELP["ssh_config"]),
 ) -> None:
     """Bench accuracy (vs the labels) and latency (init, first, median/p90/p99) of TFLite models, without TensorFlow."""
     from cxredge.edge import results
@@ -40,6 +48,11 @@ def bench(
                              delegate_options=parse_options(delegate_option or []), runs=runs, warmup=warmup)
     if limit is not None and limit < 1:
         raise CxrError(f"--limit {limit}: must be >= 1")
+    if remote:  # the models and the chosen images go to each device over SSH (cxredge/remote/)
+        from cxredge.cli.bench_remote import bench_remote, remote_settings
+
+        rs = remote_settings(remote, remote_python, remote_venv, remote_install, remote_env, ssh_option, ssh_config)
+        return bench_remote(models or [], run, labels, data, split, limit, settings, out, rs)
     with contextlib.ExitStack() as stack:
         source = resolve_source(models or [], run, labels, stack)
         doc, out_dir = execute(source, data, split, limit, settings, out)
@@ -104,6 +117,9 @@ def execute(source, data, split, limit, settings, out):
     doc = results.bench_document(device.device_info(runtime), settings.to_dict(), dataset, outcome.models,
                                  outcome.rows)
     doc["origin"] = source.origin
+    from cxredge.edge.fingerprint import annotate
+
+    annotate(doc, loaded.paths, loaded.y, outcome.predictions, list(ds.classes))  # image ids, predictions
     plots, note = bench_plots(doc, out_dir)
     doc["plots"] = [p.name for p in plots]
     if note:

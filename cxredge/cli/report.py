@@ -14,12 +14,12 @@ from cxredge.paths import DEFAULT_RUN
 @handle_errors
 def report(
     run: Optional[Path] = typer.Option(None, "--run", help=f"Run folder (default {DEFAULT_RUN}; optional with --bench)."),
-    bench: Optional[List[Path]] = typer.Option(None, "--bench", help="bench.json files to include and compare (repeatable)."),
+    bench: Optional[List[Path]] = typer.Option(None, "--bench", help="bench.json files, or LiteRT benchmark_model text output, to include and compare (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for report.html / report.md (default: the run folder, else .)."),
 ) -> None:
     """Write report.html (images embedded) and report.md: training, quantization and bench results."""
+    from cxredge.edge.benchmark_model import read_bench_file
     from cxredge.edge.report import write_report
-    from cxredge.edge.results import read_bench
 
     run_dir = run if run is not None else (DEFAULT_RUN if DEFAULT_RUN.is_dir() or not bench else None)
     if run_dir is not None and not run_dir.is_dir():
@@ -28,7 +28,7 @@ def report(
     if run_dir is not None and (run_dir / "bench.json").is_file() and not any(
             f.resolve() == (run_dir / "bench.json").resolve() for f in files):
         files.insert(0, run_dir / "bench.json")
-    benches = [(f, read_bench(f)) for f in files]
+    benches = [(f, read_bench_file(f)) for f in files]
     if run_dir is not None and not (run_dir / "run.json").is_file() and not benches:
         raise CxrError(f"--run {run_dir}: no run.json and no bench.json: nothing to report")
     out_dir = out or run_dir or Path(".")

@@ -174,6 +174,7 @@ def reference_predictions(entry: ModelEntry, images: np.ndarray, runtime: Runtim
 class BenchOutcome:
     rows: list[dict]
     models: dict[str, dict]  # key -> metrics of that model (+ evaluated_with, agreement_with_float)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # key -> top-1 per image (x order)
 
 
 def run_bench(entries: list[ModelEntry], x: np.ndarray, y: np.ndarray, classes: list[str],
@@ -215,7 +216,7 @@ def run_bench(entries: list[ModelEntry], x: np.ndarray, y: np.ndarray, classes: 
             mine = preds[entry.path.resolve()]
             models[entry.key]["agreement_with_float"] = None if ref is None else agreement(mine, ref)
     fill_rows(rows, models)
-    return BenchOutcome(rows, models)
+    return BenchOutcome(rows, models, {e.key: preds[e.path.resolve()] for e in entries if e.key in models})
 
 
 def fill_rows(rows: list[dict], models: dict[str, dict]) -> None:

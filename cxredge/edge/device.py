@@ -2,7 +2,7 @@
 
 machine, cpu model, cores, os, python, runtime name + version, and on a Raspberry Pi (or any Linux
 board that exposes them) the CPU temperature from /sys/class/thermal and the throttling state from
-`vcgencmd get_throttled`. Anything that cannot be read is left out or null, never guessed.
+`vcgencmd get_throttled`, and the cpufreq governor. Anything that cannot be read is left out or null, never guessed.
 """
 from __future__ import annotations
 
@@ -91,9 +91,18 @@ def cpu_freq_mhz() -> dict | None:
     return vals or None
 
 
+def cpu_governor() -> str | None:
+    """The cpufreq governor of cpu0 (`performance` gives stable timings; `ondemand`/`schedutil` ramp)."""
+    try:
+        return (CPUFREQ / "scaling_governor").read_text().strip() or None
+    except OSError:
+        return None
+
+
 def thermal_state() -> dict:
-    """What can change between two rows of a benchmark: temperatures, throttling, clock."""
-    return {"temperature_c": temperatures_c() or None, "throttled": throttling(), "cpu_mhz": cpu_freq_mhz()}
+    """What can change between two rows of a benchmark: temperatures, throttling, clock, governor."""
+    return {"temperature_c": temperatures_c() or None, "throttled": throttling(), "cpu_mhz": cpu_freq_mhz(),
+            "cpu_governor": cpu_governor()}
 
 
 def device_info(runtime=None) -> dict:
@@ -117,6 +126,7 @@ def device_info(runtime=None) -> dict:
         "runtime": runtime.name if runtime else None,
         "runtime_version": runtime.version if runtime else None,
         "numpy": _version("numpy"),
+        "note": os.environ.get("CXREDGE_DEVICE_NOTE") or None,  # e.g. "qemu-user emulation": no sysfs tells
     }
     info.update(thermal_state())
     return info

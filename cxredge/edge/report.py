@@ -2,8 +2,8 @@
 
 Sections: the run (data, classes, settings), the variant table in the study's format next to the study's
 numbers, training curves and confusion matrices, the float / int8 / QAT table from the sidecars'
-`validation`, and the bench tables and plots; several bench.json files (a laptop, a Pi) are merged into
-one side-by-side comparison. Plots that are missing on disk are drawn with matplotlib when it is
+`validation`, and the bench tables and plots; several bench.json files (a laptop, a Pi, a phone's
+benchmark_model text) are merged into one side-by-side comparison (report_devices.py). Plots that are missing on disk are drawn with matplotlib when it is
 installed; without it the report still has every table and says which figures were left out.
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxredge.edge import plots as P
-from cxredge.edge.results import device_line, fmt
+from cxredge.edge.report_devices import bench_summary, devices_section
+from cxredge.edge.results import fmt
 from cxredge.edge.sidecar import read_sidecar
 from cxredge.edge.sources import VARIANT_ORDER, run_models
 from cxredge.io import read_json, write_text
@@ -119,15 +120,13 @@ def bench_section(doc: Doc, benches: list[tuple[Path, dict]], assets: Path) -> N
     doc.h(2, "On-device benchmark")
     for path, b in benches:
         doc.h(3, device_name(b))
-        ds = b.get("dataset", {})
-        doc.p(f"`{path}`: {device_line(b['device'])}; {ds.get('n')} images ({ds.get('split')}) from {ds.get('source')}; "
-              f"{b['settings'].get('runs')} timed runs after {b['settings'].get('warmup')} warm-up.")
+        doc.p(bench_summary(path, b))
         doc.table(["model", "delegate", "threads", "MB", "accuracy", "macro F1", "agree fp32", "init ms", "first ms",
                    "median ms", "p90 ms", "p99 ms", "vs fp32", "status"], [bench_cells(r) for r in b["results"]])
         for name in b.get("plots") or []:
             doc.img(path.parent / name, f"{device_name(b)}: {name}")
     if len(benches) > 1:
-        comparison(doc, benches, assets)
+        devices_section(doc, benches, assets)  # cxredge/edge/report_devices.py
 
 
 def device_name(b: dict) -> str:
@@ -138,58 +137,12 @@ def device_name(b: dict) -> str:
 def bench_cells(r: dict) -> list[str]:
     lat = r.get("latency_ms") or {}
     s = r.get("speedup_vs_float32")
-    return [r["model"], Path(r["delegate"]).name, str(r["threads"]), f"{r['size_bytes'] / 1e6:.2f}",
+    mb = r["size_bytes"] / 1e6 if r.get("size_bytes") is not None else None
+    return [r["model"], Path(r["delegate"]).name, str(r["threads"]), fmt(mb, ".2f"),
             fmt(r.get("accuracy")), fmt(r.get("macro_f1")), fmt(r.get("agreement_with_float")), fmt(lat.get("init"), ".1f"),
             fmt(lat.get("first"), ".2f"), fmt(lat.get("median"), ".2f"), fmt(lat.get("p90"), ".2f"),
             fmt(lat.get("p99"), ".2f"), f"{s:.2f}x" if s else "-",
             r["status"] if r["status"] == "ok" else f"failed: {r.get('error')}"]
-
-
-def comparison(doc: Doc, benches: list[tuple[Path, dict]], assets: Path) -> None:
-    """One row per (model, delegate, threads), one median-latency and accuracy column per device."""
-    names = [f"{i + 1}: {device_name(b)}" for i, (_, b) in enumerate(benches)]
-    keys: dict[tuple, None] = {}
-    for _, b in benches:
-        for r in b["results"]:
-            keys[(r["model"], Path(r["delegate"]).name, r["threads"])] = None
-    rows = []
-    for key in keys:
-        cells = [key[0], key[1], str(key[2])]
-        for _, b in benches:
-            r = next((r for r in b["results"] if (r["model"], Path(r["delegate"]).name, r["threads"]) == key), None)
-            ok = r is not None and r["status"] == "ok"
-            cells += [fmt(r["latency_ms"]["median"], ".2f") if ok else ("failed" if r else "-"),
-                      fmt(r.get("accuracy")) if ok else "-"]
-        rows.append(cells)
-    doc.h(2, "Side by side")
-    doc.p("Devices: " + "; ".join(names))
-    doc.table(["model", "delegate", "threads"] + [h for i in range(len(benches)) for h in (f"median ms [{i + 1}]", f"acc [{i + 1}]")],
-              rows)
-    plt = P.matplotlib_pyplot()
-    if plt is None:
-        doc.notes.append(f"side-by-side plot left out: {P.MISSING}")
-        return
-    doc.img(compare_plot(plt, benches, list(keys), assets / "compare_latency.png"), "median latency per device")
-
-
-def compare_plot(plt, benches, keys, path: Path) -> Path:
-    import numpy as np
-
-    fig, ax = plt.subplots(figsize=(max(6.5, 0.9 * len(keys) + 2), 4.2))
-    width = 0.8 / len(benches)
-    for i, (_, b) in enumerate(benches):
-        vals = []
-        for key in keys:
-            r = next((r for r in b["results"] if r["status"] == "ok"
-                      and (r["model"], Path(r["delegate"]).name, r["threads"]) == key), None)
-            vals.append(r["latency_ms"]["median"] if r else np.nan)
-        ax.bar(np.arange(len(keys)) + i * width - 0.4 + width / 2, vals, width, label=f"[{i + 1}] {device_name(b)}")
-    ax.set_xticks(range(len(keys)), [f"{k[0]} {k[1]} x{k[2]}" for k in keys], rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("median latency, ms")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7)
-    ax.grid(axis="y", alpha=0.3)
-    return P.save(fig, path)
 
 
 def build(run_dir: Path | None, benches: list[tuple[Path, dict]], assets: Path) -> Doc:

@@ -1,0 +1,139 @@
+"""cxredge bench --remote: the same bench on other machines over SSH, one device after another. TF-free.
+
+The models and the chosen labelled images are packed once into a bundle (cxredge/remote/pack.py);
+each device gets it over ssh, runs `python -m cxredge bench` there and sends bench.json back, which is
+written under <out>/devices/<label>/ as soon as it arrives. A failed device is one red line; the
+others still run and keep their results.
+"""
+from __future__ import annotations
+
+import contextlib
+import shlex
+import tempfile
+from pathlib import Path
+
+from cxredge.errors import CxrError
+
+REMOTE = "Remote devices (SSH)"
+REMOTE_HELP = {
+    "remote": "Bench on [NAME=]USER@HOST[:PORT] over SSH instead of here (repeatable: one device after another); "
+              "results in <out>/devices/<NAME or HOST>/bench.json.",
+    "python": "Python there: used as is (it must have cxredge), or, with --remote-venv, the one that creates the venv.",
+    "venv": "venv there to use, created when missing (default ~/.cache/cxredge/venv unless --remote-python alone).",
+    "install": "pip install arguments there when cxredge is missing (default: cxredge); local files named here "
+               "(a wheel) are copied over first, e.g. --remote-install dist/cxredge-0.1.0-py3-none-any.whl.",
+    "env": "KEY=VALUE set for cxredge there (repeatable), e.g. LD_LIBRARY_PATH for a delegate.",
+    "ssh_option": "Passed to ssh as -o KEY=VALUE (repeatable), e.g. IdentityFile=~/.ssh/pi_ed25519. Keys/agent only; "
+                  "host key checking stays on.",
+    "ssh_config": "An ssh config file (ssh -F FILE) instead of ~/.ssh/config.",
+}
+
+
+def pairs(items: list[str], option: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise CxrError(f"{option} {item}: expected KEY=VALUE")
+        out.append((key.strip(), value))
+    return tuple(out)
+
+
+def remote_settings(remote, python, venv, install, env, ssh_option, ssh_config):
+    from cxredge.remote.session import RemoteSettings
+    from cxredge.remote.ssh import SshSettings, parse_options, parse_target
+
+    targets = tuple(parse_target(r) for r in remote)
+    labels = [t.label for t in targets]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise CxrError(f"--remote: two devices would write devices/{dup[0]}/; name them: --remote NAME=USER@HOST")
+    try:
+        install_args = tuple(shlex.split(install)) if install is not None else None
+    except ValueError as exc:
+        raise CxrError(f"--remote-install {install}: {exc}") from None
+    if install_args is not None and not install_args:
+        raise CxrError("--remote-install: empty")
+    ssh = SshSettings(parse_options(ssh_option or []), ssh_config)
+    return RemoteSettings(targets, ssh, python, venv, install_args, pairs(env or [], "--remote-env"))
+
+
+def bench_args(settings) -> tuple[str, ...]:
+    args = ["--threads", ",".join(map(str, settings.threads)), "--delegate", ",".join(settings.delegates),
+            "--runs", str(settings.runs), "--warmup", str(settings.warmup)]
+    for key, value in settings.delegate_options:
+        args += ["--delegate-option", f"{key}={value}"]
+    return tuple(args)
+
+
+def bench_remote(models, run, labels, data, split, limit, settings, out, rs) -> None:
+    from cxredge.cli.bench import resolve_source
+    from cxredge.cli.common import console
+    from cxredge.edge import sources
+    from cxredge.remote.pack import device_bundle
+    from cxredge.remote.session import BenchJob
+
+    with contextlib.ExitStack() as stack:
+        source = resolve_source(models, run, labels, stack)
+        ds, where = sources.dataset_for(source, data, split)
+        if split == "all":
+            ds = sources.merged_split(ds)
+        sources.check_labels(source.entries, list(ds.classes), where)
+        out_dir = out or source.run_dir or Path(".")
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxredge-remote-")))
+        chosen = device_bundle(tmp / "bundle.zip", source, ds, split, limit, where)
+        console.print(f"{len(source.entries)} models, {chosen['n']} {split} images from {where} -> "
+                      f"{len(rs.targets)} device(s), one after another")
+        job = BenchJob(tmp / "bundle.zip", split, bench_args(settings), chosen, labels)
+        done, failed = run_devices(rs, job, out_dir)
+    report(done, failed, len(rs.targets))
+
+
+def run_devices(rs, job, out_dir: Path) -> tuple[list[tuple[str, Path, dict]], list[str]]:
+    from cxredge.cli.bench import bar
+    from cxredge.cli.common import console
+    from cxredge.remote.session import DeviceRun
+
+    done, failed = [], []
+    with bar() as progress:
+        tasks = {t: progress.add_task(f"{t}: waiting", total=1) for t in rs.targets}
+        for t in rs.targets:
+            view = DeviceView(progress, tasks[t], str(t))
+            try:
+                path, doc = DeviceRun(t, rs, job, view).run(out_dir)
+            except CxrError as exc:
+                failed.append(str(exc))
+                progress.update(tasks[t], description=f"[red]{t}: failed[/]")
+                if len(rs.targets) > 1:  # alone, its error is the command's one error line
+                    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                continue
+            done.append((str(t), path, doc))
+            progress.update(tasks[t], description=f"{t}: done", completed=1, total=1)
+            console.print(f"{t}: wrote [bold]{path}[/]", highlight=False)
+    return done, failed
+
+
+class DeviceView:
+    """One rich task per device: its description names the step, the bar fills within the step."""
+
+    def __init__(self, progress, task, name: str):
+        self.progress, self.task, self.name = progress, task, name
+
+    def phase(self, text: str, total: int | None = 1) -> None:
+        self.progress.reset(self.task, total=total or 1, description=f"{self.name}: {text}")
+
+    def advance(self, n: int = 1) -> None:
+        self.progress.advance(self.task, n)
+
+
+def report(done, failed, n: int) -> None:
+    from cxredge.cli.common import console
+    from cxredge.edge.results import rich_table
+
+    for name, path, doc in done:
+        console.print(rich_table(doc, title=f"{name} ({path.parent.name})", width=console.width))
+    if failed:
+        if n == 1:
+            raise CxrError(failed[0])
+        kept = f"; the other {len(done)} device(s) wrote their bench.json" if done else ""
+        raise CxrError(f"{len(failed)} of {n} devices failed (errors above){kept}")
