@@ -71,12 +71,13 @@ def error_lines(output: str) -> list[str]:
 def test_loopback_bench_matches_local_and_reports(sshd, run_dir, tmp_path):
     local = bench(run_dir, tmp_path / "local")
     assert local.exit_code == 0, local.output
-    res = bench(run_dir, tmp_path, *remote(sshd))
+    res = bench(run_dir, tmp_path, *remote(sshd), "--remote-prefix", "env CXREDGE_DEVICE_NOTE='loopback sshd'")
     assert res.exit_code == 0, res.output
     dev = tmp_path / "devices" / f"127.0.0.1-{sshd.port}"
     doc = json.loads((dev / "bench.json").read_text())
     mine = json.loads((tmp_path / "local" / "bench.json").read_text())
     assert doc["remote"]["target"] == sshd.target and doc["remote"]["python"] == sys.executable
+    assert doc["device"]["note"] == "loopback sshd"  # --remote-prefix ran before python there
     assert doc["remote"]["bundle_sha256"] and doc["dataset"]["chosen_from"]["n"] == 16
     assert [r["status"] for r in doc["results"]] == ["ok"] * 4
     # the same 16 labelled images, the same predictions, the same accuracy as the local bench

@@ -36,6 +36,7 @@ def bench(
     remote_venv: Optional[str] = typer.Option(None, "--remote-venv", rich_help_panel=REMOTE, help=REMOTE_HELP["venv"]),
     remote_install: Optional[str] = typer.Option(None, "--remote-install", rich_help_panel=REMOTE, help=REMOTE_HELP["install"]),
     remote_env: Optional[List[str]] = typer.Option(None, "--remote-env", rich_help_panel=REMOTE, help=REMOTE_HELP["env"]),
+    remote_prefix: Optional[str] = typer.Option(None, "--remote-prefix", rich_help_panel=REMOTE, help=REMOTE_HELP["prefix"]),
     ssh_option: Optional[List[str]] = typer.Option(None, "--ssh-option", rich_help_panel=REMOTE, help=REMOTE_HELP["ssh_option"]),
     ssh_config: Optional[Path] = typer.Option(None, "--ssh-config", rich_help_panel=REMOTE, help=REMOTE_HELP["ssh_config"]),
 ) -> None:
@@ -51,7 +52,8 @@ def bench(
     if remote:  # the models and the chosen images go to each device over SSH (cxredge/remote/)
         from cxredge.cli.bench_remote import bench_remote, remote_settings
 
-        rs = remote_settings(remote, remote_python, remote_venv, remote_install, remote_env, ssh_option, ssh_config)
+        rs = remote_settings(remote, remote_python, remote_venv, remote_install, remote_env, ssh_option, ssh_config,
+                             remote_prefix)
         return bench_remote(models or [], run, labels, data, split, limit, settings, out, rs)
     with contextlib.ExitStack() as stack:
         source = resolve_source(models or [], run, labels, stack)

@@ -23,6 +23,7 @@ REMOTE_HELP = {
     "install": "pip install arguments there when cxredge is missing (default: cxredge); local files named here "
                "(a wheel) are copied over first, e.g. --remote-install dist/cxredge-0.1.0-py3-none-any.whl.",
     "env": "KEY=VALUE set for cxredge there (repeatable), e.g. LD_LIBRARY_PATH for a delegate.",
+    "prefix": "Words run before python for the bench there, e.g. --remote-prefix 'taskset -c 3' to pin it to a core.",
     "ssh_option": "Passed to ssh as -o KEY=VALUE (repeatable), e.g. IdentityFile=~/.ssh/pi_ed25519. Keys/agent only; "
                   "host key checking stays on.",
     "ssh_config": "An ssh config file (ssh -F FILE) instead of ~/.ssh/config.",
@@ -39,7 +40,19 @@ def pairs(items: list[str], option: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def remote_settings(remote, python, venv, install, env, ssh_option, ssh_config):
+def words(value: str | None, option: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    try:
+        out = tuple(shlex.split(value))
+    except ValueError as exc:
+        raise CxrError(f"{option} {value}: {exc}") from None
+    if not out:
+        raise CxrError(f"{option}: empty")
+    return out
+
+
+def remote_settings(remote, python, venv, install, env, ssh_option, ssh_config, prefix=None):
     from cxredge.remote.session import RemoteSettings
     from cxredge.remote.ssh import SshSettings, parse_options, parse_target
 
@@ -48,14 +61,9 @@ def remote_settings(remote, python, venv, install, env, ssh_option, ssh_config):
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise CxrError(f"--remote: two devices would write devices/{dup[0]}/; name them: --remote NAME=USER@HOST")
-    try:
-        install_args = tuple(shlex.split(install)) if install is not None else None
-    except ValueError as exc:
-        raise CxrError(f"--remote-install {install}: {exc}") from None
-    if install_args is not None and not install_args:
-        raise CxrError("--remote-install: empty")
     ssh = SshSettings(parse_options(ssh_option or []), ssh_config)
-    return RemoteSettings(targets, ssh, python, venv, install_args, pairs(env or [], "--remote-env"))
+    return RemoteSettings(targets, ssh, python, venv, words(install, "--remote-install"),
+                          pairs(env or [], "--remote-env"), words(prefix, "--remote-prefix") or ())
 
 
 def bench_args(settings) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ Steps (each failure is one CxrError line naming the device):
             `python3 -m venv` (or --remote-python) when missing, `pip install cxredge` (or
             --remote-install ARGS) when it lacks cxredge or when --remote-install is given
  3. upload  the bundle (and any local file named in --remote-install) streamed through ssh
- 4. bench   `python -m cxredge bench WORK/bundle.zip --split ... --threads ... --out WORK/out`
+ 4. bench   `[--remote-prefix] python -m cxredge bench WORK/bundle.zip --split ... --threads ... --out WORK/out`
  5. fetch   WORK/out as a tar stream; bench.json is checked, gains a `remote` block, and is written
             atomically under devices/<label>/ (bench.md, plots and the remote log next to it)
  6. clean   the work folder there is removed, whatever happened
@@ -41,6 +41,7 @@ class RemoteSettings:
     venv: str | None = None
     install: tuple[str, ...] | None = None  # pip install arguments; None: `cxredge` when the venv lacks it
     env: tuple[tuple[str, str], ...] = ()
+    prefix: tuple[str, ...] = ()  # words run before python for the bench itself, e.g. taskset -c 3
 
     @property
     def use_venv(self) -> bool:
@@ -228,8 +229,8 @@ class DeviceRun:
                 *self.job.bench_args, "--out", f"{self.work}/out"]
         if self.job.labels is not None:
             args += ["--labels", f"{self.work}/labels.txt"]
-        cmd = (f"cd {w} && {env_prefix(self.rs)}COLUMNS=150 {shlex.quote(py)} "
-               + " ".join(shlex.quote(a) for a in args) + " 2>&1")
+        words = [*self.rs.prefix, py, *args]
+        cmd = f"cd {w} && {env_prefix(self.rs)}COLUMNS=150 " + " ".join(shlex.quote(a) for a in words) + " 2>&1"
         self.view.phase("benching there (cxredge bench)", 1)
         rc, out, _ = self.conn.run(cmd, "cxredge bench", timeout=None)
         self.output = out
@@ -285,6 +286,6 @@ class DeviceRun:
         doc["remote"] = {"target": str(self.t), "label": self.t.label, "python": python,
                          "venv": self.f.get("venv") if self.rs.use_venv else None, "installed": installed,
                          "cxredge": self.f.get("cxredge"), "bundle_sha256": sha256_file(self.job.bundle),
-                         "env": dict(self.rs.env), "wall_s": round(wall_s, 2),
+                         "env": dict(self.rs.env), "prefix": list(self.rs.prefix), "wall_s": round(wall_s, 2),
                          "transport": "system OpenSSH client (BatchMode, host key checked)"}
         return write_json(dest / "bench.json", doc), doc
