@@ -21,6 +21,8 @@ from pathlib import Path
 from cxredge.edge import plots as P
 from cxredge.edge.fingerprint import predictions_by_id
 from cxredge.edge.results import device_line, fmt
+from cxredge.edge.sidecar import PRECISIONS
+from cxredge.edge.sources import VARIANT_ORDER
 
 
 @dataclass
@@ -114,11 +116,18 @@ def facts_table(doc, devs: list[Dev]) -> None:
 
 
 def latency_keys(devs: list[Dev]) -> list[tuple]:
-    keys: dict[tuple, None] = {}
+    """Every (model, delegate, threads) of any device: variants, then precisions, in the run's order."""
+    rows: dict[tuple, dict] = {}
     for dev in devs:
         for r in dev.rows():
-            keys[row_key(r)] = None
-    return list(keys)
+            rows.setdefault(row_key(r), r)
+
+    def order(k):
+        r = rows[k]
+        v, p = r.get("variant"), r.get("precision")
+        return (VARIANT_ORDER.index(v) if v in VARIANT_ORDER else len(VARIANT_ORDER), str(v),
+                PRECISIONS.index(p) if p in PRECISIONS else len(PRECISIONS), str(p), k[1], k[2] or 0)
+    return sorted(rows, key=order)
 
 
 def latency_table(doc, devs: list[Dev], keys: list[tuple]) -> None:
@@ -250,9 +259,11 @@ def grouped_bars(plt, devs: list[Dev], keys: list[tuple], value, path: Path, yla
         vals, hatch = zip(*(value(find(dev, k)) for k in keys))
         bars = ax.bar(np.arange(len(keys)) + j * width - 0.4 + width / 2, [np.nan if v is None else v for v in vals],
                       width, label=f"{dev.tag} {dev.name}")
-        for bar, h in zip(bars, hatch):
+        for bar, h, v in zip(bars, hatch, vals):
             if h:
                 bar.set_hatch("//")
+            if v is not None:
+                ax.annotate(f"{v:.3g}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom", fontsize=6)
     ax.set_xticks(range(len(keys)), [f"{k[0]} {k[1]} x{k[2]}" for k in keys], rotation=35, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
     if log:
