@@ -88,8 +88,9 @@ def test_loopback_bench_matches_local_and_reports(sshd, run_dir, tmp_path):
     assert (dev / "bench.md").is_file() and (dev / "remote.log").is_file()
     work = re.search(r"(/\S*/cxredge-remote\.\w+)/out", (dev / "remote.log").read_text()).group(1)
     assert not Path(work).exists()  # the work folder there was removed
-    rep = runner.invoke(app, ["report", "--bench", str(tmp_path / "local" / "bench.json"), "--bench",
-                              str(dev / "bench.json"), "--out", str(tmp_path / "rep")])
+    # devices/*/bench.json of the --run folder join the report without being named
+    rep = runner.invoke(app, ["report", "--run", str(tmp_path), "--bench", str(tmp_path / "local" / "bench.json"),
+                              "--out", str(tmp_path / "rep")])
     assert rep.exit_code == 0, rep.output
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "[2] identical predictions on all 16 images" in md and "MISMATCH" not in md

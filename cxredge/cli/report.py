@@ -10,11 +10,14 @@ from cxredge.cli.common import console, handle_errors
 from cxredge.errors import CxrError
 from cxredge.paths import DEFAULT_RUN
 
+BENCH_HELP = ("bench.json files, or LiteRT benchmark_model text output, to include and compare (repeatable); "
+              "the run's bench.json and devices/*/bench.json are included by themselves.")
+
 
 @handle_errors
 def report(
     run: Optional[Path] = typer.Option(None, "--run", help=f"Run folder (default {DEFAULT_RUN}; optional with --bench)."),
-    bench: Optional[List[Path]] = typer.Option(None, "--bench", help="bench.json files, or LiteRT benchmark_model text output, to include and compare (repeatable)."),
+    bench: Optional[List[Path]] = typer.Option(None, "--bench", help=BENCH_HELP),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for report.html / report.md (default: the run folder, else .)."),
 ) -> None:
     """Write report.html (images embedded) and report.md: training, quantization and bench results."""
@@ -28,6 +31,9 @@ def report(
     if run_dir is not None and (run_dir / "bench.json").is_file() and not any(
             f.resolve() == (run_dir / "bench.json").resolve() for f in files):
         files.insert(0, run_dir / "bench.json")
+    if run_dir is not None:  # what `cxredge bench --remote` brought back joins the report by itself
+        files += [d for d in sorted((run_dir / "devices").glob("*/bench.json"))
+                  if not any(f.resolve() == d.resolve() for f in files)]
     benches = [(f, read_bench_file(f)) for f in files]
     if run_dir is not None and not (run_dir / "run.json").is_file() and not benches:
         raise CxrError(f"--run {run_dir}: no run.json and no bench.json: nothing to report")

@@ -13,6 +13,7 @@ Every call runs `ssh -o BatchMode=yes -o StrictHostKeyChecking=yes [--ssh-option
 """
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -140,7 +141,8 @@ class Connection:
         self.ssh = shutil.which("ssh")
         if self.ssh is None:
             raise CxrError("--remote: no ssh client on this machine (install OpenSSH: apt install openssh-client)")
-        self.control = Path(tempfile.mkdtemp(prefix="cxr-ssh-"))
+        # a short folder: a unix socket path must stay under ~104 bytes (macOS's TMPDIR is long)
+        self.control = Path(tempfile.mkdtemp(prefix="cxr-ssh-", dir="/tmp" if os.path.isdir("/tmp") else None))
 
     def __enter__(self) -> "Connection":
         return self
@@ -156,8 +158,9 @@ class Connection:
         if s.config is not None:
             argv += ["-F", str(s.config)]
         argv += ["-o", f"ConnectTimeout={s.connect_timeout}", "-o", "ServerAliveInterval=15",
-                 "-o", "ServerAliveCountMax=4", "-o", "ControlMaster=auto",
-                 "-o", f"ControlPath={self.control}/%C", "-o", "ControlPersist=120"]
+                 "-o", "ServerAliveCountMax=4"]
+        if os.name != "nt":  # Windows' OpenSSH has no connection sharing
+            argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control}/%C", "-o", "ControlPersist=120"]
         if self.target.port:
             argv += ["-p", str(self.target.port)]
         return argv
