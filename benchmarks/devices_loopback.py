@@ -8,7 +8,7 @@ latency ratio near 1 (same CPU; the SSH transport is idle while the device times
 
     flock /tmp/cxredge-heavy.lock python benchmarks/devices_loopback.py --run RUN --out benchmarks/results/devices
 
-Writes OUT/local/ (round 1, here), OUT/devices/loopback/ (round 2, over SSH), OUT/loopback.json and
+Writes OUT/local/ (round 1, here), OUT/ssh_loopback/ (round 2, over SSH), OUT/loopback.json and
 OUT/loopback.md (all four rounds, the ratios, the checks, the machine).
 """
 from __future__ import annotations
@@ -105,7 +105,7 @@ def markdown(res: dict) -> str:
                      f"{'yes' if v['within_10pct'] else 'NO'} | {c['accuracy'][m]:.4f} | {c['macro_f1'][m]:.4f} |")
     eq = c["equal_across_all_rounds"]
     lines += ["", "Equal in all four rounds: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in eq.items()) + ".",
-              "", "Files: local/bench.json (round 1), devices/loopback/bench.json (round 2, with its `remote` block)."]
+              "", "Files: local/bench.json (round 1), ssh_loopback/bench.json (round 2, with its `remote` block)."]
     return "\n".join(lines) + "\n"
 
 
@@ -129,7 +129,7 @@ def main() -> None:
             done = rounds(models, bench_opts, lb, Path(tmp))
         finally:
             lb.stop()
-        for dest, (kind, _, folder) in ((a.out / "local", done[0]), (a.out / "devices" / "loopback", done[1])):
+        for dest, (kind, _, folder) in ((a.out / "local", done[0]), (a.out / "ssh_loopback", done[1])):
             shutil.rmtree(dest, ignore_errors=True)
             shutil.copytree(folder, dest)
     ssh_v = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxredge.edge import plots as P
-from cxredge.edge.report_devices import bench_summary, devices_section
+from cxredge.edge.report_devices import bench_summary, devices_section, heading
 from cxredge.edge.results import fmt
 from cxredge.edge.sidecar import read_sidecar
 from cxredge.edge.sources import VARIANT_ORDER, run_models
@@ -130,8 +130,7 @@ def bench_section(doc: Doc, benches: list[tuple[Path, dict]], assets: Path) -> N
 
 
 def device_name(b: dict) -> str:
-    d = b["device"]
-    return f"{d.get('hostname') or '?'} ({d.get('cpu_model')}, {d.get('machine')})"
+    return heading(b)
 
 
 def bench_cells(r: dict) -> list[str]:

@@ -79,6 +79,17 @@ def find(dev: Dev, key: tuple) -> dict | None:
     return next((r for r in dev.rows() if row_key(r) == key), None)
 
 
+def heading(b: dict) -> str:
+    """A bench's title: host (CPU, machine), with the SSH label or the benchmark_model origin."""
+    d = b["device"]
+    facts = ", ".join(str(x) for x in (d.get("cpu_model"), d.get("machine")) if x)
+    if b.get("remote"):
+        return f"{b['remote'].get('label')} over SSH: {d.get('hostname') or '?'} ({facts})"
+    if b.get("origin") == "benchmark_model":
+        return f"{d.get('hostname') or '?'} (LiteRT benchmark_model)"
+    return f"{d.get('hostname') or '?'} ({facts})"
+
+
 def bench_summary(path: Path, b: dict) -> str:
     """The sentence under each bench's heading."""
     s = b.get("settings") or {}
@@ -89,8 +100,10 @@ def bench_summary(path: Path, b: dict) -> str:
                 f"{s.get('runs')} timed runs after {s.get('warmup')} warm-up runs (first row).")
     ds = b.get("dataset") or {}
     via = f" over SSH ({b['remote']['target']})" if b.get("remote") else ""
+    note = f" Note: {b['device']['note']}." if b["device"].get("note") else ""
     return (f"`{path}`{via}: {device_line(b['device'])}; {ds.get('n')} images ({ds.get('split')}) from "
-            f"{(ds.get('chosen_from') or ds).get('source')}; {s.get('runs')} timed runs after {s.get('warmup')} warm-up.")
+            f"{(ds.get('chosen_from') or ds).get('source')}; {s.get('runs')} timed runs after {s.get('warmup')} "
+            f"warm-up.{note}")
 
 
 def facts_table(doc, devs: list[Dev]) -> None:
@@ -224,7 +237,8 @@ def accuracy_table(doc, devs: list[Dev]) -> list[str]:
 def devices_section(doc, benches: list[tuple[Path, dict]], assets: Path) -> None:
     devs = [Dev(i + 1, p, b) for i, (p, b) in enumerate(benches)]
     doc.h(2, "Side by side: across devices")
-    doc.p("Devices: " + "; ".join(f"{d.tag} {d.name}: {d.kind}" for d in devs) + ".")
+    doc.p("Devices: " + "; ".join(f"{d.tag} {d.name}: {d.kind}" + (f" ({d.b['device']['note']})" if
+                                   d.b["device"].get("note") else "") for d in devs) + ".")
     facts_table(doc, devs)
     keys = latency_keys(devs)
     doc.h(3, "Latency (median ms; 'avg' = benchmark_model average where it printed no median)")
@@ -263,7 +277,8 @@ def grouped_bars(plt, devs: list[Dev], keys: list[tuple], value, path: Path, yla
             if h:
                 bar.set_hatch("//")
             if v is not None:
-                ax.annotate(f"{v:.3g}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom", fontsize=6)
+                ax.annotate(f"{v:.0f}" if v >= 100 else f"{v:.3g}", (bar.get_x() + bar.get_width() / 2, v),
+                            ha="center", va="bottom", fontsize=6)
     ax.set_xticks(range(len(keys)), [f"{k[0]} {k[1]} x{k[2]}" for k in keys], rotation=35, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
     if log:
