@@ -32,12 +32,18 @@ def load_image(path: str | Path, size: int = IMG_SIZE) -> np.ndarray:
         raise CxrError(f"{path}: unreadable or corrupt image ({type(exc).__name__}: {exc})") from None
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def to_8bit(im: Image.Image) -> Image.Image:
+    """16/32-bit grayscale stretched min..max to 8-bit L; any other mode as it is."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
         arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
         im = Image.fromarray(arr.round().astype(np.uint8), "L")
+    return im
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    im = to_8bit(im)
     return im if im.mode == "RGB" else im.convert("RGB")  # L -> RGB copies gray into 3 channels
 
 

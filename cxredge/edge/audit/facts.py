@@ -1,0 +1,128 @@
+"""What the files themselves say: format, mode, size, bytes, JPEG quality; and the two gray views the
+probe and the hash need (features.py). Summaries per split and class. TF-free.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cxredge.edge.audit.features import WORK
+from cxredge.edge.audit.jpeg import estimate_quality
+from cxredge.edge.images import to_8bit
+from cxredge.errors import CxrError
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    format: str  # PNG, JPEG, TIFF, BMP, ... (what the bytes are, whatever the suffix says)
+    mode: str  # L, RGB, RGBA, I;16, P, ...
+    width: int
+    height: int
+    bytes: int
+    jpeg_quality: int | None = None
+    jpeg_exact: bool | None = None  # the tables are exactly libjpeg's for that quality
+    colour: bool | None = None  # RGB(A) whose channels really differ (None: not an RGB file)
+
+    def quality_label(self) -> str:
+        if self.jpeg_quality is None:
+            return "-"
+        return f"{self.jpeg_quality}" if self.jpeg_exact else f"~{self.jpeg_quality}"
+
+
+def header_facts(im: Image.Image, path: Path) -> FileFacts:
+    """Facts from the header alone (no pixel decoding)."""
+    q = estimate_quality(getattr(im, "quantization", None)) if im.format == "JPEG" else None
+    return FileFacts(format=im.format or path.suffix.lstrip(".").upper(), mode=im.mode, width=im.size[0],
+                     height=im.size[1], bytes=path.stat().st_size,
+                     jpeg_quality=q["quality"] if q else None, jpeg_exact=q["exact"] if q else None)
+
+
+def read_header(path: Path) -> FileFacts:
+    with _open(path) as im:
+        return header_facts(im, path)
+
+
+def read_image(path: Path) -> tuple[FileFacts, np.ndarray, np.ndarray]:
+    """(facts, native 8-bit gray at the file's size, 224x224 gray work view); CxrError names a bad file."""
+    with _open(path) as im:
+        facts = header_facts(im, path)
+        try:
+            im.load()
+            native, colour = gray(im)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise CxrError(f"{path}: unreadable or corrupt image ({type(exc).__name__}: {exc})") from None
+    if colour is not None:
+        facts = FileFacts(**{**facts.__dict__, "colour": colour})
+    return facts, np.asarray(native), work_view(native)
+
+
+def gray(im: Image.Image) -> tuple[Image.Image, bool | None]:
+    """8-bit L (16-bit stretched as cxredge's decoder does) and whether an RGB file is really colour."""
+    im = to_8bit(im)
+    colour = None
+    if im.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
+        colour = bool(np.abs(rgb[..., 0] - rgb[..., 1]).max() > 2 or np.abs(rgb[..., 1] - rgb[..., 2]).max() > 2)
+    return (im if im.mode == "L" else im.convert("L")), colour
+
+
+def work_view(native: Image.Image | np.ndarray) -> np.ndarray:
+    im = native if isinstance(native, Image.Image) else Image.fromarray(native)
+    if im.size != (WORK, WORK):
+        im = im.resize((WORK, WORK), Image.BILINEAR)
+    return np.asarray(im)
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        return Image.open(path)
+    except FileNotFoundError:
+        raise CxrError(f"{path}: image not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise CxrError(f"{path}: unreadable or corrupt image ({type(exc).__name__}: {exc})") from None
+
+
+def summarise(facts: list[FileFacts]) -> dict:
+    """Counts and ranges of one group of files (a class in a split, or a class over all splits)."""
+    if not facts:
+        return {"n": 0}
+    w = np.array([f.width for f in facts])
+    h = np.array([f.height for f in facts])
+    aspect = w / h
+    quality = Counter(f.quality_label() for f in facts if f.jpeg_quality is not None)
+    out = {
+        "n": len(facts),
+        "formats": dict(Counter(f.format for f in facts).most_common()),
+        "modes": dict(Counter(f.mode for f in facts).most_common()),
+        "width": _range(w), "height": _range(h), "aspect": _range(aspect, 3),
+        "sizes": {f"{a}x{b}": n for (a, b), n in Counter(zip(w.tolist(), h.tolist())).most_common(5)},
+        "bytes_mean": int(np.mean([f.bytes for f in facts])),
+        "jpeg_quality": dict(sorted(quality.items(), key=lambda kv: -kv[1])),
+    }
+    colour = [f.colour for f in facts if f.colour is not None]
+    if colour:
+        out["rgb_really_colour"] = int(sum(colour))
+    return out
+
+
+def _range(v: np.ndarray, digits: int = 0) -> dict:
+    r = (lambda x: round(float(x), digits)) if digits else (lambda x: int(round(float(x))))
+    return {"min": r(v.min()), "median": r(np.median(v)), "max": r(v.max())}
+
+
+def categories(f: FileFacts) -> dict[str, str]:
+    """Low-cardinality facts a shortcut could hide in (checks.format_cues)."""
+    side = max(f.width, f.height)
+    aspect = f.width / f.height
+    return {
+        "file format": f.format,
+        "image mode": f.mode,
+        "JPEG quality": f.quality_label() if f.jpeg_quality is not None else "not JPEG",
+        "image size": next(label for limit, label in ((256, "< 256 px"), (512, "256-511 px"), (1024, "512-1023 px"),
+                                                      (2048, "1024-2047 px"), (10 ** 9, ">= 2048 px")) if side < limit),
+        "aspect ratio": "portrait" if aspect < 0.95 else "landscape" if aspect > 1.05 else "square",
+    }
