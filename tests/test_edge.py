@@ -69,7 +69,9 @@ def test_edge_modules_import_without_tensorflow(tmp_path):
         names = [m.name for m in pkgutil.iter_modules(cxredge.edge.__path__, "cxredge.edge.")]
         names += [m.name for m in pkgutil.iter_modules(cxredge.remote.__path__, "cxredge.remote.")]
         names += ["cxredge.cli.bench", "cxredge.cli.bench_remote", "cxredge.cli.predict", "cxredge.cli.export",
-                  "cxredge.cli.report", "cxredge.cli.main"]
+                  "cxredge.cli.report", "cxredge.cli.main", "cxredge.cli.audit", "cxredge.train.audit_step"]
+        import cxredge.edge.audit
+        names += [m.name for m in pkgutil.iter_modules(cxredge.edge.audit.__path__, "cxredge.edge.audit.")]
         for n in names:
             importlib.import_module(n)
         bad = sorted(k for k in sys.modules if k.split(".")[0] in ("tensorflow", "tf_keras", "keras"))
@@ -94,6 +96,13 @@ def test_bench_and_predict_run_with_tensorflow_blocked(tmp_path, run_dir, tiny_d
     assert res.returncode == 0, res.stderr
     pred = json.loads(res.stdout)
     assert pred["runtime"].startswith("ai_edge_litert") and pred["predictions"][0]["label"] in CLASSES
+
+
+def test_audit_runs_with_tensorflow_blocked(tmp_path, tiny_data):
+    res = run_blocked(tmp_path, "-m", "cxredge", "audit", str(tiny_data), "--out", str(tmp_path / "audit"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert doc["classes"] == sorted(CLASSES) and doc["probe"]["pairs"] and (tmp_path / "audit" / "audit.html").is_file()
 
 
 # --- metrics against scikit-learn ---------------------------------------------------------------

@@ -41,7 +41,8 @@ def fast_runs(tiny_data, tmp_path_factory):
     base = tmp_path_factory.mktemp("runs")
     outs = {}
     for name, seed, variants in (("a", 7, "fc,two_conv"), ("b", 7, "fc,two_conv"), ("c", 8, "fc")):
-        result = train("--data", tiny_data, "--out", base / name, "--variant", variants, "--seed", seed, *FAST)
+        extra = ["--no-audit"] if name == "c" else []
+        result = train("--data", tiny_data, "--out", base / name, "--variant", variants, "--seed", seed, *FAST, *extra)
         assert result.exit_code == 0, result.output
         outs[name] = base / name
     return outs
@@ -66,6 +67,9 @@ def test_run_directory_contract(alpha1_run, tiny_data):
     assert len(run["data"]["sha256"]) == 64 and run["data"]["counts"]["train"]["alpha"] == 8
     assert run["devices"]["used"] in ("CPU", "GPU") and run["leakage"] == {} and run["skipped_images"] == 0
     assert {"tensorflow", "tf_keras", "cxredge"} <= set(run["versions"])
+    audit = read(out / "audit.json")  # the pre-training audit, on the decoded images
+    assert audit["source"].startswith("decoded") and len(audit["probe"]["pairs"]) == 6
+    assert run["audit"]["file"] == "audit.json" and run["audit"]["warnings"] == len(audit["warnings"])
     for variant in run["variants"]:
         folder = out / variant
         for name in ("model.keras", "history.json", "curves.png", "metrics.json", "confusion.png"):
@@ -93,6 +97,7 @@ def test_saved_model_reloads_and_predicts_like_the_metrics(alpha1_run, tiny_data
 
 
 def test_same_seed_same_metrics_and_history(fast_runs):
+    assert not (fast_runs["c"] / "audit.json").exists() and read(fast_runs["c"] / "run.json")["audit"] is None
     assert read(fast_runs["a"] / "fc" / "history.json")["loss"] != read(fast_runs["c"] / "fc" / "history.json")["loss"]
     for variant in ("fc", "two_conv"):
         a, b = (read(fast_runs[k] / variant / "history.json") for k in "ab")

@@ -49,6 +49,7 @@ def train(
     unfreeze_blocks: int = typer.Option(2, "--unfreeze-blocks", help="finetune: depthwise-separable blocks to unfreeze (1..13)."),
     finetune_epochs: int = typer.Option(8, "--finetune-epochs", help="finetune: phase-2 epochs."),
     finetune_lr: float = typer.Option(1e-5, "--finetune-lr", help="finetune: phase-2 learning rate."),
+    audit: bool = typer.Option(True, "--audit/--no-audit", help="Before training: duplicates and the shortcut probe on the decoded images (a few seconds), warnings printed, audit.json in the run folder."),
 ) -> None:
     """Train the MobileNet head variants on cached features and write a run directory."""
     variants = parse_variants(variant)
@@ -62,7 +63,7 @@ def train(
                              lr=lr, patience=patience, lr_patience=lr_patience, class_weight=class_weight, seed=seed, augment=augment,
                              cache_views=cache_views, pixel_noise=pixel_noise, int8_aware=int8_aware, int8_consistency=int8_consistency, skip_bad=skip_bad, strategy=strategy,
                              unfreeze_blocks=unfreeze_blocks, dropout=dropout, label_smoothing=label_smoothing,
-                             finetune_epochs=finetune_epochs, finetune_lr=finetune_lr)
+                             finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, audit=audit)
     from cxredge.train.variants import resolve_weights
 
     resolve_weights(weights, alpha)  # fail on a bad --weights before decoding any image

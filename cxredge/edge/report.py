@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxredge.edge import plots as P
+from cxredge.edge.report_audit import audit_section
 from cxredge.edge.report_devices import bench_summary, devices_section, heading
 from cxredge.edge.results import fmt
 from cxredge.edge.sidecar import read_sidecar
@@ -149,6 +150,7 @@ def build(run_dir: Path | None, benches: list[tuple[Path, dict]], assets: Path) 
     doc.h(1, "cxredge report")
     if run_dir is not None:
         run_section(doc, run_dir, assets)
+        audit_section(doc, run_dir)
         quant_section(doc, run_dir)
     bench_section(doc, benches, assets)
     if doc.notes:

@@ -21,6 +21,7 @@ from cxredge.train import int8_views
 from cxredge.train.augment import image_dataset, view_transform
 from cxredge.train.artifacts import write_variant
 from cxredge.train.cache import compute_features, cut_layer_name, feature_extractor, predict, tail_model
+from cxredge.train.audit_step import pre_training_audit
 from cxredge.train.data import TrainData, load_data, progress_bar
 from cxredge.train.paired import PairedTail
 from cxredge.train.settings import TrainSettings
@@ -52,12 +53,13 @@ def train_run(data_dir: str | Path, out: str | Path, settings: TrainSettings, co
     fitting.set_determinism(settings.seed)
     weights = resolve_weights(settings.weights, settings.alpha)
     data = load_data(data_dir, seed=settings.seed, skip_bad=settings.skip_bad, console=console)
+    audit = pre_training_audit(data, out, settings.seed, console) if settings.audit else None
     strategy = fitting.make_strategy(settings.strategy)
     cuts, feats = _cache(data, settings, weights, console)
     results = []
     for variant in settings.variants:
         results.append(_train_variant(variant, data, feats, cuts, settings, weights, strategy, out, console))
-    _write_run_json(out, data, settings, results, feats, strategy)
+    _write_run_json(out, data, settings, results, feats, strategy, audit)
     return results
 
 
@@ -222,7 +224,7 @@ def _evaluate(model, tail, variant, cuts, data, feats, settings) -> dict:
     return metrics
 
 
-def _write_run_json(out, data: TrainData, settings, results, feats, strategy) -> None:
+def _write_run_json(out, data: TrainData, settings, results, feats, strategy, audit: dict | None) -> None:
     run = {
         "format": "cxredge-run/1",
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -238,6 +240,7 @@ def _write_run_json(out, data: TrainData, settings, results, feats, strategy) ->
         "leakage": data.leaks, "skipped_images": len(data.skipped), "skipped": data.skipped,
         "feature_cache_seconds": round(feats.seconds, 2),
         "int8_aware": feats.int8_calibration,
+        "audit": audit,
         "results": {m["variant"]: {key: m[key] for key in ("accuracy", "macro_f1", "params_trainable", "train_seconds")}
                     for m in results},
     }

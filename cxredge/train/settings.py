@@ -35,6 +35,7 @@ class TrainSettings:
     label_smoothing: float = 0.1
     finetune_epochs: int = 8
     finetune_lr: float = 1e-5
+    audit: bool = True  # duplicates + shortcut probe on the decoded images before training (audit.json)
 
     def __post_init__(self) -> None:
         checks = [

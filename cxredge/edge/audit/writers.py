@@ -83,8 +83,8 @@ def files_section(doc: Doc, a: dict) -> None:
                    [fmt_acc(r["accuracy_by_fact"][f]) for f in facts] for r in cues])
 
 
-def probe_section(doc: Doc, probe: dict) -> None:
-    doc.h(2, "Shortcut probe")
+def probe_section(doc: Doc, probe: dict, level: int = 2) -> None:
+    doc.h(level, "Shortcut probe")
     if probe.get("skipped"):
         doc.p(f"Skipped: {probe['skipped']}.")
         return

@@ -1,0 +1,26 @@
+"""The report's data-audit section: the warnings and the probe table of the run's audit.json (written by
+`cxredge train`, or copied there from `cxredge audit`). TF-free."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from cxredge.io import read_json
+
+
+def audit_section(doc, run_dir: Path) -> None:
+    from cxredge.edge.audit.writers import probe_section  # here: writers imports report, report imports this
+
+    path = run_dir / "audit.json"
+    if not path.is_file():
+        doc.notes.append(f"{run_dir}: no audit.json (trained with --no-audit?): data audit left out")
+        return
+    a = read_json(path)
+    d = a.get("duplicates", {})
+    doc.h(2, "Data audit: shortcuts, duplicates, leakage")
+    doc.p(f"From `{path.name}` ({a.get('source', '?')}): {len(a.get('warnings', []))} warning(s); duplicate groups: "
+          f"exact {len(d.get('exact', []))}, near {len(d.get('near', []))}, across classes {len(d.get('cross_class', []))}, "
+          f"across splits {len(d.get('cross_split', []))}.")
+    for w in a.get("warnings", []):
+        doc.p(f"Warning ({w['kind']}): {w['message']}")
+    if a.get("probe"):
+        probe_section(doc, a["probe"], level=3)
