@@ -264,3 +264,24 @@ def make_dataset_small(root: Path) -> Path:
         for i in range(8):
             Image.fromarray(control_image(500 * label + i)).save(root / cls / f"{i}.png")
     return root
+
+
+def test_file_facts_of_16bit_rgba_and_colour_files(tmp_path):
+    from cxredge.edge.audit.facts import read_image, summarise
+
+    gray = control_image(3)
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "deep.png")  # 16-bit gray
+    rgba = np.dstack([gray, gray, gray, np.full_like(gray, 255)])
+    Image.fromarray(rgba, "RGBA").resize((300, 200)).save(tmp_path / "rgba.png")
+    tinted = np.dstack([gray, gray, np.clip(gray.astype(int) + 30, 0, 255).astype(np.uint8)])
+    Image.fromarray(tinted).save(tmp_path / "tinted.png")
+    deep, native, work = read_image(tmp_path / "deep.png")
+    assert deep.mode == "I;16" and native.dtype == np.uint8 and native.max() == 255 and work.shape == (224, 224)
+    wide, native, work = read_image(tmp_path / "rgba.png")
+    assert (wide.mode, wide.width, wide.height, wide.colour) == ("RGBA", 300, 200, False)
+    assert native.shape == (200, 300) and work.shape == (224, 224)
+    tint, _, _ = read_image(tmp_path / "tinted.png")
+    assert tint.colour is True
+    s = summarise([deep, wide, tint])
+    assert s["modes"] == {"I;16": 1, "RGBA": 1, "RGB": 1} and s["rgb_really_colour"] == 1
+    assert s["aspect"] == {"min": 1.0, "median": 1.0, "max": 1.5}

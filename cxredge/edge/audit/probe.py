@@ -21,7 +21,7 @@ from cxredge.edge.audit.features import GROUP_NAMES, GROUPS
 # a chance-level probe above chance. Both chosen from measurements (label-shuffled probes, same-source
 # controls, a same-source disease pair): docs/audit.md, benchmarks/results/audit_thresholds.md.
 MIN_LIFT = 0.5
-Z_MIN = 4.0
+Z_MIN = 5.0
 
 
 @dataclass(frozen=True)

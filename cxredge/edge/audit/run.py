@@ -58,7 +58,7 @@ class Collected:
         self.pixels.append(FE.pixel_hash(native))
 
 
-def _items(ds: Dataset) -> list[tuple[str, Path, int]]:
+def dataset_items(ds: Dataset) -> list[tuple[str, Path, int]]:
     return [(s, p, y) for s in SPLITS for p, y in ds.splits.get(s, ())]
 
 
@@ -66,15 +66,15 @@ def collect_files(ds: Dataset, skip_bad: bool = False, progress: Callable[[int],
     """Decode every file of the dataset (original pixels, not only the 224x224 input)."""
     t0 = time.perf_counter()
     out = Collected("files")
-    for split, path, label in _items(ds):
+    for split, path, label in dataset_items(ds):
         try:
             facts, native, work = F.read_image(path)
         except CxrError as exc:
             if not skip_bad:
                 raise CxrError(f"{exc} (use --skip-bad to list such files and audit the rest)") from None
-            out.unreadable.append(_name(ds, path))
+            out.unreadable.append(rel_name(ds, path))
         else:
-            out.add(_name(ds, path), split, label, facts, native, work)
+            out.add(rel_name(ds, path), split, label, facts, native, work)
         if progress:
             progress(1)
     out.seconds = time.perf_counter() - t0
@@ -88,8 +88,8 @@ def collect_loaded(ds: Dataset, loaded: dict[str, Loaded]) -> Collected:
     for split, part in loaded.items():
         for path, label, rgb in zip(part.paths, part.y.tolist(), part.x):
             img = luma(rgb)
-            out.add(_name(ds, path), split, int(label), F.read_header(path), img, img)
-        out.unreadable += [_name(ds, Path(p)) for p in part.skipped]
+            out.add(rel_name(ds, path), split, int(label), F.read_header(path), img, img)
+        out.unreadable += [rel_name(ds, Path(p)) for p in part.skipped]
     out.seconds = time.perf_counter() - t0
     return out
 
@@ -102,7 +102,7 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
 
 
-def _name(ds: Dataset, path: Path) -> str:
+def rel_name(ds: Dataset, path: Path) -> str:
     return Path(path).relative_to(ds.root).as_posix()
 
 
