@@ -20,12 +20,11 @@ from pathlib import Path
 from cxredge.edge.audit import audit, collect_loaded
 from cxredge.edge.dataset import SPLITS, load_split, scan
 from cxredge.edge.device import device_info
-from cxredge.io import write_json, write_text
 from cxredge.paths import SAMPLE_DATA
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _audit_common import DEFAULT_DATA, RESULTS, save
+
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path("../shared/data/chest_xray_4class")  # from the repository root, as the docs name it
 BUDGET_S = 120.0
 
 
@@ -83,10 +82,7 @@ def main() -> None:
     doc = {"machine": device_info(), "loadavg_before": [round(v, 2) for v in os.getloadavg()]}
     doc["full"] = full_audit(args.data.resolve(), args.out.resolve() / "audit")
     doc["fast"] = fast_audit(SAMPLE_DATA)
-    write_json(args.out / "audit_speed.json", doc)
-    text = markdown(doc)
-    write_text(args.out / "audit_speed.md", text)
-    print(text)
+    save(args.out, "audit_speed", doc, markdown(doc))
 
 
 if __name__ == "__main__":

@@ -30,10 +30,9 @@ from cxredge.edge.audit.probe import MIN_LIFT, Z_MIN, ProbeSettings, flagged
 from cxredge.edge.audit.run import Collected, dataset_items, rel_name
 from cxredge.edge.dataset import scan
 from cxredge.edge.device import device_info
-from cxredge.io import write_json, write_text
 
-RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_DATA = Path("../shared/data/chest_xray_4class")  # from the repository root, as the docs name it
+from _audit_common import DEFAULT_DATA, RESULTS, save
+
 GROUPS = FE.GROUPS + ("all",)
 
 
@@ -205,10 +204,7 @@ def main() -> None:
     doc["hash"] = hash_study(rows, thumbs, works, labels, args)
     with blas.single_thread():
         doc["probe"] = probe_study(rows, ds.classes, args)
-    write_json(args.out / "audit_thresholds.json", doc)
-    text = markdown(doc)
-    write_text(args.out / "audit_thresholds.md", text)
-    print(text)
+    save(args.out, "audit_thresholds", doc, markdown(doc))
 
 
 if __name__ == "__main__":

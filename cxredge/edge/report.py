@@ -189,23 +189,28 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;p
 
 
 def to_html(doc: Doc) -> str:
-    e = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>cxredge report</title>",
              f"<style>{CSS}</style></head><body>"]
-    for b in doc.blocks:
-        if b[0] == "h":
-            parts.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
-        elif b[0] == "p":
-            parts.append(f"<p>{inline_code(e(b[1]))}</p>")
-        elif b[0] == "table":
-            head = "".join(f"<th>{e(h)}</th>" for h in b[1])
-            body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
-            parts.append(f"<table><tr>{head}</tr>{body}</table>")
-        elif b[0] == "img":
-            data = base64.b64encode(b[1].read_bytes()).decode("ascii")
-            parts.append(f"<figure><img alt='{e(b[2])}' src='data:image/png;base64,{data}'>"
-                         f"<figcaption>{e(b[2])}</figcaption></figure>")
+    parts += [block_html(b) for b in doc.blocks]
     return "\n".join(parts + ["</body></html>"]) + "\n"
+
+
+def block_html(b: tuple) -> str:
+    """One Doc block as HTML (images base64-embedded)."""
+    e = html.escape
+    if b[0] == "h":
+        return f"<h{b[1]}>{e(b[2])}</h{b[1]}>"
+    if b[0] == "p":
+        return f"<p>{inline_code(e(b[1]))}</p>"
+    if b[0] == "table":
+        head = "".join(f"<th>{e(h)}</th>" for h in b[1])
+        body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
+        return f"<table><tr>{head}</tr>{body}</table>"
+    if b[0] == "img":
+        data = base64.b64encode(b[1].read_bytes()).decode("ascii")
+        return (f"<figure><img alt='{e(b[2])}' src='data:image/png;base64,{data}'>"
+                f"<figcaption>{e(b[2])}</figcaption></figure>")
+    return ""
 
 
 def inline_code(text: str) -> str:

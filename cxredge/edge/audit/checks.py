@@ -11,6 +11,7 @@ from cxredge.edge.audit.features import GROUP_TITLES, GROUPS
 from cxredge.edge.audit.probe import MIN_LIFT, Z_MIN, flagged
 
 SOURCE_NOT_DISEASE = "a model may learn the source, not the disease"
+HISTOGRAM_CAVEAT = " (the histogram also reflects lung opacity: part of this may be the disease)"
 EXAMPLES = 2
 
 
@@ -25,9 +26,10 @@ def shortcut_warnings(probe: dict) -> list[dict]:
                   if g != p["cue"] and flagged(p["accuracy_by_cue"][g], p["chance"], p["n"],
                                                probe["settings"]["min_lift"], probe["settings"]["z_min"])]
         also = f"; also {', '.join(others)}" if others else ""
+        caveat = HISTOGRAM_CAVEAT if p["cue"] == "histogram" else ""
         out.append({"kind": "shortcut", "classes": [a, b], "cue": p["cue"],
                     "message": f"{a} vs {b}: told apart from {GROUP_TITLES[p['cue']]} {how} with {p['accuracy']:.2f} "
-                               f"accuracy (chance {p['chance']:.2f}{also}): {SOURCE_NOT_DISEASE}"})
+                               f"accuracy (chance {p['chance']:.2f}{also}): {SOURCE_NOT_DISEASE}{caveat}"})
     return out
 
 

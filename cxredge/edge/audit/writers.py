@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from cxredge.edge.audit.features import GROUP_TITLES, GROUPS
-from cxredge.edge.report import CSS, Doc, inline_code, to_markdown
+from cxredge.edge.report import CSS, Doc, block_html, to_markdown
 from cxredge.io import write_json, write_text
 
 MAX_GROUPS = 40  # duplicate groups listed in the md/html (all of them are in audit.json)
@@ -148,16 +148,14 @@ def to_html(doc: Doc, a: dict, root: Path) -> str:
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>cxredge audit</title>",
              f"<style>{CSS}{EXTRA_CSS}</style></head><body>"]
     for b in doc.blocks:
-        if b[0] == "h":
-            parts.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
-            if b[2] == "Duplicates":
-                parts.append(duplicate_pictures(a, root))
-        elif b[0] == "p":
-            parts.append(f"<p>{inline_code(e(b[1]))}</p>")
-        elif b[0] == "warn":
+        if b[0] == "warn":
             parts.append(f"<div class='warn'><b>{e(b[1])}</b>: {e(b[2])}</div>")
         elif b[0] == "table":
             parts.append(table_html(b[1], b[2]))
+        else:
+            parts.append(block_html(b))
+        if b[0] == "h" and b[2] == "Duplicates":
+            parts.append(duplicate_pictures(a, root))
     parts.append("<h2>A few images per class</h2>")
     for c, names in (a.get("thumbnails") or {}).items():
         parts.append(f"<h3>{e(c)}</h3>" + thumbs_html(root, names))
