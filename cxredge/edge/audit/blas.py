@@ -2,10 +2,11 @@
 
 The probe's matrices are small (~100 x 100 Gram matrices, a few thousand rows). OpenBLAS still
 splits such products over all cores, and when the cores are busy (another job, a shared machine) its
-threads spin-wait for each other: the same probe measured 0.8 s on one thread and 12 s on two while
-another training job ran (2-core Xeon). This sets the thread count of the OpenBLAS that numpy loaded
-to 1 for the duration, through its own `*_set_num_threads` entry point, and puts it back afterwards. It
-does nothing where no OpenBLAS is found (other BLAS, no /proc): results never depend on it.
+threads spin-wait for each other: in a one-off check the sample's probe took 0.8 s on one thread and
+12 s on two while another training job ran (2-core Xeon). This sets the thread count of the OpenBLAS
+that numpy loaded to 1 for the duration, through its own `*_set_num_threads` entry point, and puts it
+back afterwards. It does nothing where no OpenBLAS is found (other BLAS, no /proc): results never
+depend on it.
 """
 from __future__ import annotations
 
