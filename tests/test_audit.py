@@ -285,3 +285,12 @@ def test_file_facts_of_16bit_rgba_and_colour_files(tmp_path):
     s = summarise([deep, wide, tint])
     assert s["modes"] == {"I;16": 1, "RGBA": 1, "RGB": 1} and s["rgb_really_colour"] == 1
     assert s["aspect"] == {"min": 1.0, "median": 1.0, "max": 1.5}
+
+
+def test_probe_runs_on_one_blas_thread_and_restores_the_count():
+    from cxredge.edge.audit import blas
+
+    before = blas.thread_counts()
+    with blas.single_thread():
+        assert all(n == 1 for n in blas.thread_counts())
+    assert blas.thread_counts() == before
