@@ -18,7 +18,7 @@ def audit(
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for audit.json / audit.md / audit.html (default runs/audit/<DATA name>)."),
     seed: int = typer.Option(0, "--seed", help="Seeds the probe's folds (and the 70/15/15 split of a DIR/<class>/ layout, as train's --seed)."),
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds of the shortcut probe (2..20)."),
-    near_threshold: int = typer.Option(None, "--near-threshold", help="pHash Hamming distance (of 256 bits) for a near duplicate (default 46, see docs/audit.md)."),
+    near_threshold: Optional[int] = typer.Option(None, "--near-threshold", help="pHash Hamming distance (of 256 bits) for a near duplicate (default 46, see docs/audit.md)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="List unreadable images in audit.json and audit the rest, instead of stopping."),
 ) -> None:
     """Audit a dataset before training: file facts, duplicates, and what separates the classes besides the disease."""
