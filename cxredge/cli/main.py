@@ -4,7 +4,7 @@ from __future__ import annotations
 import typer
 
 from cxredge import __version__
-from cxredge.cli import audit, bench, export, predict, quantize, report, train
+from cxredge.cli import audit, bench, explain, export, predict, quantize, report, train
 
 app = typer.Typer(
     name="cxredge",
@@ -34,6 +34,7 @@ app.command("predict")(predict.predict)
 app.command("export")(export.export)
 app.command("report")(report.report)
 app.command("audit")(audit.audit)
+app.command("explain")(explain.explain)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from cxredge.edge import plots as P
 from cxredge.edge.report_audit import audit_section
 from cxredge.edge.report_devices import bench_summary, devices_section, heading
+from cxredge.edge.report_saliency import saliency_section
 from cxredge.edge.results import fmt
 from cxredge.edge.sidecar import read_sidecar
 from cxredge.edge.sources import VARIANT_ORDER, run_models
@@ -152,6 +153,7 @@ def build(run_dir: Path | None, benches: list[tuple[Path, dict]], assets: Path) 
         run_section(doc, run_dir, assets)
         audit_section(doc, run_dir)
         quant_section(doc, run_dir)
+        saliency_section(doc, run_dir)
     bench_section(doc, benches, assets)
     if doc.notes:
         doc.h(2, "Notes")
