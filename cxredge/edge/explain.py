@@ -217,6 +217,7 @@ class BatchRunner:
     when every op allows it. The resized interpreter is checked against batch-1 outputs on two probe
     images and dropped (batch 1 again) when it fails or disagrees, so a model whose graph hard-codes
     batch 1 is slower, never wrong. `self.batch` is the batch actually used; `self.note` says why not more.
+    The runner takes over the model's interpreter (it starts by setting it back to batch 1).
     """
 
     def __init__(self, model, batch: int = DEFAULT_BATCH):
@@ -226,6 +227,8 @@ class BatchRunner:
         self._out = self.it.get_output_details()[0]["index"]
         self.shape = [int(s) for s in model.input_spec["shape"][1:]]
         self.batch, self.note = 1, None
+        if int(self.it.get_input_details()[0]["shape"][0]) != 1:
+            self._resize(1)
         if batch > 1:
             self.batch = self._try_resize(batch)
 

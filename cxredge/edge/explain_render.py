@@ -63,11 +63,11 @@ def dashed_rect(draw: ImageDraw.ImageDraw, size: tuple[int, int], bx: int, by: i
         draw.line([(x1, y), (x1, min(y + dash, y1))], fill=(255, 255, 0))
 
 
-def colour_bar(height: int, vmax: float, f) -> Image.Image:
-    """A vertical bar, +vmax at the top, -vmax at the bottom, with three labels."""
-    ramp = np.linspace(1, -1, height)[:, None].repeat(BAR, axis=1)
+def colour_bar(height: int, vmax: float, f, signed: bool = True) -> Image.Image:
+    """A vertical bar, +vmax at the top, -vmax (signed) or 0 at the bottom, with three labels."""
+    ramp = np.linspace(1, -1 if signed else 0, height)[:, None].repeat(BAR, axis=1)
     bar = Image.fromarray(colours(ramp).round().astype(np.uint8), "RGB")
-    labels = [f"{vmax:+.2f}", "0", f"{-vmax:+.2f}"]
+    labels = [f"{vmax:+.2f}", "0", f"{-vmax:+.2f}"] if signed else [f"{vmax:.2f}", f"{vmax / 2:.2f}", "0"]
     width = BAR + GAP + max(int(f.getlength(s)) for s in labels) + 2
     canvas = Image.new("RGB", (width, height), "white")
     canvas.paste(bar, (0, 0))
@@ -79,11 +79,11 @@ def colour_bar(height: int, vmax: float, f) -> Image.Image:
 
 def figure(image: np.ndarray, heatmap: np.ndarray, caption: list[str], border: float | None,
            vmax: float | None = None) -> Image.Image:
-    """Overlay + colour bar + a caption of one or two lines above it."""
+    """Overlay + colour bar (two-sided when the map has negative values) + a caption of one or two lines."""
     f = font(11)
     vmax = vmax or scale_of(heatmap)
     ov = overlay(image, heatmap, vmax, border)
-    bar = colour_bar(ov.size[1], vmax, f)
+    bar = colour_bar(ov.size[1], vmax, f, signed=bool(heatmap.min() < 0))
     top = 14 * len(caption) + 4
     canvas = Image.new("RGB", (ov.size[0] + GAP + bar.size[0], ov.size[1] + top), "white")
     d = ImageDraw.Draw(canvas)
