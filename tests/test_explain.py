@@ -15,6 +15,7 @@ from cxredge.edge.explain import (BatchRunner, OcclusionSettings, compare_maps, 
 from cxredge.edge.runtime import TFLiteModel
 from edge_fixtures import CLASSES, build_models, make_run
 from explain_fixtures import A, batch1_only, cam_model, flat, region_model
+from test_edge import assert_clean_error, run_blocked
 
 runner = CliRunner()
 SMALL = OcclusionSettings(patch=56, stride=56)  # 4 x 4 = 16 occlusions: fast on the MobileNet fixtures
@@ -156,8 +157,6 @@ def run_dir(edge_models, tiny_data, tmp_path_factory):
 
 
 def test_explain_runs_with_tensorflow_blocked(tmp_path, run_dir, tiny_data):
-    from test_edge import run_blocked
-
     img = next((tiny_data / "test" / "gamma").glob("*.png"))
     res = run_blocked(tmp_path, "-m", "cxredge", "explain", str(run_dir / "two_conv" / "int8.tflite"), str(img),
                       "--patch", "112", "--stride", "112", "--out", str(tmp_path / "ex"))
@@ -186,13 +185,6 @@ def test_gradcam_lights_up_what_the_class_uses(tmp_path):
     e = json.loads(res.stdout)["images"][0]["keras_gradcam"]
     assert e["method"] == "gradcam" and e["label"] == "bright" and np.argmax(e["grid"]) == 2 * 7 + 4
     assert (tmp_path / "gc" / e["overlay"]).is_file()
-
-
-def assert_clean_error(res, *words):
-    assert res.exit_code == 1, res.output
-    assert "Traceback" not in res.output and isinstance(res.exception, SystemExit)
-    for w in words:
-        assert w in res.output, res.output
 
 
 @pytest.mark.parametrize("args,words", [

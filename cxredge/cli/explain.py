@@ -28,7 +28,7 @@ def explain(
     target: Optional[str] = typer.Option(None, "--class", help="Explain this class instead of the predicted one."),
     per_class: Optional[int] = typer.Option(None, "--per-class", min=1, help="From folders: the first N images of each class folder."),
     batch: int = typer.Option(DEFAULT_BATCH, "--batch", min=1, help="Occluded copies per invoke (1 = no resize)."),
-    threads: int = typer.Option(1, "--threads", min=1, help="Interpreter threads."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Interpreter threads (default: the CPU count, at most 4)."),
     delegate: str = typer.Option("xnnpack", "--delegate", help="xnnpack | none | PATH.so."),
     method: str = typer.Option("auto", "--method", help="occlusion | gradcam (gradcam: .keras only); auto = occlusion for .tflite, gradcam for .keras."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line (for a bare .tflite)."),
@@ -42,6 +42,7 @@ def explain(
     from cxredge.edge.explain import OcclusionSettings, parse_fill
 
     settings = OcclusionSettings(patch, stride, parse_fill(fill), border)
+    threads = threads or default_threads()
     if method not in ("auto", "occlusion", "gradcam"):
         raise CxrError(f"--method {method}: expected auto, occlusion or gradcam")
     with contextlib.ExitStack() as stack:
@@ -92,6 +93,12 @@ def check_same_labels(a, b) -> None:
     if a.info["labels"] != b.info["labels"]:
         raise CxrError(f"--compare {b.info['path']}: labels {', '.join(b.info['labels'])} differ from "
                        f"{a.info['path']}'s ({', '.join(a.info['labels'])})")
+
+
+def default_threads() -> int:
+    import os
+
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def pick(files: list[Path], per_class: int | None) -> list[Path]:
