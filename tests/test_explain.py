@@ -219,3 +219,17 @@ def test_bad_files_are_named(run_dir, tiny_data, tmp_path):
     assert_clean_error(res, "broken.png", "1 of 2 images")
     assert len(json.loads((tmp_path / "o" / "explain.json").read_text())["images"]) == 1  # the good one was explained
     assert_clean_error(runner.invoke(app, ["explain", str(tmp_path / "model.keras"), str(good)]), "model.keras", "not found")
+
+
+def test_bundle_with_compare_by_precision(run_dir, tiny_data, tmp_path):
+    res = runner.invoke(app, ["export", "--run", str(run_dir), "--out", str(tmp_path / "b.zip")])
+    assert res.exit_code == 0, res.output
+    img = next((tiny_data / "test" / "delta").glob("*.png"))
+    res = runner.invoke(app, ["explain", str(tmp_path / "b.zip"), str(img), "--compare", "float32", "--patch", "112",
+                              "--stride", "112", "--out", str(tmp_path / "ex"), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert [m["key"] for m in doc["models"]] == ["int8", "float32"] and doc["models"][1]["path"] == "float32"
+    assert "vs_int8" in doc["images"][0]["float32"]
+    res = runner.invoke(app, ["explain", str(tmp_path / "b.zip"), str(img), "--compare", "int16", "--out", str(tmp_path / "ex")])
+    assert_clean_error(res, "no two_conv/int16.tflite")

@@ -24,7 +24,7 @@ def explain(
     stride: int = typer.Option(DEFAULT_STRIDE, "--stride", help="Step between patches, pixels."),
     fill: str = typer.Option("128", "--fill", help="Patch gray value 0-255, or 'mean' (the image's mean)."),
     border: float = typer.Option(DEFAULT_BORDER, "--border", help="Border strip width, fraction of the side."),
-    compare: Optional[Path] = typer.Option(None, "--compare", help="A second .tflite to explain and correlate with."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="A second .tflite to explain and correlate with (with a bundle: or a precision of it, e.g. float32)."),
     target: Optional[str] = typer.Option(None, "--class", help="Explain this class instead of the predicted one."),
     per_class: Optional[int] = typer.Option(None, "--per-class", min=1, help="From folders: the first N images of each class folder."),
     batch: int = typer.Option(DEFAULT_BATCH, "--batch", min=1, help="Occluded copies per invoke (1 = no resize)."),
@@ -50,7 +50,9 @@ def explain(
         first = make_explainer(path, model, settings, method, batch, threads, delegate, labels)
         explainers = [first]
         if compare is not None:
-            explainers.append(make_explainer(compare, compare, settings, "occlusion" if method == "gradcam" else method,
+            bundled = model.suffix.lower() == ".zip" and not compare.suffix and not compare.exists()
+            other = model_in_bundle(model, variant, str(compare), stack) if bundled else compare
+            explainers.append(make_explainer(other, compare, settings, "occlusion" if method == "gradcam" else method,
                                              batch, threads, delegate, labels, taken=first.key))
             check_same_labels(first, explainers[1])
         if target is not None and target not in first.info["labels"]:
