@@ -32,7 +32,7 @@ from cxredge.edge.explain import OcclusionSettings  # noqa: E402
 from cxredge.edge.explain_run import explain_all, tflite_explainer  # noqa: E402
 from cxredge.edge.images import load_image  # noqa: E402
 from cxredge.edge.runtime import find_runtime  # noqa: E402
-from cxredge.io import write_json, write_text  # noqa: E402
+from cxredge.io import read_json, write_json, write_text  # noqa: E402
 
 DATA = Path("/work/shared/data/chest_xray_4class/test")
 OUT = ROOT / "benchmarks" / "results" / "saliency"
@@ -43,15 +43,16 @@ def cli(*args: str) -> None:
 
 
 def must_show(run: Path, data: Path, out: Path) -> None:
+    out = out.resolve().relative_to(ROOT) if out.resolve().is_relative_to(ROOT) else out  # repo-relative paths in the report
     ex = out / "explain"
-    if ex.exists():
-        shutil.rmtree(ex)
+    if (ROOT / ex).exists():
+        shutil.rmtree(ROOT / ex)
     cli("explain", str(run / "two_conv" / "float32.tflite"), str(data), "--per-class", "2",
         "--compare", str(run / "two_conv" / "int8.tflite"), "--out", str(ex))
-    shutil.rmtree(ex / "heatmaps")  # 224 x 224 float maps: 200 KB each, not needed for the figures
-    shutil.copy(run / "run.json", out / "run.json")
+    shutil.rmtree(ROOT / ex / "heatmaps")  # 224 x 224 float maps: 200 KB each, not needed for the figures
+    shutil.copy(run / "run.json", ROOT / out / "run.json")
     cli("report", "--run", str(out))
-    (out / "report.html").unlink()  # the .md twin links the same PNGs; the HTML would embed them again
+    (ROOT / out / "report.html").unlink()  # the .md twin links the same PNGs; the HTML would embed them again
 
 
 def sample(data: Path, n: int, seed: int = 0) -> list[Path]:
@@ -106,6 +107,32 @@ def class_stats(doc: dict) -> dict:
     return out
 
 
+SIDES = {"top": (slice(0, 28), slice(None)), "bottom": (slice(196, None), slice(None)),
+         "left": (slice(28, 196), slice(0, 28)), "right": (slice(28, 196), slice(196, None)),
+         "upper_quarter": (slice(0, 56), slice(None))}
+
+
+def breakdown(doc: dict, work: Path) -> dict:
+    """Per class and model: where in the border the positive saliency sits (each side of the 28 px strip, and
+    the upper quarter of the film, rows 0-55, added after the class-mean maps showed COVID's top band), next to
+    each region's area share; and how often a map is dominated by negative drops (|min| > max)."""
+    out: dict = {}
+    for c in doc["labels"]:
+        group = [e for e in doc["images"] if e["true_class"] == c]
+        out[c] = {}
+        for m in doc["models"]:
+            k = m["key"]
+            maps = [np.clip(np.load(work / e[k]["heatmap_npy"]), 0, None) for e in group]
+            row = {}
+            for side, (ys, xs) in SIDES.items():
+                row[f"{side}_share"] = float(np.mean([h[ys, xs].sum() / h.sum() for h in maps if h.sum() > 0]))
+            row["negative_dominated"] = float(np.mean([-e[k]["min_drop"] > e[k]["max_drop"] for e in group]))
+            out[c][k] = row
+    area = np.zeros((224, 224))
+    out["area_share"] = {f"{side}_share": area[ys, xs].size / area.size for side, (ys, xs) in SIDES.items()}
+    return out
+
+
 def mean_maps(doc: dict, work: Path, out: Path) -> Path:
     """Per class and method: the mean of each image's positive map scaled to sum 1, over the class's mean film."""
     keys = [m["key"] for m in doc["models"]]
@@ -147,6 +174,18 @@ def markdown(res: dict) -> str:
         cells += [f"{row[k][f'pearson_vs_{keys[0]}_mean']:.3f} / {row[k][f'spearman_vs_{keys[0]}_mean']:.3f}" for k in keys[1:]]
         cells += [f"{row[k]['accuracy']:.2f}" for k in keys[:2]]
         lines.append("| " + " | ".join(cells) + " |")
+    b = res["regions_by_class"]
+    sides = list(b["area_share"])
+    lines += ["", "Where the positive saliency sits (mean share per image; the area share is what a map that ignores "
+              "position gives). `upper_quarter` (rows 0-55) was added after the class-mean maps showed a band at the "
+              "top for COVID: a post-hoc region. `negative` = share of maps where the largest rise of the class "
+              "probability under occlusion beats the largest drop.", "",
+              "| class | model | " + " | ".join(sides) + " | negative |", "|---|---|" + "---:|" * (len(sides) + 1),
+              "| (area) | | " + " | ".join(f"{b['area_share'][x]:.3f}" for x in sides) + " | |"]
+    for c in res["per_class"]:
+        for k in keys:
+            lines.append(f"| {c} | {k} | " + " | ".join(f"{b[c][k][x]:.3f}" for x in sides)
+                         + f" | {b[c][k]['negative_dominated']:.2f} |")
     lines += ["", "![class-mean heatmaps](mean_maps.png)", ""]
     return "\n".join(lines)
 
@@ -158,16 +197,21 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--skip-must-show", action="store_true")
+    ap.add_argument("--reuse", action="store_true", help="re-read RUN/explain_sample/explain.json instead of re-running")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     if not a.skip_must_show:
         must_show(a.run, a.data, a.out)
     files = sample(a.data, a.n)
     work = a.run / "explain_sample"
-    doc = statistics_run(a.run, files, work)
+    if a.reuse:  # the maps of the last full run; its wall time from the classes.json it wrote
+        doc = {**read_json(work / "explain.json"), "wall_s": read_json(a.out / "classes.json")["wall_s"]}
+    else:
+        doc = statistics_run(a.run, files, work)
     res = {"device": device_info(find_runtime()), "run": str(a.run), "n_per_class": a.n, "n_images": len(doc["images"]),
            "models": [m["key"] for m in doc["models"]], "settings": doc["settings"], "regions": doc["regions"],
-           "wall_s": doc["wall_s"], "per_class": class_stats(doc), "summary_all": doc["summary"]["all"],
+           "wall_s": doc["wall_s"], "per_class": class_stats(doc), "regions_by_class": breakdown(doc, work),
+           "summary_all": doc["summary"]["all"],
            "images": [{"image": Path(e["image"]).name, "true_class": e["true_class"],
                        **{k: {"label": e[k]["label"], "probability": round(e[k]["probability"], 4),
                               "border_share": e[k]["border_share"], **({"vs": e[k]["vs_" + doc["models"][0]["key"]]}

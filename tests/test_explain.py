@@ -128,6 +128,7 @@ def test_compare_float_int8_and_self_then_report(run_dir, tiny_data):
     assert res.exit_code == 0, res.output
     doc = json.loads((run_dir / "explain" / "explain.json").read_text())  # default --out: <run>/explain
     assert [m["key"] for m in doc["models"]] == ["int8", "float32"] and len(doc["images"]) == 8
+    assert [m["batch"] for m in doc["models"]] == [8, 1]  # default: batched for int8, one per invoke for float
     for e in doc["images"]:
         v = e["float32"]["vs_int8"]
         assert -1 <= v["pearson"] <= 1 and -1 <= v["spearman"] <= 1

@@ -68,7 +68,7 @@ def run_labels(path: Path, labels_file: Path | None) -> list[str]:
     return list(classes)
 
 
-def keras_explainer(path: Path, settings: OcclusionSettings, method: str, batch: int,
+def keras_explainer(path: Path, settings: OcclusionSettings, method: str, batch: int | None,
                     labels_file: Path | None) -> Explainer:
     if not path.is_file():
         raise CxrError(f"{path}: model file not found")
@@ -80,6 +80,7 @@ def keras_explainer(path: Path, settings: OcclusionSettings, method: str, batch:
     if int(model.output_shape[-1]) != len(names):
         raise CxrError(f"{path}: {model.output_shape[-1]} outputs but {len(names)} labels ({', '.join(names)})")
     size = int(model.input_shape[1])
+    batch = batch or 16  # occlusion through Keras: copies per model call
     settings.check(size)
     info = {"key": f"keras_{method}", "path": str(path), "variant": path.parent.name, "precision": "keras float32",
             "method": method, "runtime": f"tensorflow {tf.__version__}", "batch": batch, "labels": names,
