@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cxredge.cli.main import app
-from cxredge.edge.explain import (BatchRunner, OcclusionSettings, compare_maps, occlusion, pearson, positions,
+from cxredge.edge.explain import (BatchRunner, OcclusionSettings, Saliency, compare_maps, occlusion, pearson, positions,
                                   rankdata, region_shares, spearman)
 from cxredge.edge.runtime import TFLiteModel
 from edge_fixtures import CLASSES, build_models, make_run
@@ -97,6 +97,16 @@ def test_correlations_match_scipy_and_are_bounded():
     np.testing.assert_allclose(rankdata(ties), stats.rankdata(ties.ravel()))
     assert pearson(a, a) == pytest.approx(1.0) and pearson(a, -a) == pytest.approx(-1.0)
     assert pearson(a, np.zeros_like(a)) is None
+
+
+def test_compare_maps_of_different_grids_uses_the_heatmaps():
+    rng = np.random.default_rng(1)
+    heat = np.kron(rng.normal(size=(7, 7)), np.ones((32, 32)))  # a 7 x 7 pattern at 224 x 224
+    p = np.array([0.7, 0.3])
+    a = Saliency(p, 0, rng.normal(size=(13, 13)), heat.astype(np.float32), 0.0)
+    b = Saliency(p[::-1], 1, heat[::32, ::32], heat.astype(np.float32), 0.0, method="gradcam")
+    v = compare_maps(a, b)
+    assert v["on"] == "heatmaps averaged to 7x7" and v["pearson"] == pytest.approx(1.0) and not v["same_class"]
 
 
 def test_batched_and_unbatched_give_the_same_heatmap(edge_models, tiny_data):
