@@ -302,3 +302,17 @@ def test_refit_changes_only_the_head_of_a_copy():
                                                         model.get_layer(name).get_weights()))
     assert not np.array_equal(clone.get_layer("head_out").get_weights()[0], model.get_layer("head_out").get_weights()[0])
     assert info["distill_loss"][-1] < info["distill_loss_before"]
+
+
+def test_every_sidecar_carries_the_ood_reference_of_the_val_split(full_run, tiny_data):
+    from cxredge.edge.dataset import load_split, scan
+    from cxredge.edge.ood import OOD_FORMAT, build_reference, reference_from_dict
+
+    val = load_split(scan(tiny_data), "val")
+    expected = build_reference(val.x).to_dict()
+    for precision in MODES:
+        doc = sidecar(full_run, precision)["ood"]
+        assert doc["format"] == OOD_FORMAT and doc["split"] == "val" and doc["n"] == len(val.y) == 16
+        assert doc == json.loads(json.dumps(expected))  # the same reference, from the same val images
+        ref, why = reference_from_dict(doc)
+        assert why is None and ref.threshold >= 3.5 and ref.val_flagged <= 0.01 * ref.n

@@ -96,7 +96,7 @@ def resolve_source(models: list[Path], run: Path | None, labels: Path | None, st
 
 
 def execute(source, data, split, limit, settings, out):
-    from cxredge.edge import device, results, sources
+    from cxredge.edge import device, ood_flags, results, sources
     from cxredge.edge.bench import run_bench
     from cxredge.edge.dataset import load_split
     from cxredge.edge.plots import bench_plots
@@ -122,6 +122,7 @@ def execute(source, data, split, limit, settings, out):
     from cxredge.edge.fingerprint import annotate
 
     annotate(doc, loaded.paths, loaded.y, outcome.predictions, list(ds.classes))  # image ids, predictions
+    ood_flags.attach(doc, source.entries, loaded.x, loaded.paths, ds.root)  # OOD guard: bench.json `ood`
     plots, note = bench_plots(doc, out_dir)
     doc["plots"] = [p.name for p in plots]
     if note:
@@ -130,6 +131,8 @@ def execute(source, data, split, limit, settings, out):
     doc["wall_s"] = round(time.perf_counter() - t_start, 2)
     results.write_bench(out_dir, doc, doc["plots"])
     console.print(results.rich_table(doc, width=console.width))
+    for line in ood_flags.bench_lines(doc["ood"]):
+        console.print(line, highlight=False, soft_wrap=True)
     return doc, out_dir
 
 

@@ -12,13 +12,16 @@ import typer
 from cxredge.cli.common import console, err_console, handle_errors
 from cxredge.errors import CxrError
 
+JSON_HELP = ("Print one JSON object instead of a table: {model, runtime, labels, ood_guard, predictions}, "
+             "predictions holding one entry per image (label, probabilities, in_distribution, ood).")
+
 
 @handle_errors
 def predict(
     model: Path = typer.Argument(..., metavar="MODEL.tflite|BUNDLE.zip", help="A .tflite (sidecar next to it) or a bundle."),
     images: List[Path] = typer.Argument(..., metavar="IMAGE...", help="Image files or folders of images."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line (for a bare .tflite)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per image) instead of a table."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     threads: int = typer.Option(1, "--threads", min=1, help="Interpreter threads."),
     delegate: str = typer.Option("xnnpack", "--delegate", help="xnnpack | none | edgetpu | gpu | PATH.so."),
     variant: str = typer.Option("two_conv", "--variant", help="Which model of a bundle."),
@@ -26,8 +29,9 @@ def predict(
 ) -> None:
     """Classify X-ray images with a TFLite model, without TensorFlow."""
     from cxredge.edge.bench import resolve_delegate
+    from cxredge.edge.ood_flags import Guard
     from cxredge.edge.runtime import TFLiteModel, check_tflite_file
-    from cxredge.edge.sidecar import model_labels
+    from cxredge.edge.sidecar import model_labels, read_sidecar
 
     with contextlib.ExitStack() as stack:
         path = model_in_bundle(model, variant, precision, stack) if model.suffix.lower() == ".zip" else model
@@ -37,13 +41,16 @@ def predict(
         if m.num_classes != len(names):
             raise CxrError(f"{path}: {m.num_classes} outputs but {len(names)} labels ({', '.join(names)})")
         files = expand_images(images)
-        results, bad = classify(m, files, names)
+        guard = Guard(read_sidecar(path), model.name, m.image_size)  # OOD guard; no `ood` key: no guard, said below
+        results, bad = classify(m, files, names, guard)
         runtime = f"{m.runtime.name} {m.runtime.version}"
     if as_json:
-        typer.echo(json.dumps({"model": str(model), "runtime": runtime, "labels": names, "predictions": results},
-                              indent=2))
+        typer.echo(json.dumps({"model": str(model), "runtime": runtime, "labels": names,
+                               "ood_guard": guard.describe(), "predictions": results}, indent=2))
     elif results:
         console.print(table(results, names, f"{model.name} ({runtime})"))
+    for line in guard.lines(len(results)):
+        (err_console if as_json else console).print(line, highlight=False, soft_wrap=True)
     if bad:
         raise CxrError(f"{len(bad)} of {len(files)} images unreadable: {bad[0]}"
                        + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
@@ -76,7 +83,7 @@ def expand_images(items: list[Path]) -> list[Path]:
     return files
 
 
-def classify(model, files: list[Path], names: list[str]) -> tuple[list[dict], list[str]]:
+def classify(model, files: list[Path], names: list[str], guard=None) -> tuple[list[dict], list[str]]:
     from cxredge.edge.images import load_image
 
     results, bad = [], []
@@ -95,6 +102,8 @@ def classify(model, files: list[Path], names: list[str]) -> tuple[list[dict], li
         top = int(probs.argmax())
         results.append({"image": str(f), "label": names[top], "index": top, "probability": float(probs[top]),
                         "probabilities": {n: float(p) for n, p in zip(names, probs)}, "raw": raw.tolist()})
+        if guard is not None:
+            guard.mark(results[-1], img)
     return results, bad
 
 
@@ -106,6 +115,12 @@ def table(results: list[dict], names: list[str], title: str):
     t.add_column("class", style="bold")
     for n in names:
         t.add_column(n, justify="right")
+    guarded = any(r.get("in_distribution") is not None for r in results)
+    if guarded:
+        t.add_column("input")
     for r in results:
-        t.add_row(Path(r["image"]).name, r["label"], *[f"{r['probabilities'][n]:.3f}" for n in names])
+        cells = [Path(r["image"]).name, r["label"], *[f"{r['probabilities'][n]:.3f}" for n in names]]
+        if guarded:
+            cells.append("ok" if r["in_distribution"] else f"[yellow]unlike val: {r['ood']['reasons'][0]}[/]")
+        t.add_row(*cells)
     return t

@@ -16,6 +16,7 @@ from cxredge.convert import artifacts, calibration, debug, quantize, refit, vali
 from cxredge.convert import bias_correction as bcorr
 from cxredge.convert.qat import QatSettings, fine_tune
 from cxredge.edge.dataset import load_split, scan_recorded
+from cxredge.edge.ood import build_reference
 from cxredge.errors import CxrError
 from cxredge.io import read_json, sha256_file, write_json, write_text
 from cxredge.keras import keras
@@ -118,18 +119,19 @@ def quantize_run(settings: QuantizeSettings, tracker) -> list[dict]:
     loaded = load_split(ds, settings.split, skip_bad=True, progress=tracker.task(f"{settings.split} images", n_val))
     if calib is not None:
         calib.save(settings.calibration_file)
+    ood = build_reference(loaded.x, settings.split).to_dict()  # the OOD guard's reference (edge/ood.py), ~1.5 ms/image
     rows: list[dict] = []
     for variant in settings.variants:
-        rows += quantize_variant(settings, run, variant, loaded, calib, tracker)
+        rows += quantize_variant(settings, run, variant, loaded, calib, tracker, ood)
     write_json(settings.run / "quantize.json", {"settings": _settings_record(settings), "results": rows})
     return rows
 
 
-def quantize_variant(settings, run, variant, loaded, calib, tracker) -> list[dict]:
+def quantize_variant(settings, run, variant, loaded, calib, tracker, ood: dict | None = None) -> list[dict]:
     model = load_model(settings.run, variant)
     ref = validate.keras_reference(model, loaded.x, loaded.y, run["classes"], settings.split)
     out_dir = settings.run / variant
-    job = _Job(settings, run, variant, ref, calib, tracker, out_dir)
+    job = _Job(settings, run, variant, ref, calib, tracker, out_dir, ood)
     float32 = quantize.convert_float(model, "float32")
     rows = [job.emit("float32", float32)]
     for mode in ("float16", "dynamic"):
@@ -159,6 +161,7 @@ class _Job:
     calib: Calibration | None
     tracker: object
     out_dir: Path
+    ood: dict | None = None
 
     def emit(self, precision: str, data: bytes, extra: dict | None = None) -> dict:
         path = self.out_dir / f"{precision}.tflite"
@@ -168,7 +171,7 @@ class _Job:
         extra = {"conversion": {"preset": quantize.PRESETS[precision].description,
                                 "io": self.settings.io if calib else "float32", **(extra or {})},
                  "source": {"model": f"{self.variant}/model.keras",
-                            "sha256": sha256_file(self.out_dir / "model.keras")}}
+                            "sha256": sha256_file(self.out_dir / "model.keras")}, "ood": self.ood}
         doc = artifacts.sidecar(path, data, self.variant, precision, list(self.run["classes"]), checked, calib, extra)
         return {"variant": self.variant, "precision": precision, "model": str(path), "size_bytes": len(data),
                 **doc["validation"], **({"fallback": extra["conversion"]["fallback"]}

@@ -12,6 +12,10 @@ Written by `cxredge quantize`, read by bench / predict / export on the device. K
   calibration   null or {manifest (path relative to the run or repo), sha256, size, seed, dataset}
   versions      {cxredge, tensorflow, tf_keras, tfmot, numpy}
   validation    {split, n, max_abs_dprob, agreement, macro_f1, macro_f1_float, delta_macro_f1, ...}
+  ood           the OOD guard's reference (cxredge/edge/ood.py, docs/ood-guard.md): {format "cxredge-ood/1",
+                split, n, input_size, keep, threshold, val_flagged, features {name: {median, scale, side,
+                floor, quantiles}}, layout_grid, layout_template}. Optional: a sidecar without it (made
+                before the guard) means "no guard", which predict and bench say, never an error.
 """
 from __future__ import annotations
 
