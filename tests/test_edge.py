@@ -69,7 +69,8 @@ def test_edge_modules_import_without_tensorflow(tmp_path):
         names = [m.name for m in pkgutil.iter_modules(cxredge.edge.__path__, "cxredge.edge.")]
         names += [m.name for m in pkgutil.iter_modules(cxredge.remote.__path__, "cxredge.remote.")]
         names += ["cxredge.cli.bench", "cxredge.cli.bench_remote", "cxredge.cli.predict", "cxredge.cli.export",
-                  "cxredge.cli.report", "cxredge.cli.main", "cxredge.cli.audit", "cxredge.cli.explain", "cxredge.train.audit_step"]
+                  "cxredge.cli.report", "cxredge.cli.main", "cxredge.cli.audit", "cxredge.cli.explain", "cxredge.train.audit_step",
+                  "cxredge.edge.ood", "cxredge.edge.ood_flags"]
         import cxredge.edge.audit
         names += [m.name for m in pkgutil.iter_modules(cxredge.edge.audit.__path__, "cxredge.edge.audit.")]
         for n in names:

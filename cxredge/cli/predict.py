@@ -31,7 +31,7 @@ def predict(
     from cxredge.edge.bench import resolve_delegate
     from cxredge.edge.ood_flags import Guard
     from cxredge.edge.runtime import TFLiteModel, check_tflite_file
-    from cxredge.edge.sidecar import model_labels, read_sidecar
+    from cxredge.edge.sidecar import model_labels
 
     with contextlib.ExitStack() as stack:
         path = model_in_bundle(model, variant, precision, stack) if model.suffix.lower() == ".zip" else model
@@ -41,7 +41,7 @@ def predict(
         if m.num_classes != len(names):
             raise CxrError(f"{path}: {m.num_classes} outputs but {len(names)} labels ({', '.join(names)})")
         files = expand_images(images)
-        guard = Guard(read_sidecar(path), model.name, m.image_size)  # OOD guard; no `ood` key: no guard, said below
+        guard = Guard.for_model(path, str(model), m.image_size)  # OOD guard; no `ood` key: no guard, said below
         results, bad = classify(m, files, names, guard)
         runtime = f"{m.runtime.name} {m.runtime.version}"
     if as_json:

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from cxredge.edge.ood import Reference, raw_statistics, reference_from_dict
+from cxredge.edge.sidecar import read_sidecar
+from cxredge.errors import CxrError
 
 MAX_LISTED = 50
 YELLOW = "yellow"
@@ -38,6 +40,16 @@ class Guard:
         self.ref, self.why = reference_of(sidecar, image_size)
         self.model_name = model_name
         self.flagged: list[dict] = []
+
+    @classmethod
+    def for_model(cls, model_path: Path, model_name: str, image_size: int | None = None) -> "Guard":
+        """The guard of a .tflite from its sidecar; an unreadable sidecar (labels came from --labels) is no guard."""
+        try:
+            return cls(read_sidecar(model_path), model_name, image_size)
+        except CxrError as exc:
+            guard = cls(None, model_name, image_size)
+            guard.why = f"sidecar unreadable ({exc})"
+            return guard
 
     def mark(self, result: dict, image: np.ndarray) -> None:
         if self.ref is None:

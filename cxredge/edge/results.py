@@ -7,6 +7,8 @@ bench.json (contract in DESIGN.md; names are kept, fields are only added):
            accuracy, macro_f1, macro_precision, macro_recall, agreement_with_float,
            latency_ms {init, first, median, p90, p99, mean, std, min, runs}, speedup_vs_float32,
            peak_rss_mb, rss_mb, status ok|failed, error],
+  ood {n, n_flagged, share, threshold, reasons, flagged, per_model, guarded, unguarded} (the OOD guard:
+      cxredge/edge/ood_flags.py, docs/ood-guard.md),
   notes [...]
 """
 from __future__ import annotations
