@@ -84,6 +84,8 @@ def test_reference_round_trip_and_version_tolerance(sample_ref, non_xrays):
     assert why is None and back.threshold == pytest.approx(sample_ref.threshold, abs=1e-4)
     x = np.stack([load_image(p) for p in [IN_DIST, *non_xrays]])
     assert [v.in_distribution for v in back.check(x)] == [v.in_distribution for v in sample_ref.check(x)]
+    val = load_split(scan(SAMPLE_DATA), "val").x   # read back from JSON, the val images are still all kept
+    assert sum(not v.in_distribution for v in back.check(val)) == back.val_flagged == 0
     assert ood.reference_from_dict(None) == (None, ood.reference_from_dict(None)[1])
     assert "no `ood` reference" in ood.reference_from_dict(None)[1]
     assert "unknown format" in ood.reference_from_dict({**doc, "format": "cxredge-ood/9"})[1]

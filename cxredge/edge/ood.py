@@ -31,6 +31,7 @@ MIN_THRESHOLD = 3.5   # the usual robust-z outlier cut (Iglewicz & Hoaglin); bin
 GRID = 8
 CHUNK = 64
 EPS = 1e-3
+TIE = 1e-9            # added to the threshold: a val image at exactly the threshold is kept on every machine
 FLAT_SD = 0.5          # gray levels: below it an image (or its grid) is flat, and edges / layout are undefined
 
 
@@ -189,11 +190,11 @@ class Reference:
     def to_dict(self) -> dict:
         return {"format": OOD_FORMAT, "method": "max one-sided robust z of 5 image statistics vs the val split",
                 "split": self.split, "n": self.n, "input_size": self.input_size, "keep": self.keep,
-                "threshold": round(self.threshold, 4), "val_flagged": self.val_flagged,
-                "features": {f.name: {"median": round(m, 6), "scale": round(s, 6), "side": f.side,
+                "threshold": self.threshold, "val_flagged": self.val_flagged,  # full precision: the check is exact
+                "features": {f.name: {"median": m, "scale": s, "side": f.side,
                                       "floor": f.floor, **({"quantiles": self.quantiles[f.name]} if self.quantiles else {})}
                              for f, m, s in zip(FEATURES, self.median, self.scale)},
-                "layout_grid": GRID, "layout_template": [round(float(v), 4) for v in self.template]}
+                "layout_grid": GRID, "layout_template": list(self.template)}
 
 
 @dataclass(frozen=True)
@@ -213,15 +214,15 @@ def build_reference(images: np.ndarray, split: str = "val", keep: float = KEEP) 
     """The reference of a set of in-distribution images (quantize: the val split)."""
     x = _as_batch(images)
     stats, g = raw_statistics(x)
-    template = _template(g)
+    template = np.round(_template(g), 4).astype(np.float64)  # stored as is, so a check reproduces the val scores
     feats = _assemble(stats, g, template)
     median, scale = _robust(feats)
     quant = {n: [round(float(v), 4) for v in np.nanquantile(feats[:, j], [0.005, 0.05, 0.5, 0.95, 0.995])]
              if not np.isnan(feats[:, j]).all() else None for j, n in enumerate(NAMES)}
     ref = Reference(tuple(map(float, median)), tuple(map(float, scale)), tuple(map(float, template)),
                     MIN_THRESHOLD, split, len(x), int(x.shape[1]), keep, 0, quant)
-    scores = ref.sided(ref.z(feats)).max(axis=1)
-    threshold = conformal_threshold(scores, keep)
+    scores, _ = ref.scores_of(stats, g)
+    threshold = conformal_threshold(scores, keep) + TIE    # the kept val images stay kept, rounding aside
     return replace(ref, threshold=threshold, val_flagged=int((scores > threshold).sum()))
 
 
