@@ -238,8 +238,9 @@ def reference_from_dict(doc) -> tuple[Reference | None, str | None]:
         ref = Reference(tuple(float(feats[n]["median"]) for n in NAMES), tuple(float(feats[n]["scale"]) for n in NAMES),
                         tuple(float(v) for v in doc["layout_template"]), float(doc["threshold"]), str(doc["split"]),
                         int(doc["n"]), int(doc["input_size"]), float(doc.get("keep", KEEP)),
-                        int(doc.get("val_flagged", 0)))
-    except (KeyError, TypeError, ValueError) as exc:
+                        int(doc.get("val_flagged", 0)),
+                        {n: feats[n].get("quantiles") for n in NAMES} if all("quantiles" in feats[n] for n in NAMES) else None)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return None, f"`ood` reference is incomplete ({type(exc).__name__}: {exc})"
     if len(ref.template) != GRID * GRID or min(ref.scale) <= 0:
         return None, f"`ood` reference is malformed (layout grid of {len(ref.template)}, scales {ref.scale})"
