@@ -88,7 +88,9 @@ def test_speedup_is_float_median_over_row_median(bench_doc):
 def test_plots_or_a_note(bench_doc, run_dir):
     doc, _ = bench_doc
     pytest.importorskip("matplotlib")  # the dev install has it; the no-matplotlib path is tested below
-    assert doc["plots"] == ["bench_accuracy_latency.png", "bench_latency.png"]
+    models = [k.replace("/", "_") for k in doc["models"]]
+    assert doc["plots"] == ["bench_accuracy_latency.png", "bench_latency.png"] + [
+        f"{kind}_{m}.png" for m in models for kind in ("roc", "reliability")]
     for p in doc["plots"]:
         assert (run_dir / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from cxredge.cli.common import console, handle_errors, split_ints, split_list
 from cxredge.cli.bench_remote import REMOTE, REMOTE_HELP
@@ -20,8 +21,13 @@ def bench(
     models: Optional[List[Path]] = typer.Argument(None, metavar="[MODEL.tflite|DIR ...|BUNDLE.zip]",
                                                   help="Models, folders of models, or one bundle (default: --run)."),
     run: Optional[Path] = typer.Option(None, "--run", help=f"Run folder (default {DEFAULT_RUN} when no MODEL is given)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Labelled images (default: the bundle's test images or the run's dataset)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Labelled images (default: the bundle's test images or the run's "
+                                        "dataset). An external test set: DIR/test/<class>/ or DIR/<class>/ (every image is test); "
+                                        "class folders are matched to the model's labels by name."),
     split: str = typer.Option("test", "--split", help="train | val | test | all."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name of the dataset in bench.json and the report "
+                                       "(default: the folder's name)."),
+    ci: int = typer.Option(2000, "--ci", help="Bootstrap resamples for the 95% confidence intervals (0 = none)."),
     threads: str = typer.Option("1", "--threads", help="Thread counts, e.g. 1,2,4."),
     delegate: str = typer.Option("xnnpack", "--delegate",
                                  help="xnnpack | none | edgetpu | gpu | PATH.so, comma-separated."),
@@ -55,15 +61,32 @@ def bench(
         rs = remote_settings(remote, remote_python, remote_venv, remote_install, remote_env, ssh_option, ssh_config,
                              remote_prefix)
         return bench_remote(models or [], run, labels, data, split, limit, settings, out, rs)
+    if ci < 0:
+        raise CxrError(f"--ci {ci}: must be >= 0 (0 = no confidence intervals)")
     with contextlib.ExitStack() as stack:
         source = resolve_source(models or [], run, labels, stack)
-        doc, out_dir = execute(source, data, split, limit, settings, out)
+        doc, out_dir = execute(source, data, split, limit, settings, out, name=name, ci=ci)
     console.print(f"wrote [bold]{out_dir / 'bench.json'}[/], bench.md" + (", plots" if doc.get("plots") else ""))
     failed = results.failures(doc)
     for line in failed:
-        console.print(f"[red]failed[/] {line}", highlight=False, soft_wrap=True)
+        console.print(f"[red]failed[/] {escape(line)}", highlight=False, soft_wrap=True)
+    none_ok = no_row_ok(doc)
+    if none_ok:
+        raise CxrError(none_ok)  # exit 1: nothing was measured, though bench.json records each error
     if failed:
         console.print(f"[yellow]{len(failed)} of {len(doc['results'])} rows failed; the others ran[/]")
+
+
+def no_row_ok(doc: dict) -> str | None:
+    """The one error line when no row of a bench ran (every row failed, or there was none), else None."""
+    rows = doc.get("results") or []
+    if any(r.get("status") == "ok" for r in rows):
+        return None
+    if not rows:
+        return "no row was benched: nothing measured"
+    first = next((r for r in rows if r.get("error")), rows[0])
+    return (f"all {len(rows)} rows failed, nothing measured (first: {first['model']} {Path(str(first['delegate'])).name} "
+            f"x{first['threads']}: {first.get('error')}); bench.json records each error")
 
 
 def parse_options(items: list[str]) -> tuple[tuple[str, str], ...]:
@@ -95,19 +118,24 @@ def resolve_source(models: list[Path], run: Path | None, labels: Path | None, st
     return sources.from_run(run or DEFAULT_RUN, labels)
 
 
-def execute(source, data, split, limit, settings, out):
-    from cxredge.edge import device, ood_flags, results, sources
+def execute(source, data, split, limit, settings, out, name=None, ci=2000):
+    from cxredge.edge import device, ood_flags, results, sources, validation
     from cxredge.edge.bench import run_bench
+    from cxredge.edge.clinical_plots import clinical_plots
     from cxredge.edge.dataset import load_split
     from cxredge.edge.plots import bench_plots
     from cxredge.edge.runtime import find_runtime
 
     t_start = time.perf_counter()
     runtime = find_runtime()
-    ds, where = sources.dataset_for(source, data, split)
-    if split == "all":
-        ds = sources.merged_split(ds)
-    sources.check_labels(source.entries, list(ds.classes), where)
+    ds, where, missing = sources.eval_dataset(source, data, split)
+    n_split = len(ds.paths(split))
+    used = f"{n_split if limit is None else min(limit, n_split)} of {n_split}"
+    console.print(f"evaluating on {used} {split} images of {where}" + (f" (--limit {limit})" if limit else ""),
+                  highlight=False, soft_wrap=True)
+    if missing:
+        console.print(f"[yellow]note[/] no images of {', '.join(missing)}: their sensitivity, F1 and AUC are null",
+                      highlight=False)
     out_dir = out or source.run_dir or Path(".")
     with bar() as progress:
         task = progress.add_task(f"decoding {split} images", total=len(ds.paths(split)) if limit is None else limit)
@@ -115,15 +143,19 @@ def execute(source, data, split, limit, settings, out):
         outcome = run_bench(source.entries, loaded.x, loaded.y, list(ds.classes), settings, runtime,
                             ProgressAdapter(progress))
     dataset = {"source": where, "path": str(ds.root), "split": split, "n": int(len(loaded.y)),
-               "classes": list(ds.classes), "limit": limit}
+               "classes": list(ds.classes), "limit": limit, "name": name or dataset_name(ds.root),
+               "layout": ds.layout, "missing_classes": missing,
+               "counts": {c: int((loaded.y == i).sum()) for i, c in enumerate(ds.classes)}}
     doc = results.bench_document(device.device_info(runtime), settings.to_dict(), dataset, outcome.models,
                                  outcome.rows)
     doc["origin"] = source.origin
     from cxredge.edge.fingerprint import annotate
 
     annotate(doc, loaded.paths, loaded.y, outcome.predictions, list(ds.classes))  # image ids, predictions
+    validation.attach(doc, outcome, loaded.y, list(ds.classes), missing, resamples=ci)  # sens/spec, AUC, CIs
     ood_flags.attach(doc, source.entries, loaded.x, loaded.paths, ds.root)  # OOD guard: bench.json `ood`
     plots, note = bench_plots(doc, out_dir)
+    plots += clinical_plots(doc, out_dir, doc["dataset"]["name"])  # ROC + reliability per model
     doc["plots"] = [p.name for p in plots]
     if note:
         doc["notes"] = doc["notes"] + [note]
@@ -131,9 +163,16 @@ def execute(source, data, split, limit, settings, out):
     doc["wall_s"] = round(time.perf_counter() - t_start, 2)
     results.write_bench(out_dir, doc, doc["plots"])
     console.print(results.rich_table(doc, width=console.width))
+    console.print(results.clinical_rich_table(doc))
     for line in ood_flags.bench_lines(doc["ood"]):
         console.print(line, highlight=False, soft_wrap=True)
     return doc, out_dir
+
+
+def dataset_name(root: Path) -> str:
+    """A dataset's default name: its folder's name (the parent's for DIR/test or DIR/val)."""
+    root = Path(root).resolve()
+    return root.parent.name if root.name in ("test", "val", "train") else root.name
 
 
 def bar():

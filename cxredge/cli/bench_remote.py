@@ -83,10 +83,7 @@ def bench_remote(models, run, labels, data, split, limit, settings, out, rs) -> 
 
     with contextlib.ExitStack() as stack:
         source = resolve_source(models, run, labels, stack)
-        ds, where = sources.dataset_for(source, data, split)
-        if split == "all":
-            ds = sources.merged_split(ds)
-        sources.check_labels(source.entries, list(ds.classes), where)
+        ds, where, _ = sources.eval_dataset(source, data, split)
         out_dir = out or source.run_dir or Path(".")
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxredge-remote-")))
         chosen = device_bundle(tmp / "bundle.zip", source, ds, split, limit, where)
@@ -99,6 +96,8 @@ def bench_remote(models, run, labels, data, split, limit, settings, out, rs) -> 
 
 def run_devices(rs, job, out_dir: Path) -> tuple[list[tuple[str, Path, dict]], list[str]]:
     from cxredge.cli.bench import bar
+    from rich.markup import escape
+
     from cxredge.cli.common import console
     from cxredge.remote.session import DeviceRun
 
@@ -113,7 +112,7 @@ def run_devices(rs, job, out_dir: Path) -> tuple[list[tuple[str, Path, dict]], l
                 failed.append(str(exc))
                 progress.update(tasks[t], description=f"[red]{t}: failed[/]")
                 if len(rs.targets) > 1:  # alone, its error is the command's one error line
-                    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
                 continue
             done.append((str(t), path, doc))
             progress.update(tasks[t], description=f"{t}: done", completed=1, total=1)
@@ -135,13 +134,22 @@ class DeviceView:
 
 
 def report(done, failed, n: int) -> None:
+    """Each device's table; exit 1 when a device failed or measured nothing (every row failed there)."""
+    from rich.markup import escape
+
+    from cxredge.cli.bench import no_row_ok
     from cxredge.cli.common import console
     from cxredge.edge.results import rich_table
 
     for name, path, doc in done:
         console.print(rich_table(doc, title=f"{name} ({path.parent.name})", width=console.width))
+    empty = [f"{name}: {no_row_ok(doc)} ({path})" for name, path, doc in done if no_row_ok(doc)]
+    failed = failed + empty
+    done = [d for d in done if not no_row_ok(d[2])]
     if failed:
         if n == 1:
             raise CxrError(failed[0])
+        for line in empty:  # the devices that failed outright were named as they failed
+            console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         kept = f"; the other {len(done)} device(s) wrote their bench.json" if done else ""
         raise CxrError(f"{len(failed)} of {n} devices failed (errors above){kept}")

@@ -175,6 +175,8 @@ class BenchOutcome:
     rows: list[dict]
     models: dict[str, dict]  # key -> metrics of that model (+ evaluated_with, agreement_with_float)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # key -> top-1 per image (x order)
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)  # key -> (N, C) dequantized outputs
+    references: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)  # key -> (float32 name, its top-1)
 
 
 def run_bench(entries: list[ModelEntry], x: np.ndarray, y: np.ndarray, classes: list[str],
@@ -186,6 +188,7 @@ def run_bench(entries: list[ModelEntry], x: np.ndarray, y: np.ndarray, classes: 
     rows: list[dict] = []
     models: dict[str, dict] = {}
     preds: dict[Path, np.ndarray] = {}
+    probs: dict[str, np.ndarray] = {}
     step = progress.advance if progress else None
     for entry in entries:
         for delegate in settings.delegates:
@@ -200,14 +203,17 @@ def run_bench(entries: list[ModelEntry], x: np.ndarray, y: np.ndarray, classes: 
                     if progress:
                         progress.start(f"{entry.key} accuracy on {len(x)} images", len(x))
                     try:
-                        labels = predict_labels(model, x, step)
+                        probs[entry.key] = model.predict_proba(x, step)
                     except RUN_ERRORS as exc:
                         row.update(status="failed", error=one_line(exc), latency_ms=None)
                         continue
+                    labels = probs[entry.key].argmax(axis=1)
                     preds[entry.path.resolve()] = labels
                     models[entry.key] = {**classification_metrics(y, labels, classes),
                                          "evaluated_with": {"delegate": delegate, "threads": threads}}
                 del model
+    references: dict[str, tuple[str, np.ndarray]] = {}
+    by_path = {e.path.resolve(): e.key for e in entries}
     for entry in entries:
         if entry.key in models:
             if progress and entry.reference and entry.reference.resolve() not in preds:
@@ -215,8 +221,12 @@ def run_bench(entries: list[ModelEntry], x: np.ndarray, y: np.ndarray, classes: 
             ref = reference_predictions(entry, x, runtime, preds, step)
             mine = preds[entry.path.resolve()]
             models[entry.key]["agreement_with_float"] = None if ref is None else agreement(mine, ref)
+            if ref is not None:
+                ref_path = entry.reference.resolve()
+                references[entry.key] = (by_path.get(ref_path, f"{entry.variant}/float32"), ref)
     fill_rows(rows, models)
-    return BenchOutcome(rows, models, {e.key: preds[e.path.resolve()] for e in entries if e.key in models})
+    return BenchOutcome(rows, models, {e.key: preds[e.path.resolve()] for e in entries if e.key in models},
+                        probs, references)
 
 
 def fill_rows(rows: list[dict], models: dict[str, dict]) -> None:

@@ -4,6 +4,10 @@ Two layouts:
 - `DIR/{train,val,test}/<class>/*` (val may be missing: then 15% of train, stratified and seeded);
 - `DIR/<class>/*`: a seeded, stratified 70/15/15 split.
 Which one was found, and the seed of any split made here, is recorded (`Dataset.describe()`).
+
+Evaluation (`scan_eval`, used by bench on a folder given with --data) also takes an external test set:
+`DIR/test/<class>/*` with no train/ (only the split folders that exist), or `DIR/<class>/*`, where every
+image is a test image (no split is made: an external test set is never subsampled).
 """
 from __future__ import annotations
 
@@ -73,6 +77,24 @@ def scan(root: str | Path, seed: int = 0) -> Dataset:
     return Dataset(root, classes, split, "class-folders", seed)
 
 
+def scan_eval(root: str | Path) -> Dataset:
+    """A folder to evaluate on: the split folders it has (train/ not required), or every image of
+    `DIR/<class>/` as the test split (layout "test-only")."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CxrError(f"--data {root}: " + ("folder not found" if not root.exists() else "not a folder"))
+    present = [s for s in SPLITS if (root / s).is_dir()]
+    if "train" in present and "test" in present:
+        return scan(root)
+    if not present:
+        classes, files = _class_folders(root, min_classes=1)
+        return Dataset(root, classes, {"test": tuple(files)}, "test-only")
+    per_split = {s: _class_folders(root / s, min_classes=1) for s in present}
+    union = tuple(sorted({c for cls, _ in per_split.values() for c in cls}))
+    splits = {s: tuple((p, union.index(cls[y])) for p, y in files) for s, (cls, files) in per_split.items()}
+    return Dataset(root, union, splits, "test-only" if present == ["test"] else "splits-without-train")
+
+
 def scan_recorded(data: dict, root: str | Path | None = None) -> Dataset:
     """Re-open the dataset a run.json `data` block describes: its path (or `root` instead) with the
     split seed it recorded (None for a splits layout, where the seed does not matter)."""
@@ -97,7 +119,7 @@ def _scan_split_layout(root: Path, present: list[str], seed: int) -> Dataset:
                    "splits-val-from-train", seed)
 
 
-def _class_folders(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+def _class_folders(folder: Path, min_classes: int = 2) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not dirs:
         raise CxrError(f"--data {folder}: no class folders inside (expected <class>/ image folders)")
@@ -108,7 +130,7 @@ def _class_folders(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]
         if not imgs:
             raise CxrError(f"--data {d}: class folder has no images (.png/.jpg)")
         files.extend((p, label) for p in imgs)
-    if len(dirs) < 2:
+    if len(dirs) < min_classes:
         raise CxrError(f"--data {folder}: found 1 class folder ({dirs[0].name}); at least 2 classes are needed")
     return tuple(d.name for d in dirs), files
 

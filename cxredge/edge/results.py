@@ -7,6 +7,8 @@ bench.json (contract in DESIGN.md; names are kept, fields are only added):
            accuracy, macro_f1, macro_precision, macro_recall, agreement_with_float,
            latency_ms {init, first, median, p90, p99, mean, std, min, runs}, speedup_vs_float32,
            peak_rss_mb, rss_mb, status ok|failed, error],
+  clinical per model and row: per_class sensitivity / specificity / ppv / npv / auc / sens_at_spec95, macro_auc,
+      brier, ece, ci95, paired_vs_float (cxredge/edge/validation.py, docs/clinical-metrics.md),
   ood {n, n_flagged, share, threshold, reasons, flagged, per_model, guarded, unguarded} (the OOD guard:
       cxredge/edge/ood_flags.py, docs/ood-guard.md),
   notes [...]
@@ -16,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cxredge.edge import clinical_tables
 from cxredge.errors import CxrError
 from cxredge.io import read_json, write_json, write_text
 
@@ -91,9 +94,10 @@ def bench_markdown(doc: dict, plots: list[str] | None = None) -> str:
         "## Per class (recall / precision / F1)", "",
     ]
     classes = ds.get("classes", [])
-    per = [[k] + [f"{m['per_class'][c]['recall']:.3f} / {m['per_class'][c]['precision']:.3f} / "
-                  f"{m['per_class'][c]['f1']:.3f}" for c in classes] for k, m in doc.get("models", {}).items()]
+    per = [[k] + [" / ".join(fmt(m["per_class"].get(c, {}).get(v)) for v in ("recall", "precision", "f1"))
+                  for c in classes] for k, m in doc.get("models", {}).items()]
     parts += [md_table(["model"] + classes, per), ""]
+    parts += clinical_tables.markdown(doc, md_table)
     parts += [f"![{p}]({p})" for p in plots or []]
     parts += ["", "## Notes", ""] + [f"- {n}" for n in doc.get("notes", [])]
     return "\n".join(parts) + "\n"
@@ -133,6 +137,10 @@ def rich_table(doc: dict, title: str = "cxredge bench", width: int = 120):
         row[-1] = "ok" if r["status"] == "ok" else "[red]failed[/]"
         table.add_row(*row)
     return table
+
+
+def clinical_rich_table(doc: dict):
+    return clinical_tables.rich_table(doc)
 
 
 def failures(doc: dict) -> list[str]:

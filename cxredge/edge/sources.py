@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxredge.edge.bench import ModelEntry
-from cxredge.edge.dataset import Dataset, _class_folders, scan
+from cxredge.edge.dataset import Dataset, _class_folders, scan, scan_eval
 from cxredge.edge.runtime import check_tflite_file
 from cxredge.edge.sidecar import PRECISIONS, read_labels_file, read_sidecar
 from cxredge.errors import CxrError
@@ -104,20 +104,72 @@ def dataset_for(source: Source, data: Path | None, split: str) -> tuple[Dataset,
     """The labelled images to evaluate on, and a sentence saying where they came from.
 
     Order: --data, then a bundle's test images, then the run's own dataset (run.json data.path).
-    `split` 'all' takes every image of the dataset.
+    --data naming the run's own dataset keeps the run's split; any other folder is read by `scan_eval`
+    (an external test set: test/<class>/ only, or <class>/ folders whose every image is a test image).
     """
     run_data = (source.run or {}).get("data") or {}
     seed = run_data.get("split_seed") or 0
+    path = run_data.get("path")
     if data is not None:
-        return scan(data, seed=seed), f"--data {data}"
+        if path and Path(path).is_dir() and Path(data).resolve() == Path(path).resolve():
+            return scan(data, seed=seed), f"--data {data} (the run's dataset, its split seed {seed})"
+        ds = scan_eval(data)
+        how = {"test-only": "every image as test", "splits-without-train": "its split folders"}.get(ds.layout)
+        return ds, f"--data {data}" + (f" ({how})" if how else "")
     if source.test_images is not None:
         return folder_dataset(source.test_images, split), f"{source.origin} test images"
-    path = run_data.get("path")
     if path and Path(path).is_dir():
         return scan(path, seed=seed), f"the run's dataset (run.json data.path, split seed {seed})"
     where = f" (run.json data.path {path} is not on this machine)" if path else ""
     raise CxrError(f"no labelled images to evaluate on{where}: pass --data DIR, or export the bundle "
                    "--with-test-images")
+
+
+def eval_dataset(source: Source, data: Path | None, split: str) -> tuple[Dataset, str, list[str]]:
+    """dataset_for + --split all + the dataset's classes matched to the models' labels by name.
+
+    Returns the dataset (classes = the models' labels, in their order), where it came from, and the
+    models' classes that have no images in it (allowed: their per-class metrics are null).
+    """
+    ds, where = dataset_for(source, data, split)
+    if split == "all":
+        ds = merged_split(ds)
+    if split not in ds.splits:
+        raise CxrError(f"--split {split}: {where} has no {split} images (it has {', '.join(ds.splits)}); "
+                       f"try --split {next(iter(ds.splits))}")
+    labels = model_labels(source.entries)
+    if labels is None:
+        return ds, where, []
+    ds = align_classes(ds, labels, where)
+    present = set(y for _, y in ds.splits[split])
+    return ds, where, [c for i, c in enumerate(labels) if i not in present]
+
+
+def model_labels(entries: list[ModelEntry]) -> list[str] | None:
+    """The label list all labelled models share (None when no model carries labels)."""
+    labelled = [e for e in entries if e.labels is not None]
+    for e in labelled[1:]:
+        if list(e.labels) != list(labelled[0].labels):
+            raise CxrError(f"{e.path}: labels ({', '.join(e.labels)}) differ from {labelled[0].path} "
+                           f"({', '.join(labelled[0].labels)}); bench models of one label set together")
+    return list(labelled[0].labels) if labelled else None
+
+
+def align_classes(ds: Dataset, labels: list[str], where: str) -> Dataset:
+    """Relabel a dataset's images to the models' label order, matching class folders by name
+    (exactly, else case-insensitively). A folder that names no model class is an error."""
+    if list(ds.classes) == list(labels):
+        return ds
+    lower = {lab.lower(): i for i, lab in enumerate(labels)}
+    index = {}
+    for c in ds.classes:
+        i = labels.index(c) if c in labels else lower.get(c.lower())
+        if i is None:
+            raise CxrError(f"{where}: class folder '{c}' is not a class of the model ({', '.join(labels)}); "
+                           "rename or remove it")
+        index[ds.classes.index(c)] = i
+    splits = {s: tuple((p, index[y]) for p, y in files) for s, files in ds.splits.items()}
+    return Dataset(ds.root, tuple(labels), splits, ds.layout, ds.seed)
 
 
 def folder_dataset(root: Path, split: str = "test") -> Dataset:
@@ -130,13 +182,3 @@ def merged_split(ds: Dataset) -> Dataset:
     """--split all: every image of every split as one split named 'all'."""
     files = tuple(f for s in ds.splits.values() for f in s)
     return Dataset(ds.root, ds.classes, {**ds.splits, "all": files}, ds.layout, ds.seed)
-
-
-def check_labels(entries: list[ModelEntry], classes: list[str], where: str) -> None:
-    """Every model's labels (or, for a bare model, its number of outputs) must match the dataset's classes."""
-    for e in entries:
-        if e.labels is None:
-            continue
-        if list(e.labels) != list(classes):
-            raise CxrError(f"{e.path}: model labels ({', '.join(e.labels)}) differ from the classes of {where} "
-                           f"({', '.join(classes)}); pass --labels FILE or --data matching the model")
