@@ -14,7 +14,8 @@ pytest.importorskip("cxredge.keras")
 runner = CliRunner()
 FAST = ["--alpha", "0.25", "--weights", "none", "--epochs", "2", "--patience", "2"]
 METRIC_KEYS = {"classes", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "per_class",
-               "confusion_matrix", "params_total", "params_trainable", "train_seconds", "epochs_run", "split"}
+               "confusion_matrix", "params_total", "params_trainable", "train_seconds", "epochs_run", "split",
+               "macro_auc", "brier", "ece", "ci95", "reliability", "roc"}
 
 
 def train(*args):
@@ -91,9 +92,19 @@ def test_saved_model_reloads_and_predicts_like_the_metrics(alpha1_run, tiny_data
     out, _ = alpha1_run
     model = keras.models.load_model(out / "fc" / "model.keras")
     test = load_split(scan(tiny_data), "test")
-    pred = predict(model, test.x).argmax(axis=1)
+    probs = predict(model, test.x)
+    pred = probs.argmax(axis=1)
     m = read(out / "fc" / "metrics.json")
     assert (pred == test.y).mean() == pytest.approx(m["accuracy"])
+    # the clinical block of metrics.json comes from these probabilities (cross-checked with scikit-learn)
+    skm = pytest.importorskip("sklearn.metrics")
+    for i, c in enumerate(m["classes"]):
+        v = m["per_class"][c]
+        assert v["sensitivity"] == pytest.approx(skm.recall_score(test.y == i, pred == i), abs=1e-6)
+        assert v["sensitivity"] == pytest.approx(v["recall"], abs=1e-12)
+        assert v["auc"] == pytest.approx(skm.roc_auc_score(test.y == i, probs[:, i]), abs=1e-4)
+    lo, hi = m["ci95"]["accuracy"]
+    assert lo <= m["accuracy"] <= hi
 
 
 def test_same_seed_same_metrics_and_history(fast_runs):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cxredge.edge import plots as P
 from cxredge.edge.report_audit import audit_section
+from cxredge.edge.report_clinical import clinical_blocks, dataset_label, datasets_section, group_by_dataset
 from cxredge.edge.report_devices import bench_summary, devices_section, heading
 from cxredge.edge.report_saliency import saliency_section
 from cxredge.edge.results import fmt
@@ -121,14 +122,17 @@ def bench_section(doc: Doc, benches: list[tuple[Path, dict]], assets: Path) -> N
         return
     doc.h(2, "On-device benchmark")
     for path, b in benches:
-        doc.h(3, device_name(b))
+        doc.h(3, device_name(b) + (f" on {dataset_label(b)}" if b.get("dataset", {}).get("n") else ""))
         doc.p(bench_summary(path, b))
         doc.table(["model", "delegate", "threads", "MB", "accuracy", "macro F1", "agree fp32", "init ms", "first ms",
                    "median ms", "p90 ms", "p99 ms", "vs fp32", "status"], [bench_cells(r) for r in b["results"]])
         for name in b.get("plots") or []:
-            doc.img(path.parent / name, f"{device_name(b)}: {name}")
-    if len(benches) > 1:
-        devices_section(doc, benches, assets)  # cxredge/edge/report_devices.py
+            if name.startswith("bench_"):
+                doc.img(path.parent / name, f"{device_name(b)}: {name}")
+        clinical_blocks(doc, path, b, assets)  # cxredge/edge/report_clinical.py
+    for group in group_by_dataset(benches):  # devices compared on the same images only
+        if len(group) > 1:
+            devices_section(doc, group, assets)  # cxredge/edge/report_devices.py
 
 
 def device_name(b: dict) -> str:
@@ -149,6 +153,7 @@ def bench_cells(r: dict) -> list[str]:
 def build(run_dir: Path | None, benches: list[tuple[Path, dict]], assets: Path) -> Doc:
     doc = Doc()
     doc.h(1, "cxredge report")
+    datasets_section(doc, benches, assets)  # internal vs external first, when benches span datasets
     if run_dir is not None:
         run_section(doc, run_dir, assets)
         audit_section(doc, run_dir)

@@ -12,6 +12,8 @@ from rich.console import Console
 
 from cxredge import __version__
 from cxredge.convert import calibration
+from cxredge.edge import validation
+from cxredge.edge.clinical import Resampler
 from cxredge.edge.metrics import classification_metrics
 from cxredge.errors import CxrError
 from cxredge.io import write_json
@@ -214,6 +216,10 @@ def _evaluate(model, tail, variant, cuts, data, feats, settings) -> dict:
     else:
         probs = predict(model, test.x, batch_size=32)
     metrics = classification_metrics(test.y, probs.argmax(axis=1), data.classes)
+    present = set(test.y.tolist())  # the clinical block (edge/validation.py), as bench writes it
+    missing = [c for i, c in enumerate(data.classes) if i not in present]
+    block = validation.clinical_block(test.y, probs, list(data.classes), Resampler(len(test.y)))
+    validation.merge_into(metrics, block, missing)
     metrics.update(variant=variant, split="test", full_vs_cached_max_abs_diff=check)
     if tail is not None and cuts[variant] in feats.int8_test:
         cut = cuts[variant]
