@@ -95,9 +95,9 @@ def bench_remote(models, run, labels, data, split, limit, settings, out, rs) -> 
 
 
 def run_devices(rs, job, out_dir: Path) -> tuple[list[tuple[str, Path, dict]], list[str]]:
-    from cxredge.cli.bench import bar
     from rich.markup import escape
 
+    from cxredge.cli.bench import bar
     from cxredge.cli.common import console
     from cxredge.remote.session import DeviceRun
 

@@ -6,6 +6,7 @@ from typing import Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cxredge.errors import CxrError
 
@@ -16,14 +17,17 @@ F = TypeVar("F", bound=Callable)
 
 
 def handle_errors(fn: F) -> F:
-    """Turn a CxrError into one red line on stderr and exit code 1 (no traceback)."""
+    """Turn a CxrError into one red line on stderr and exit code 1 (no traceback).
+
+    The message is printed as text, not rich markup: `pip install 'cxredge[train]'` keeps its `[train]`.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except CxrError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("[bold red]interrupted[/]: artifacts written so far are complete; nothing partial was left")

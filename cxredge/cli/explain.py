@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from cxredge.cli.common import console, err_console, handle_errors
 from cxredge.edge.explain import DEFAULT_BATCH, DEFAULT_BORDER, DEFAULT_PATCH, DEFAULT_STRIDE
@@ -67,7 +68,7 @@ def explain(
         console.print(f"wrote [bold]{out_dir / 'explain.json'}[/], {out_dir / doc['grid']} and "
                       f"{len(doc['images']) * len(explainers)} overlays in {out_dir / 'overlays'}")
     for note in filter(None, (e.info.get("note") for e in explainers)):
-        err_console.print(f"[yellow]note[/] {note}", highlight=False)
+        err_console.print(f"[yellow]note[/] {escape(note)}", highlight=False)
     if doc["unreadable"]:
         raise CxrError(f"{len(doc['unreadable'])} of {len(files)} images unreadable: {doc['unreadable'][0]}")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from cxredge.cli.common import console, err_console, handle_errors
 from cxredge.errors import CxrError
@@ -93,7 +94,7 @@ def classify(model, files: list[Path], names: list[str], guard=None) -> tuple[li
             img = load_image(f, size)
         except CxrError as exc:
             bad.append(str(exc))
-            err_console.print(f"[red]skipped[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]skipped[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             continue
         model.set_input(img)
         model.invoke()

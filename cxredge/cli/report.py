@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from cxredge.cli.common import console, handle_errors
 from cxredge.errors import CxrError
@@ -40,7 +41,7 @@ def report(
     out_dir = out or run_dir or Path(".")
     html_path, md_path, doc = write_report(out_dir, run_dir, benches)
     for note in doc.notes:
-        console.print(f"[yellow]note[/] {note}", highlight=False)
+        console.print(f"[yellow]note[/] {escape(note)}", highlight=False, soft_wrap=True)
     n_img = sum(1 for b in doc.blocks if b[0] == "img")
     n_tab = sum(1 for b in doc.blocks if b[0] == "table")
     console.print(f"wrote [bold]{html_path}[/] ({html_path.stat().st_size / 1e6:.1f} MB, {n_tab} tables, "

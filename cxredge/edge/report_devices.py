@@ -7,10 +7,13 @@ match is not the same thing:
 - model bytes: the sha256 each row carries (from the model's sidecar) must agree across devices;
   different bytes under one name are flagged, never silently merged.
 - images: accuracies are compared on the same labelled images: dataset.images_sha256 where both
-  benches recorded it (cxredge/edge/fingerprint.py), else split, n and classes.
+  benches recorded it (cxredge/edge/fingerprint.py), else split, n and classes. A bench whose images or
+  classes differ from the first bench's is flagged once for its dataset (split, n, image set, folder),
+  even where the per-image predictions agree on the images both share.
 - predictions: the same model bytes on the same images must give the same top-1 class per image on
   every device. Compared image by image where both benches record per-image predictions (on the
   images they share), else by accuracy. A device that differs is flagged.
+A bench that records no model sha256 (benchmark_model text) is said to be matched by name only.
 Latency is the median per row; benchmark_model rows without a median show their average ("avg").
 """
 from __future__ import annotations
@@ -184,6 +187,62 @@ def same_images(a: Dev, b: Dev) -> bool | None:
     return None if ka == kb else False
 
 
+def classes_of(dev: Dev) -> list[str]:
+    return [str(c) for c in ((dev.b.get("dataset") or {}).get("classes") or [])]
+
+
+def dataset_text(dev: Dev) -> str:
+    """split, n, image set and folder of a bench's labelled images, for a mismatch line."""
+    ds = dev.b.get("dataset") or {}
+    parts = [f"split {ds.get('split')}", f"n={ds.get('n')}"]
+    if ds.get("images_sha256"):
+        parts.append(f"images {ds['images_sha256'][:10]}")
+    folder = (ds.get("chosen_from") or {}).get("path") or ds.get("path")
+    if folder:
+        parts.append(f"from {folder}")
+    return ", ".join(parts)
+
+
+def has_accuracy(dev: Dev) -> bool:
+    return any(r.get("accuracy") is not None for r in dev.rows())
+
+
+def dataset_flags(devs: list[Dev]) -> list[str]:
+    """Benches whose labelled images or classes differ from the first bench's: accuracies not comparable."""
+    held = [d for d in devs if has_accuracy(d)]
+    flags = []
+    for d in held[1:]:
+        ref = held[0]
+        cr, cd = classes_of(ref), classes_of(d)
+        if cr and cd and cr != cd:
+            what = "other classes" if set(cr) != set(cd) else "its classes in another order"
+            flags.append(f"dataset: {d.tag} has {what} than {ref.tag} ({', '.join(cd)} vs {', '.join(cr)}): "
+                         "its rows are not the same task")
+        if same_images(ref, d) is False:
+            flags.append(f"dataset: {d.tag} evaluated other labelled images than {ref.tag} ({dataset_text(d)} vs "
+                         f"{dataset_text(ref)}): its accuracy is not comparable")
+    return flags
+
+
+def unverified_notes(devs: list[Dev]) -> list[str]:
+    """Benches with rows but no model sha256 (benchmark_model text): matched to the others by name only."""
+    out = []
+    for d in devs:
+        models = {r["model"] for r in d.rows()}
+        shared = models & {r["model"] for o in devs if o is not d for r in o.rows()}
+        if shared and not any(r.get("sha256") for r in d.rows()):
+            out.append(f"{d.tag} recorded no model sha256 ({d.kind}): its rows are matched to the other "
+                       "devices' by model name only; that they are the same model bytes is not verified")
+    return out
+
+
+def named(pred: dict[str, int] | None, classes: list[str]) -> dict | None:
+    """Predicted class indices -> class names where the bench recorded its classes (other orders compare)."""
+    if pred is None or not classes:
+        return pred
+    return {k: classes[v] if 0 <= v < len(classes) else v for k, v in pred.items()}
+
+
 def accuracy_of(dev: Dev, model: str) -> float | None:
     m = (dev.b.get("models") or {}).get(model) or {}
     if m.get("accuracy") is not None:
@@ -197,8 +256,8 @@ def compare(ref: Dev, dev: Dev, model: str) -> tuple[str, bool]:
     if sr and sd and sr != sd:
         return f"{dev.tag} other model bytes", False
     images = same_images(ref, dev)
-    pr = predictions_by_id(ref.b.get("dataset"), (ref.b.get("models") or {}).get(model))
-    pd = predictions_by_id(dev.b.get("dataset"), (dev.b.get("models") or {}).get(model))
+    pr = named(predictions_by_id(ref.b.get("dataset"), (ref.b.get("models") or {}).get(model)), classes_of(ref))
+    pd = named(predictions_by_id(dev.b.get("dataset"), (dev.b.get("models") or {}).get(model)), classes_of(dev))
     if pr is not None and pd is not None:
         common = pr.keys() & pd.keys()
         if not common:
@@ -220,7 +279,7 @@ def compare(ref: Dev, dev: Dev, model: str) -> tuple[str, bool]:
 
 def accuracy_table(doc, devs: list[Dev]) -> list[str]:
     """The accuracy rows across devices and their check; returns the flags (inconsistencies)."""
-    with_acc = [d for d in devs if any(r.get("accuracy") is not None for r in d.rows())]
+    with_acc = [d for d in devs if has_accuracy(d)]
     models = list(dict.fromkeys(r["model"] for d in with_acc for r in d.rows() if r.get("accuracy") is not None))
     rows, flags = [], []
     for model in models:
@@ -246,15 +305,19 @@ def devices_section(doc, benches: list[tuple[Path, dict]], assets: Path) -> None
     doc.h(3, "Speed-up over float32 (same device, delegate and threads)")
     sp_keys = speedup_table(doc, devs)
     doc.h(3, "Accuracy across devices")
-    flags = sha_flags(devs) + accuracy_table(doc, devs)
+    flags = sha_flags(devs) + dataset_flags(devs) + accuracy_table(doc, devs)
     if flags:
         doc.h(3, "Checks that failed")
         for f in flags:
             doc.p("MISMATCH: " + f)
             doc.notes.append("across devices: " + f)
     else:
-        doc.p("Checks: the same model bytes (sha256) under each name on every device that recorded it, and "
-              "matching predictions wherever two devices evaluated the same images.")
+        doc.p("Checks: the same model bytes (sha256) under each name on every device that recorded it, the "
+              "same labelled images and classes on every device that measured accuracy, and matching "
+              "predictions wherever two devices evaluated the same images.")
+    for line in unverified_notes(devs):
+        doc.p("Not verified: " + line)
+        doc.notes.append("across devices: " + line)
     plt = P.matplotlib_pyplot()
     if plt is None:
         doc.notes.append(f"across-devices plots left out: {P.MISSING}")
