@@ -245,7 +245,7 @@ def test_unreadable_image_is_named_and_others_still_predicted(run_dir, tiny_data
 def test_labels_that_differ_from_the_dataset(run_dir, tmp_path, tiny_data):
     other = make_dataset(tmp_path / "other", classes=("cat", "dog"), counts={"train": 1, "val": 1, "test": 1})
     res = runner.invoke(app, ["bench", "--run", str(run_dir), "--data", str(other), "--runs", "2"])
-    assert_clean_error(res, "differ", "cat, dog")
+    assert_clean_error(res, "'cat' is not a class of the model", "alpha, beta, delta, gamma")
 
 
 def test_empty_folders(tmp_path, run_dir):

@@ -62,7 +62,8 @@ def reliability_plot(plt, key: str, m: dict, path: Path, label: str = "") -> Pat
     ax.bar(centres, acc, width=width * 0.95, color="#4C72B0", alpha=0.85, label="accuracy in bin")
     gaps = [(x, c, a) for x, c, a, n in zip(centres, conf, acc, table["count"]) if n]
     ax.bar([g[0] for g in gaps], [g[1] - g[2] for g in gaps], bottom=[g[2] for g in gaps], width=width * 0.95,
-           color="#DD8452", alpha=0.45, label="gap to mean confidence")
+           fill=False, edgecolor="#C44E52", hatch="///", lw=0.8, label="gap to mean confidence")
+    ax.plot([g[0] for g in gaps], [g[1] for g in gaps], "_", color="#C44E52", ms=10, mew=2)
     ax.set(ylabel="accuracy", ylim=(0, 1.02), xlim=(0, 1),
            title=f"{key}{' on ' + label if label else ''}: reliability (ECE {rel['ece']:.3f})")
     ax.legend(loc="upper left", fontsize=8)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cxredge.edge import plots as P
 from cxredge.edge.report_audit import audit_section
-from cxredge.edge.report_clinical import clinical_blocks, dataset_label, datasets_section, group_by_dataset
+from cxredge.edge.report_clinical import clinical_blocks, dataset_label, datasets_section
 from cxredge.edge.report_devices import bench_summary, devices_section, heading
 from cxredge.edge.report_saliency import saliency_section
 from cxredge.edge.results import fmt
@@ -130,9 +130,9 @@ def bench_section(doc: Doc, benches: list[tuple[Path, dict]], assets: Path) -> N
             if name.startswith("bench_"):
                 doc.img(path.parent / name, f"{device_name(b)}: {name}")
         clinical_blocks(doc, path, b, assets)  # cxredge/edge/report_clinical.py
-    for group in group_by_dataset(benches):  # devices compared on the same images only
-        if len(group) > 1:
-            devices_section(doc, group, assets)  # cxredge/edge/report_devices.py
+    if len({heading(b) for _, b in benches}) > 1:  # several devices: compared (and mismatches flagged)
+        devices_section(doc, benches, assets)  # cxredge/edge/report_devices.py
+    # one device on several datasets: the Internal vs external section (report_clinical.py) compares them
 
 
 def device_name(b: dict) -> str:

@@ -29,6 +29,11 @@ def dataset_label(b: dict) -> str:
     return f"{name} ({ds.get('split')}, n={ds.get('n')})"
 
 
+def short_name(b: dict) -> str:
+    ds = b.get("dataset") or {}
+    return ds.get("name") or Path(str(ds.get("path") or "?")).name
+
+
 def group_by_dataset(benches: list[tuple[Path, dict]]) -> list[list[tuple[Path, dict]]]:
     groups: dict[tuple, list] = {}
     for path, b in benches:
@@ -65,8 +70,10 @@ def clinical_blocks(doc, path: Path, b: dict, assets: Path) -> None:
             doc.img(drawn.get(name) or path.parent / name, f"{key}: {caption}")
 
 
-def _change(a, b, scale: float = 100.0, unit: str = " pt") -> str:
-    return "-" if a is None or b is None else f"{scale * (b - a):+.1f}{unit}"
+def _change(a, b, points: bool = True) -> str:
+    if a is None or b is None:
+        return "-"
+    return f"{100 * (b - a):+.1f} pt" if points else f"{b - a:+.3f}"
 
 
 def datasets_section(doc, benches: list[tuple[Path, dict]], assets: Path) -> bool:
@@ -94,12 +101,13 @@ def datasets_section(doc, benches: list[tuple[Path, dict]], assets: Path) -> boo
             rows.append([key, T.with_ci(m.get("accuracy"), ca.get("accuracy")), T.with_ci(o.get("accuracy"), co.get("accuracy")),
                          _change(m.get("accuracy"), o.get("accuracy")),
                          T.with_ci(m.get("macro_auc"), ca.get("macro_auc")), T.with_ci(o.get("macro_auc"), co.get("macro_auc")),
-                         _change(m.get("macro_auc"), o.get("macro_auc"), 1.0, ""),
+                         _change(m.get("macro_auc"), o.get("macro_auc"), points=False),
                          T.num(m.get("ece")), T.num(o.get("ece"))])
-        a, b = dataset_label(first), dataset_label(other)
-        doc.notes.append(f"dataset: {b} holds other labelled images than {a}: its rows are compared as another "
-                         "dataset (Internal vs external), not merged with the first one's as another device")
-        doc.h(3, f"{a} -> {b}")
+        a, b = short_name(first), short_name(other)
+        doc.notes.append(f"dataset: {dataset_label(other)} holds other labelled images than {dataset_label(first)}: "
+                         "its results are compared with the first one's as another dataset (section Internal vs "
+                         "external test sets)")
+        doc.h(3, f"{dataset_label(first)} -> {dataset_label(other)}")
         doc.table(["model", f"accuracy: {a}", f"accuracy: {b}", "change", f"macro AUC: {a}", f"macro AUC: {b}",
                    "change", f"ECE: {a}", f"ECE: {b}"], rows)
         doc.table(["model", "class", f"sensitivity: {a}", f"sensitivity: {b}", "change", f"specificity: {a}",
@@ -140,6 +148,9 @@ def datasets_plot(first: dict, others: list[dict], path: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(keys) + 2), 4.2))
     width = 0.8 / len(benches)
+    lows = [((b["models"][k].get("ci95") or {}).get("accuracy") or [b["models"][k].get("accuracy") or 0.0])[0]
+            for b in benches for k in keys]
+    bottom = max(0.0, int(10 * (min(lows) - 0.05)) / 10)
     for j, b in enumerate(benches):
         xs = [i + (j - (len(benches) - 1) / 2) * width for i in range(len(keys))]
         acc = [b["models"][k].get("accuracy") or 0.0 for k in keys]
@@ -148,7 +159,8 @@ def datasets_plot(first: dict, others: list[dict], path: Path) -> Path | None:
         ax.bar(xs, acc, width=width * 0.95, yerr=err, capsize=3, label=dataset_label(b))
     ax.set_xticks(range(len(keys)))
     ax.set_xticklabels(keys, rotation=30, ha="right", fontsize=8)
-    ax.set(ylabel="accuracy (95% CI)", ylim=(0, 1), title="the same models on each dataset")
+    ax.set(ylabel="accuracy (95% CI)", ylim=(bottom, 1), title="the same models on each dataset"
+           + (f" (axis from {bottom:.1f})" if bottom else ""))
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="y", alpha=0.3)
     return save(fig, path)
