@@ -137,6 +137,7 @@ def test_mirrored_strategy_on_cpu(tiny_data, tmp_path):
 def test_augment_and_finetune_train_the_full_network(tiny_data, tmp_path):
     result = train("--data", tiny_data, "--out", tmp_path / "f", "--variant", "fc,finetune", "--augment",
                    "--unfreeze-blocks", "1", "--finetune-epochs", "1", "--class-weight", "balanced", "--alpha", "0.25",
+                   "--finetune-head", "mlp",
                    "--weights", "none", "--epochs", "1", "--cache-views", "1")
     assert result.exit_code == 0, result.output
     fc = read(tmp_path / "f" / "fc" / "history.json")

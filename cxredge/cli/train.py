@@ -23,6 +23,19 @@ def parse_variants(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def parse_blocks(value: str) -> int | str:
+    """--unfreeze-blocks: 'all' or an integer 1..13."""
+    if value.strip().lower() == "all":
+        return "all"
+    try:
+        blocks = int(value)
+    except ValueError:
+        raise CxrError(f"--unfreeze-blocks {value}: expected all or 1..13") from None
+    if not 1 <= blocks <= 13:
+        raise CxrError(f"--unfreeze-blocks {value}: expected all or 1..13")
+    return blocks
+
+
 @handle_errors
 def train(
     data: Path = typer.Option(SAMPLE_DATA, "--data", help="DIR/{train,val,test}/<class>/ or DIR/<class>/ (70/15/15 split)."),
@@ -46,24 +59,31 @@ def train(
     label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and count) unreadable images instead of stopping."),
     strategy: str = typer.Option("auto", "--strategy", help="auto (GPU if TensorFlow sees one) | mirrored (tf.distribute) | cpu."),
-    unfreeze_blocks: int = typer.Option(2, "--unfreeze-blocks", help="finetune: depthwise-separable blocks to unfreeze (1..13)."),
-    finetune_epochs: int = typer.Option(8, "--finetune-epochs", help="finetune: phase-2 epochs."),
-    finetune_lr: float = typer.Option(1e-5, "--finetune-lr", help="finetune: phase-2 learning rate."),
+    unfreeze_blocks: str = typer.Option("all", "--unfreeze-blocks", help="finetune: all (the whole network) or the last 1..13 depthwise-separable blocks."),
+    finetune_epochs: int = typer.Option(12, "--finetune-epochs", help="finetune: phase-2 epochs (the cosine schedule's length)."),
+    finetune_lr: float = typer.Option(2e-4, "--finetune-lr", help="finetune: phase-2 peak learning rate (AdamW)."),
+    warmup_epochs: float = typer.Option(1.0, "--warmup-epochs", help="finetune: linear learning-rate warm-up, then cosine decay to 0."),
+    weight_decay: float = typer.Option(0.05, "--weight-decay", help="finetune: AdamW decoupled weight decay, not on BatchNorm or biases (0 = Adam)."),
+    bn_mode: str = typer.Option("train", "--bn-mode", help="finetune: BatchNorm on batch statistics (train) or frozen ImageNet statistics (inference)."),
+    finetune_head: str = typer.Option("linear", "--finetune-head", help="finetune: linear (dropout + Dense(C) on the logits) or mlp (Dense 1024/512/C)."),
+    finetune_augment: str = typer.Option("light", "--finetune-augment", help="finetune: light (rotation 0.03, translation 0.05, zoom 0.08, contrast 0.15) | standard (--augment's) | none."),
+    max_minutes: float = typer.Option(0.0, "--max-minutes", help="Stop training before an epoch that would end past this many minutes from the start, keeping the best weights so far (0 = no budget)."),
     audit: bool = typer.Option(True, "--audit/--no-audit", help="Before training: duplicates and the shortcut probe on the decoded images (a few seconds), warnings printed, audit.json in the run folder."),
 ) -> None:
     """Train the MobileNet head variants on cached features and write a run directory."""
     variants = parse_variants(variant)
     if alpha not in ALPHAS:
         raise CxrError(f"--alpha {alpha}: expected one of {', '.join(map(str, ALPHAS))}")
-    if "finetune" in variants and not 1 <= unfreeze_blocks <= 13:
-        raise CxrError(f"--unfreeze-blocks {unfreeze_blocks}: expected 1..13")
+    blocks = parse_blocks(unfreeze_blocks)
     from cxredge.train.settings import TrainSettings
 
     settings = TrainSettings(variants=variants, alpha=alpha, weights=weights, epochs=epochs, batch_size=batch_size,
                              lr=lr, patience=patience, lr_patience=lr_patience, class_weight=class_weight, seed=seed, augment=augment,
                              cache_views=cache_views, pixel_noise=pixel_noise, int8_aware=int8_aware, int8_consistency=int8_consistency, skip_bad=skip_bad, strategy=strategy,
-                             unfreeze_blocks=unfreeze_blocks, dropout=dropout, label_smoothing=label_smoothing,
-                             finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, audit=audit)
+                             unfreeze_blocks=blocks, dropout=dropout, label_smoothing=label_smoothing,
+                             finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, warmup_epochs=warmup_epochs,
+                             weight_decay=weight_decay, bn_mode=bn_mode, finetune_head=finetune_head,
+                             finetune_augment=finetune_augment, max_minutes=max_minutes, audit=audit)
     from cxredge.train.variants import resolve_weights
 
     resolve_weights(weights, alpha)  # fail on a bad --weights before decoding any image

@@ -15,16 +15,32 @@ import numpy as np
 from cxredge.keras import keras, tf
 
 
-def augmenter(seed: int, noise: float = 0.0) -> keras.Sequential:
-    layers = [
-        keras.layers.RandomFlip("horizontal", seed=seed),
-        keras.layers.RandomRotation(0.05, fill_mode="constant", seed=seed + 1),
-        keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2),
-        keras.layers.RandomContrast(0.1, seed=seed + 3),
-    ]
+# Augmentation presets (fractions as the Keras layers take them). "standard" is --augment's and the
+# cached augmented views'; "light" is the finetune recipe's (no flip: the heart sits on one side).
+AUGMENT_PRESETS = {
+    "standard": {"flip": True, "rotation": 0.05, "translation": 0.0, "zoom": 0.1, "contrast": 0.1},
+    "light": {"flip": False, "rotation": 0.03, "translation": 0.05, "zoom": 0.08, "contrast": 0.15},
+    "none": None,
+}
+
+
+def augmenter(seed: int, noise: float = 0.0, preset: str = "standard") -> keras.Sequential:
+    spec = AUGMENT_PRESETS[preset] or {"flip": False, "rotation": 0, "translation": 0, "zoom": 0, "contrast": 0}
+    layers = []
+    if spec["flip"]:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if spec["rotation"]:
+        layers.append(keras.layers.RandomRotation(spec["rotation"], fill_mode="constant", seed=seed + 1))
+    if spec["translation"]:
+        t = spec["translation"]
+        layers.append(keras.layers.RandomTranslation(t, t, fill_mode="constant", seed=seed + 5))
+    if spec["zoom"]:
+        layers.append(keras.layers.RandomZoom(spec["zoom"], fill_mode="constant", seed=seed + 2))
+    if spec["contrast"]:
+        layers.append(keras.layers.RandomContrast(spec["contrast"], seed=seed + 3))
     if noise > 0:
         layers.append(keras.layers.GaussianNoise(noise, seed=seed + 4))
-    return keras.Sequential(layers, name="augment")
+    return keras.Sequential(layers or [keras.layers.Identity()], name="augment")
 
 
 def pixel_noise(batch: np.ndarray, noise: float, seed: int) -> np.ndarray:
@@ -53,15 +69,18 @@ def view_transform(view: int, seed: int, noise: float = 0.0):
 
 
 def image_dataset(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, seed: int,
-                  augment: bool, weights: np.ndarray | None = None, noise: float = 0.0) -> tf.data.Dataset:
-    """uint8 images -> float32 0..255 batches with one-hot labels (and sample weights)."""
+                  augment: bool, weights: np.ndarray | None = None, noise: float = 0.0,
+                  preset: str = "standard", shuffle: bool | None = None) -> tf.data.Dataset:
+    """uint8 images -> float32 0..255 batches with one-hot labels (and sample weights). Shuffled
+    (seeded, every epoch) when augmented unless `shuffle` says otherwise; preset "none" = no transform."""
     w = (weights if weights is not None else np.ones(num_classes, np.float32))[y]
     ds = tf.data.Dataset.from_tensor_slices((x, np.eye(num_classes, dtype=np.float32)[y], w))
-    if augment:
+    if augment if shuffle is None else shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
+    augment = augment and (AUGMENT_PRESETS[preset] is not None or noise > 0)
     if augment:
-        aug = augmenter(seed, noise)
+        aug = augmenter(seed, noise, preset)
 
         def apply(img, lab, sw):
             img = aug(tf.cast(img, tf.float32), training=True)

@@ -105,6 +105,22 @@ class EpochProgress(keras.callbacks.Callback):
                          f"val_acc {logs.get('val_accuracy', 0):.3f}")
 
 
+class BudgetStop(keras.callbacks.Callback):
+    """--max-minutes for the cached fits: stop before an epoch that would end past `deadline` (time.time())."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline, self._t0, self.seconds = deadline, 0.0, []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._t0)
+        if time.time() + float(np.mean(self.seconds)) > self.deadline:
+            self.model.stop_training = True
+
+
 def compile_model(model: keras.Model, lr: float, label_smoothing: float) -> None:
     model.compile(optimizer=keras.optimizers.Adam(lr),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
@@ -112,12 +128,15 @@ def compile_model(model: keras.Model, lr: float, label_smoothing: float) -> None
 
 
 def fit(model: keras.Model, train, val, settings: TrainSettings, epochs: int,
-        advance: Callable[..., None] | None = None) -> tuple[dict, EpochProgress]:
-    """model.fit with early stopping on val loss (best weights restored). Returns (history, timer)."""
+        advance: Callable[..., None] | None = None, deadline: float | None = None) -> tuple[dict, EpochProgress]:
+    """model.fit with early stopping on val loss (best weights restored), and the --max-minutes
+    deadline (time.time()) when one is given. Returns (history, timer)."""
     timer = EpochProgress(advance)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience,
                                          restore_best_weights=True)
     callbacks = [timer, stop] if settings.patience > 0 else [timer]
+    if deadline:
+        callbacks.insert(1, BudgetStop(deadline))
     if settings.lr_patience > 0:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
                                                            patience=settings.lr_patience, min_lr=1e-7))

@@ -20,6 +20,7 @@ from cxredge.io import write_json
 from cxredge.keras import keras, tf
 from cxredge.train import fit as fitting
 from cxredge.train import int8_views
+from cxredge.train.finetune import fit_phase2, pair_accuracy
 from cxredge.train.augment import image_dataset, view_transform
 from cxredge.train.artifacts import write_variant
 from cxredge.train.cache import compute_features, cut_layer_name, feature_extractor, predict, tail_model
@@ -53,6 +54,7 @@ def train_run(data_dir: str | Path, out: str | Path, settings: TrainSettings, co
     if out.exists() and not out.is_dir():
         raise CxrError(f"--out {out}: exists and is not a folder")
     fitting.set_determinism(settings.seed)
+    deadline = time.time() + 60 * settings.max_minutes if settings.max_minutes else None
     weights = resolve_weights(settings.weights, settings.alpha)
     data = load_data(data_dir, seed=settings.seed, skip_bad=settings.skip_bad, console=console)
     audit = pre_training_audit(data, out, settings.seed, console) if settings.audit else None
@@ -60,20 +62,22 @@ def train_run(data_dir: str | Path, out: str | Path, settings: TrainSettings, co
     cuts, feats = _cache(data, settings, weights, console)
     results = []
     for variant in settings.variants:
-        results.append(_train_variant(variant, data, feats, cuts, settings, weights, strategy, out, console))
+        results.append(_train_variant(variant, data, feats, cuts, settings, weights, strategy, out, console,
+                                      deadline))
     _write_run_json(out, data, settings, results, feats, strategy, audit)
     return results
 
 
 def _cache(data: TrainData, settings: TrainSettings, weights, console) -> tuple[dict[str, str], Features]:
     """Which layer each cached variant trains on, and one forward pass per image (and per mirrored
-    train image) that yields every variant's cut. finetune's phase 1 trains on two_conv's cut."""
+    train image) that yields every variant's cut. finetune's phase 1 trains its head on fc's cut (the
+    logits); test features are cached only for the variants evaluated on them (not finetune)."""
     t0 = time.perf_counter()
     ref = build_model("fc", len(data.classes), settings.alpha, weights)
     cuts = {}
     for v in settings.variants:
         if v == "finetune" or not settings.augment:
-            set_trainable(ref, "two_conv" if v == "finetune" else v)
+            set_trainable(ref, "fc" if v == "finetune" else v)
             cuts[v] = cut_layer_name(ref)
     feats = Features()
     if not cuts:
@@ -81,7 +85,8 @@ def _cache(data: TrainData, settings: TrainSettings, weights, console) -> tuple[
     layer_names = list(dict.fromkeys(cuts.values()))
     extractor = feature_extractor(ref, layer_names)
     int8 = _int8_cuts(extractor, data, feats, console) if settings.int8_aware else None
-    jobs = [("train", view) for view in range(settings.cache_views)] + [("val", 0), ("test", 0)]
+    jobs = [("train", view) for view in range(settings.cache_views)] + [("val", 0)]
+    jobs += [("test", 0)] if set(cuts) - {"finetune"} else []
     with progress_bar(console) as bar:
         for split, view in jobs:
             images = data.splits[split].x
@@ -122,33 +127,36 @@ def _int8_cuts(extractor, data: TrainData, feats: Features, console) -> int8_vie
     return int8_views.Int8Cuts(model, extractor)
 
 
-def _train_variant(variant, data, feats, cuts, settings, weights, strategy, out, console) -> dict:
+def _train_variant(variant, data, feats, cuts, settings, weights, strategy, out, console, deadline=None) -> dict:
     k = len(data.classes)
     keras.backend.clear_session()
     fitting.set_determinism(settings.seed)
     t0 = time.perf_counter()
     with strategy.scope():
-        model = build_model(variant, k, settings.alpha, weights, settings.unfreeze_blocks, settings.dropout)
+        model = build_model(variant, k, settings.alpha, weights, settings.unfreeze_blocks, settings.dropout,
+                            settings.finetune_head if variant == "finetune" else "mlp")
         total, trainable = count_params(model)
         if variant == "finetune":
-            set_trainable(model, "two_conv")
+            set_trainable(model, "fc")  # phase 1: the head alone, on the cached logits
     cw = fitting.class_weights(data.splits["train"].y, k, settings.class_weight)
     with progress_bar(console) as bar:
         advance = _advancer(bar, variant, settings.epochs)
         if variant in cuts:
-            history, tail = _fit_cached(model, cuts[variant], data, feats, settings, cw, strategy, advance)
+            history, tail = _fit_cached(model, cuts[variant], data, feats, settings, cw, strategy, advance, deadline)
         else:
-            history, tail = _fit_full(model, data, settings, cw, strategy, advance, settings.epochs, settings.lr)
+            history, tail = _fit_full(model, data, settings, cw, strategy, advance, settings.epochs, settings.lr,
+                                      deadline)
         if variant == "finetune":
             set_trainable(model, "finetune", settings.unfreeze_blocks)
-            advance = _advancer(bar, "finetune phase 2", settings.finetune_epochs)
-            phase2, tail = _fit_full(model, data, settings, cw, strategy, advance, settings.finetune_epochs,
-                                     settings.finetune_lr)
-            history = _join_phases(history, phase2)
+            phase2 = fit_phase2(model, data, settings, cw, strategy, lambda label, n: _batch_bar(bar, label, n),
+                                deadline)
+            history, tail = _join_phases(history, phase2), None
     seconds = time.perf_counter() - t0
     metrics = _evaluate(model, tail, variant, cuts, data, feats, settings)
     metrics.update(params_total=total, params_trainable=trainable, train_seconds=round(seconds, 2),
                    epochs_run=len(history["loss"]), best_epoch=history["best_epoch"])
+    if "best_val" in history:
+        metrics["val"] = history["best_val"]
     write_variant(out, variant, model, history, metrics)
     console.print(f"[green]{variant}[/]: test accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
                   f"({metrics['epochs_run']} epochs, {seconds:.1f} s) -> {out / variant}")
@@ -168,7 +176,20 @@ def _advancer(bar, label: str, epochs: int):
     return advance
 
 
-def _fit_cached(model, cut, data, feats, settings, cw, strategy, advance):
+def _batch_bar(bar, label: str, total: int):
+    """A bar that advances per batch (ETA from the batch rate); info is set at each epoch's end."""
+    task = bar.add_task(f"train {label}", total=total, info="")
+
+    def update(n: int, info: str | None, done: bool = False) -> None:
+        if done:
+            completed = next(t.completed for t in bar.tasks if t.id == task)
+            bar.update(task, total=completed, info=info)
+        else:
+            bar.update(task, advance=n, **({"info": info} if info is not None else {}))
+    return update
+
+
+def _fit_cached(model, cut, data, feats, settings, cw, strategy, advance, deadline=None):
     k = len(data.classes)
     pairs = feats.int8_train.get(cut)  # --int8-aware: each view's int8 cut, trained side by side
     with strategy.scope():
@@ -178,12 +199,12 @@ def _fit_cached(model, cut, data, feats, settings, cw, strategy, advance):
     train = fitting.CachedBatches(feats.train[cut], data.splits["train"].y, k, settings.batch_size, settings.seed, cw,
                                   pairs)
     val = (feats.val[cut], np.eye(k, dtype=np.float32)[data.splits["val"].y])
-    history, _ = fitting.fit(trainer, train, val, settings, settings.epochs, advance)
+    history, _ = fitting.fit(trainer, train, val, settings, settings.epochs, advance, deadline)
     history["mode"] = "cached, int8-aware" if pairs else "cached"
     return history, tail
 
 
-def _fit_full(model, data, settings, cw, strategy, advance, epochs, lr):
+def _fit_full(model, data, settings, cw, strategy, advance, epochs, lr, deadline=None):
     """The whole network on (augmented) images; BN layers run in inference mode (tail from the input)."""
     k = len(data.classes)
     with strategy.scope():
@@ -193,15 +214,20 @@ def _fit_full(model, data, settings, cw, strategy, advance, epochs, lr):
                           augment=True, weights=cw, noise=settings.pixel_noise)
     val = image_dataset(data.splits["val"].x, data.splits["val"].y, k, settings.batch_size, settings.seed,
                         augment=False)
-    history, _ = fitting.fit(trainer, train, val, settings, epochs, advance)
+    history, _ = fitting.fit(trainer, train, val, settings, epochs, advance, deadline)
     history["mode"] = "full-augmented"
     return history, None
 
 
 def _join_phases(p1: dict, p2: dict) -> dict:
     joined = {key: p1[key] + p2[key] for key in p1 if isinstance(p1[key], list) and key in p2}
-    joined.update(phase1_epochs=len(p1["loss"]), mode="cached head + full-augmented fine-tune",
-                  best_epoch=len(p1["loss"]) + p2["best_epoch"])
+    n1, best = len(p1["loss"]), p2["best_epoch"]
+    joined.update(phase1_epochs=n1, mode=f"cached head + {p2['mode']}", best_epoch=n1 + best,
+                  stop_reason=p2["stop_reason"], phase2_val_macro_f1=p2.get("val_macro_f1", []),
+                  phase2_val_pair_accuracy=p2.get("val_pair_accuracy", []))
+    if best:
+        joined["best_val"] = {key: p2[f"val_{key}"][best - 1] for key in ("loss", "accuracy", "macro_f1", "pair_accuracy")
+                              if f"val_{key}" in p2}
     return joined
 
 
@@ -216,6 +242,7 @@ def _evaluate(model, tail, variant, cuts, data, feats, settings) -> dict:
     else:
         probs = predict(model, test.x, batch_size=32)
     metrics = classification_metrics(test.y, probs.argmax(axis=1), data.classes)
+    metrics["pair_accuracy"] = pair_accuracy(test.y, probs.argmax(axis=1), data.classes)
     present = set(test.y.tolist())  # the clinical block (edge/validation.py), as bench writes it
     missing = [c for i, c in enumerate(data.classes) if i not in present]
     block = validation.clinical_block(test.y, probs, list(data.classes), Resampler(len(test.y)))

@@ -8,6 +8,9 @@ from cxredge.errors import CxrError
 
 STRATEGIES = ("auto", "mirrored", "cpu")
 CLASS_WEIGHTS = ("none", "balanced")
+BN_MODES = ("train", "inference")
+FINETUNE_HEADS = ("linear", "mlp")
+FINETUNE_AUGMENTS = ("light", "standard", "none")
 
 
 @dataclass(frozen=True)
@@ -30,11 +33,17 @@ class TrainSettings:
     int8_consistency: float = 1.0  # weight of the float/int8 agreement term (train/paired.py)
     skip_bad: bool = False
     strategy: str = "auto"
-    unfreeze_blocks: int = 2
+    unfreeze_blocks: int | str = "all"  # finetune: "all" (the whole network) or the last 1..13 blocks
     dropout: float = 0.3
     label_smoothing: float = 0.1
-    finetune_epochs: int = 8
-    finetune_lr: float = 1e-5
+    finetune_epochs: int = 12
+    finetune_lr: float = 2e-4  # finetune phase 2: peak learning rate (AdamW, warm-up then cosine decay)
+    warmup_epochs: float = 1.0  # finetune phase 2: linear warm-up from ~0 to the peak
+    weight_decay: float = 0.05  # finetune phase 2: AdamW decoupled weight decay (not on BN or biases)
+    bn_mode: str = "train"  # finetune phase 2: BatchNorm on batch statistics (train) or frozen (inference)
+    finetune_head: str = "linear"  # finetune: dropout + Dense(C) on the logits, or the Dense 1024/512/C mlp
+    finetune_augment: str = "light"  # finetune phase 2 augmentation preset (train/augment.py)
+    max_minutes: float = 0.0  # stop training when the next epoch would end past this budget (0 = none)
     audit: bool = True  # duplicates + shortcut probe on the decoded images before training (audit.json)
 
     def __post_init__(self) -> None:
@@ -55,6 +64,15 @@ class TrainSettings:
             (0 <= self.label_smoothing < 1, f"--label-smoothing {self.label_smoothing}: expected 0..1"),
             (self.finetune_epochs >= 1, f"--finetune-epochs {self.finetune_epochs}: must be >= 1"),
             (self.finetune_lr > 0, f"--finetune-lr {self.finetune_lr}: must be > 0"),
+            (self.unfreeze_blocks == "all" or (isinstance(self.unfreeze_blocks, int) and 1 <= self.unfreeze_blocks <= 13),
+             f"--unfreeze-blocks {self.unfreeze_blocks}: expected all or 1..13"),
+            (self.warmup_epochs >= 0, f"--warmup-epochs {self.warmup_epochs}: must be >= 0"),
+            (self.weight_decay >= 0, f"--weight-decay {self.weight_decay}: must be >= 0"),
+            (self.bn_mode in BN_MODES, f"--bn-mode {self.bn_mode}: expected train or inference"),
+            (self.finetune_head in FINETUNE_HEADS, f"--finetune-head {self.finetune_head}: expected linear or mlp"),
+            (self.finetune_augment in FINETUNE_AUGMENTS,
+             f"--finetune-augment {self.finetune_augment}: expected light, standard or none"),
+            (self.max_minutes >= 0, f"--max-minutes {self.max_minutes}: must be >= 0 (0 = no budget)"),
         ]
         for ok, message in checks:
             if not ok:

@@ -5,7 +5,8 @@ Output: softmax over C classes. Which layers train is the variant:
   fc        Dense 1024 / 512 / C only (the whole MobileNet frozen)
   one_conv  + conv_preds (the 1x1 conv that gives the 1000 ImageNet logits)
   two_conv  + conv_pw_13 and its BatchNorm
-  finetune  + the last K depthwise-separable blocks (BN kept in inference mode)
+  finetune  the whole network by default (or + the last K depthwise-separable blocks); its default
+            head is linear: Dropout + Dense(C) on the same logits (train/finetune.py)
 """
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ def resolve_weights(weights: str, alpha: float) -> str | None:
 
 
 def build_model(variant: str, num_classes: int, alpha: float = 0.75, weights: str | None = None,
-                unfreeze_blocks: int = 2, dropout: float = 0.0) -> keras.Model:
-    """Build the full model for a variant, with the right layers trainable."""
+                unfreeze_blocks: int | str = 2, dropout: float = 0.0, head: str = "mlp") -> keras.Model:
+    """Build the full model for a variant, with the right layers trainable. head "mlp" is the
+    contract's Dense 1024/512/C; "linear" (finetune's default) is Dropout + Dense(C) on the logits."""
     if variant not in ALL_VARIANTS:
         raise CxrError(f"--variant {variant}: expected one of {', '.join(ALL_VARIANTS)}")
     if alpha not in ALPHAS:
@@ -60,11 +62,14 @@ def build_model(variant: str, num_classes: int, alpha: float = 0.75, weights: st
                                             weights=weights, classes=1000)
     except (ValueError, OSError) as exc:
         raise CxrError(f"--weights {weights}: could not load into MobileNet alpha {alpha} with top ({exc})") from None
-    logits = base.get_layer(LOGITS_LAYER).output
-    x = keras.layers.Dense(1024, activation="relu", name=HEAD_LAYERS[0])(logits)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="head_drop1")(x)
-    x = keras.layers.Dense(512, activation="relu", name=HEAD_LAYERS[1])(x)
+    x = base.get_layer(LOGITS_LAYER).output
+    if head not in ("mlp", "linear"):
+        raise CxrError(f"--finetune-head {head}: expected linear or mlp")
+    if head == "mlp":
+        x = keras.layers.Dense(1024, activation="relu", name=HEAD_LAYERS[0])(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name="head_drop1")(x)
+        x = keras.layers.Dense(512, activation="relu", name=HEAD_LAYERS[1])(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="head_drop2")(x)
     out = keras.layers.Dense(num_classes, activation="softmax", name=HEAD_LAYERS[2])(x)
@@ -73,7 +78,9 @@ def build_model(variant: str, num_classes: int, alpha: float = 0.75, weights: st
     return model
 
 
-def trainable_names(variant: str, unfreeze_blocks: int = 2) -> set[str]:
+def trainable_names(variant: str, unfreeze_blocks: int | str = 2) -> set[str]:
+    if variant == "finetune" and unfreeze_blocks == "all":
+        return {"conv1", "conv1_bn"} | trainable_names("finetune", 13)
     if variant == "finetune":
         names = set(VARIANT_TRAINABLE["two_conv"])
         for b in range(14 - unfreeze_blocks, 14):
@@ -82,9 +89,10 @@ def trainable_names(variant: str, unfreeze_blocks: int = 2) -> set[str]:
     return set(VARIANT_TRAINABLE[variant])
 
 
-def set_trainable(model: keras.Model, variant: str, unfreeze_blocks: int = 2) -> None:
-    if variant == "finetune" and not 1 <= unfreeze_blocks <= 13:
-        raise CxrError(f"--unfreeze-blocks {unfreeze_blocks}: expected 1..13")
+def set_trainable(model: keras.Model, variant: str, unfreeze_blocks: int | str = 2) -> None:
+    if variant == "finetune" and unfreeze_blocks != "all" and not (
+            isinstance(unfreeze_blocks, int) and 1 <= unfreeze_blocks <= 13):
+        raise CxrError(f"--unfreeze-blocks {unfreeze_blocks}: expected all or 1..13")
     names = trainable_names(variant, unfreeze_blocks) | set(HEAD_LAYERS)
     for layer in model.layers:
         layer.trainable = layer.name in names
