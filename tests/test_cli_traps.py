@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,23 +13,11 @@ from typer.testing import CliRunner
 from cxredge.cli.main import app
 from cxredge.errors import CxrError
 from edge_fixtures import build_models, make_run
+from tf_blocker import run_blocked
 
 runner = CliRunner()
-REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path(__file__).parent / "fixtures" / "benchmark_model_android_sample.txt"
 BAD_DELEGATE = "/no/such/lib[gpu]delegate.so"  # brackets rich would read as a markup tag
-TF_BLOCKER = """
-import sys
-class _NoTensorFlow:
-    BLOCKED = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization", "tflite_runtime")
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in self.BLOCKED:
-            raise ImportError(f"blocked by the cxredge boundary test: {name}")
-        return None
-sys.meta_path.insert(0, _NoTensorFlow())
-"""
-
-
 @pytest.fixture(scope="session")
 def edge_models(tiny_data, tmp_path_factory):
     return build_models(tmp_path_factory.getbasetemp() / "edge_models", tiny_data)
@@ -158,13 +143,8 @@ def test_report_says_rows_without_sha256_are_matched_by_name_only(bench_ok, tmp_
 # --- 3. the install hint keeps `[train]` -----------------------------------------------------------
 
 def test_train_without_tensorflow_prints_the_extra(tmp_path):
-    site = tmp_path / "block_tf"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(TF_BLOCKER)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
-    res = subprocess.run([sys.executable, "-m", "cxredge", "train", "--data", str(tmp_path / "none"),
-                          "--out", str(tmp_path / "run"), "--weights", "none"],
-                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    res = run_blocked(tmp_path, "-m", "cxredge", "train", "--data", str(tmp_path / "none"),
+                      "--out", str(tmp_path / "run"), "--weights", "none")
     assert res.returncode == 1, res.stdout + res.stderr
     assert "pip install 'cxredge[train]'" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -15,21 +13,9 @@ from typer.testing import CliRunner
 from cxredge.cli.main import app
 from conftest import make_dataset
 from edge_fixtures import CLASSES, build_models, make_run
+from tf_blocker import run_blocked
 
 runner = CliRunner()
-REPO = Path(__file__).resolve().parents[1]
-BLOCKER = """
-import sys
-class _NoTensorFlow:
-    BLOCKED = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization", "tflite_runtime")
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in self.BLOCKED:
-            raise ImportError(f"blocked by the cxredge boundary test: {name}")
-        return None
-sys.meta_path.insert(0, _NoTensorFlow())
-"""
-
-
 @pytest.fixture(scope="session")
 def edge_models(tiny_data, tmp_path_factory):
     return build_models(tmp_path_factory.getbasetemp() / "edge_models", tiny_data)
@@ -38,20 +24,6 @@ def edge_models(tiny_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_dir(edge_models, tiny_data, tmp_path_factory):
     return make_run(tmp_path_factory.mktemp("edge_run"), edge_models, tiny_data)
-
-
-def blocked_env(tmp_path: Path) -> dict:
-    site = tmp_path / "block_tf"
-    site.mkdir(exist_ok=True)
-    (site / "sitecustomize.py").write_text(BLOCKER)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])
-    return env
-
-
-def run_blocked(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], env=blocked_env(tmp_path), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
 
 
 # --- the boundary -------------------------------------------------------------------------------
