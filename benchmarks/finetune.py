@@ -1,7 +1,11 @@
 """What `--variant finetune` reaches and costs, next to the cached two_conv head, on one dataset.
 
-Runs `cxredge train --variant finetune` (phase 1 = the cached two_conv head, identical to the two_conv
-variant under the same seed and settings; phase 2 = the last K depthwise-separable blocks unfrozen,
+Superseded by benchmarks/finetune_sweep.py (the whole-network recipe). This script keeps the earlier
+settings (last K blocks, BN in inference mode, the contract's mlp head, plain Adam at a constant rate,
+the standard augmentation); phase 1 now trains the head on the cached logits, not the two_conv head,
+so finetune.md / finetune_4blocks.md are not reproduced exactly.
+
+Runs `cxredge train --variant finetune` (phase 1 = the head on the cached logits; phase 2 = the last K depthwise-separable blocks unfrozen,
 BN in inference mode, augmented images, low learning rate), puts it next to the two_conv metrics of
 --compare (a run directory trained with the same settings) and writes benchmarks/results/finetune.json
 and .md with the machine info.
@@ -37,7 +41,9 @@ def main() -> None:
     p.add_argument("--compare", default="runs/full", help="run directory whose two_conv/metrics.json to show")
     args = p.parse_args()
     settings = TrainSettings(variants=("finetune",), unfreeze_blocks=args.unfreeze_blocks,
-                             finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, seed=args.seed)
+                             finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, seed=args.seed,
+                             bn_mode="inference", finetune_head="mlp", finetune_augment="standard",
+                             weight_decay=0.0, warmup_epochs=0.0)
     t0 = time.perf_counter()
     results = train_run(args.data, args.out, settings, Console())
     wall = time.perf_counter() - t0

@@ -119,6 +119,7 @@ def test_cached_variants_honour_max_minutes(tiny_data, tmp_path):
     (["--max-minutes", "-1"], "--max-minutes -1.0"),
     (["--weight-decay", "-0.1"], "--weight-decay -0.1"),
     (["--warmup-epochs", "-1"], "--warmup-epochs -1.0"),
+    (["--finetune-patience", "-1"], "--finetune-patience -1"),
 ])
 def test_bad_finetune_options_are_one_line_errors(tiny_data, tmp_path, args, message):
     result = invoke("train", "--data", tiny_data, "--out", tmp_path / "x", "--variant", "finetune", *FAST, *args)

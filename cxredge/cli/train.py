@@ -62,6 +62,7 @@ def train(
     unfreeze_blocks: str = typer.Option("all", "--unfreeze-blocks", help="finetune: all (the whole network) or the last 1..13 depthwise-separable blocks."),
     finetune_epochs: int = typer.Option(12, "--finetune-epochs", help="finetune: phase-2 epochs (the cosine schedule's length)."),
     finetune_lr: float = typer.Option(2e-4, "--finetune-lr", help="finetune: phase-2 peak learning rate (AdamW)."),
+    finetune_patience: int = typer.Option(6, "--finetune-patience", help="finetune: stop phase 2 after this many epochs without a val macro-F1 gain (0 = off); the best epoch's weights are kept."),
     warmup_epochs: float = typer.Option(1.0, "--warmup-epochs", help="finetune: linear learning-rate warm-up, then cosine decay to 0."),
     weight_decay: float = typer.Option(0.05, "--weight-decay", help="finetune: AdamW decoupled weight decay, not on BatchNorm or biases (0 = Adam)."),
     bn_mode: str = typer.Option("train", "--bn-mode", help="finetune: BatchNorm on batch statistics (train) or frozen ImageNet statistics (inference)."),
@@ -82,6 +83,7 @@ def train(
                              cache_views=cache_views, pixel_noise=pixel_noise, int8_aware=int8_aware, int8_consistency=int8_consistency, skip_bad=skip_bad, strategy=strategy,
                              unfreeze_blocks=blocks, dropout=dropout, label_smoothing=label_smoothing,
                              finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, warmup_epochs=warmup_epochs,
+                             finetune_patience=finetune_patience,
                              weight_decay=weight_decay, bn_mode=bn_mode, finetune_head=finetune_head,
                              finetune_augment=finetune_augment, max_minutes=max_minutes, audit=audit)
     from cxredge.train.variants import resolve_weights

@@ -138,7 +138,7 @@ def fit_phase2(model, data, settings: TrainSettings, cw, strategy, bar_factory, 
     train = image_dataset(train_split.x, train_split.y, k, settings.batch_size, settings.seed, augment=True,
                           weights=cw, noise=settings.pixel_noise, preset=settings.finetune_augment, shuffle=True)
     bar = bar_factory("finetune phase 2", settings.finetune_epochs * steps)
-    monitor = ValMonitor(model, (val_split.x, val_split.y), data.classes, settings.patience, deadline, bar)
+    monitor = ValMonitor(model, (val_split.x, val_split.y), data.classes, settings.finetune_patience, deadline, bar)
     hist = trainer.fit(train, epochs=settings.finetune_epochs, verbose=0, callbacks=[monitor], shuffle=False)
     history = {key: [float(v) for v in vals] for key, vals in hist.history.items()}
     history.update(epoch_seconds=monitor.epoch_seconds, best_epoch=monitor.best_epoch,

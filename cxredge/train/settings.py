@@ -38,6 +38,7 @@ class TrainSettings:
     label_smoothing: float = 0.1
     finetune_epochs: int = 12
     finetune_lr: float = 2e-4  # finetune phase 2: peak learning rate (AdamW, warm-up then cosine decay)
+    finetune_patience: int = 6  # finetune phase 2: early stop after this many epochs without val macro-F1 gain
     warmup_epochs: float = 1.0  # finetune phase 2: linear warm-up from ~0 to the peak
     weight_decay: float = 0.05  # finetune phase 2: AdamW decoupled weight decay (not on BN or biases)
     bn_mode: str = "train"  # finetune phase 2: BatchNorm on batch statistics (train) or frozen (inference)
@@ -66,6 +67,7 @@ class TrainSettings:
             (self.finetune_lr > 0, f"--finetune-lr {self.finetune_lr}: must be > 0"),
             (self.unfreeze_blocks == "all" or (isinstance(self.unfreeze_blocks, int) and 1 <= self.unfreeze_blocks <= 13),
              f"--unfreeze-blocks {self.unfreeze_blocks}: expected all or 1..13"),
+            (self.finetune_patience >= 0, f"--finetune-patience {self.finetune_patience}: must be >= 0"),
             (self.warmup_epochs >= 0, f"--warmup-epochs {self.warmup_epochs}: must be >= 0"),
             (self.weight_decay >= 0, f"--weight-decay {self.weight_decay}: must be >= 0"),
             (self.bn_mode in BN_MODES, f"--bn-mode {self.bn_mode}: expected train or inference"),

@@ -1,0 +1,210 @@
+"""The finetune recipe's ablations (val), its seeds (test), its cost on this CPU, its int8 fidelity.
+
+Every configuration is one `cxredge train --variant finetune` (defaults = the recipe) with one lever
+changed; selection reads **val** only (best epoch's val macro-F1 / accuracy), test is reported for
+the seeds of the recipe and for the record. Two steps, so that long runs can be queued one at a time
+under the shared lock and collected whenever they finish:
+
+    flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/finetune_sweep.py run \\
+        --data DIR --out runs/ft_sweep --only recipe_s0,recipe_s1     # one train per name, skips done ones
+    .venv/bin/python benchmarks/finetune_sweep.py collect --out runs/ft_sweep --logs /work/runs_log
+
+`collect` writes benchmarks/results/finetune_sweep.json and .md: per run val and test accuracy,
+macro-F1, Bacterial-vs-Viral pair accuracy, epochs, seconds per phase-2 epoch, wall time (from the
+`/usr/bin/time -v` log `<logs>/<name>.log` when there is one, else `wall.json` written by `run`),
+the int8 rows of `<run>/quantize.json` (`cxredge quantize --variant finetune --split test`), the CPU.
+Configurations without a finished run are listed as not run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SEEDS = ("recipe_s0", "recipe_s1", "recipe_s2")
+# name -> (extra `cxredge train` arguments, what it measures); the recipe is the defaults
+CONFIGS = {
+    "recipe_s0": ([], "the recipe, seed 0 (the ablations' reference)"),
+    "recipe_s1": (["--seed", "1"], "the recipe, seed 1"),
+    "recipe_s2": (["--seed", "2"], "the recipe, seed 2"),
+    "bn_inference_s0": (["--bn-mode", "inference"], "BatchNorm frozen on ImageNet statistics"),
+    "head_mlp_s0": (["--finetune-head", "mlp"], "the contract's Dense 1024/512/C head instead of the linear head"),
+    "no_augment_s0": (["--finetune-augment", "none"], "no augmentation in phase 2"),
+    "no_smoothing_s0": (["--label-smoothing", "0"], "no label smoothing"),
+    "no_weight_decay_s0": (["--weight-decay", "0"], "Adam instead of AdamW"),
+    "no_warmup_s0": (["--warmup-epochs", "0"], "cosine decay without warm-up"),
+    "patience4_s0": (["--finetune-patience", "4"], "phase-2 early stop after 4 epochs without val macro-F1 gain"),
+    "blocks4_s0": (["--unfreeze-blocks", "4"], "only the last 4 blocks train (the earlier best)"),
+}
+
+
+def run(args) -> None:
+    names = args.only.split(",") if args.only else list(CONFIGS)
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        sys.exit(f"--only {','.join(unknown)}: unknown (expected {', '.join(CONFIGS)})")
+    for name in names:
+        out = Path(args.out) / name
+        if (out / "finetune" / "metrics.json").is_file():
+            print(f"{name}: done already, skipped")
+            continue
+        cmd = [sys.executable, "-m", "cxredge.cli.main", "train", "--data", args.data, "--out", str(out),
+               "--variant", "finetune", "--no-audit", *CONFIGS[name][0]]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True)
+        (out / "wall.json").write_text(json.dumps({"wall_seconds": round(time.perf_counter() - t0, 1)}))
+
+
+def wall_seconds(run_dir: Path, logs: Path | None) -> float | None:
+    log = logs / f"{run_dir.name}.log" if logs else None
+    if log and log.is_file():
+        m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)",
+                      log.read_text(errors="replace"))
+        if m:
+            return round(int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3)), 1)
+    wall = run_dir / "wall.json"
+    return json.loads(wall.read_text())["wall_seconds"] if wall.is_file() else None
+
+
+def int8_row(run_dir: Path) -> dict | None:
+    q = run_dir / "quantize.json"
+    if not q.is_file():
+        return None
+    rows = [r for r in json.loads(q.read_text())["results"] if r["variant"] == "finetune" and r["precision"] == "int8"]
+    if not rows:
+        return None
+    r = rows[0]
+    return {k: r.get(k) for k in ("split", "n", "agreement", "disagreements", "accuracy", "accuracy_float",
+                                  "macro_f1", "macro_f1_float", "delta_macro_f1", "size_bytes")}
+
+
+def summarize(run_dir: Path, logs: Path | None) -> dict:
+    folder = run_dir / "finetune"
+    m, h = json.loads((folder / "metrics.json").read_text()), json.loads((folder / "history.json").read_text())
+    run = json.loads((run_dir / "run.json").read_text())
+    n1 = h["phase1_epochs"]
+    p2_seconds = h["epoch_seconds"][n1:]
+    return {
+        "settings": {k: run["settings"][k] for k in ("seed", "unfreeze_blocks", "bn_mode", "finetune_head",
+                                                     "finetune_augment", "label_smoothing", "weight_decay",
+                                                     "warmup_epochs", "finetune_lr", "finetune_epochs", "batch_size")},
+        "val": h.get("best_val"), "test": {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                                           "pair_accuracy": m.get("pair_accuracy")},
+        "per_class_recall": {c: v["recall"] for c, v in m["per_class"].items()},
+        "confusion_matrix": m["confusion_matrix"], "classes": m["classes"],
+        "phase1_epochs": n1, "phase2_epochs": len(p2_seconds), "best_phase2_epoch": h["best_epoch"] - n1,
+        "stop_reason": h.get("stop_reason"),
+        "phase2_val_accuracy": [round(v, 4) for v in h["val_accuracy"][n1:]],
+        "phase2_val_macro_f1": [round(v, 4) for v in h.get("phase2_val_macro_f1", [])],
+        "phase1_seconds": round(sum(h["epoch_seconds"][:n1]), 1),
+        "phase2_epoch_seconds_median": round(statistics.median(p2_seconds), 1) if p2_seconds else None,
+        "feature_cache_seconds": run["feature_cache_seconds"], "train_seconds": m["train_seconds"],
+        "wall_seconds": wall_seconds(run_dir, logs), "int8": int8_row(run_dir), "created": run["created"],
+        "devices": run["devices"]["used"], "tensorflow": run["versions"]["tensorflow"],
+    }
+
+
+def cpu_info() -> dict:
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {"model": None, "cores": None, "avx512_vnni": None}
+    field = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    flags = field.get("Flags", "").split()
+    return {"model": field.get("Model name", "").strip(), "cpus": field.get("CPU(s)", "").strip(),
+            "avx512_vnni": "avx512_vnni" in flags, "amx_int8": "amx_int8" in flags}
+
+
+def seed_summary(runs: dict) -> dict | None:
+    done = [runs[s] for s in SEEDS if s in runs]
+    if not done:
+        return None
+    out = {"seeds_done": len(done)}
+    for split in ("val", "test"):
+        for key in ("accuracy", "macro_f1", "pair_accuracy"):
+            vals = [r[split][key] for r in done if r[split] and r[split].get(key) is not None]
+            if vals:
+                out[f"{split}_{key}"] = {"mean": round(statistics.fmean(vals), 4), "min": round(min(vals), 4),
+                                         "max": round(max(vals), 4),
+                                         "sd": round(statistics.stdev(vals), 4) if len(vals) > 1 else None}
+    return out
+
+
+def collect(args) -> None:
+    out, logs = Path(args.out), Path(args.logs) if args.logs else None
+    runs = {name: summarize(out / name, logs) for name in CONFIGS if (out / name / "finetune" / "metrics.json").is_file()}
+    doc = {"benchmark": "finetune_sweep", "data": args.data, "cpu": cpu_info(), "configs": {
+        n: {"args": a, "measures": w} for n, (a, w) in CONFIGS.items()}, "runs": runs,
+        "not_run": [n for n in CONFIGS if n not in runs], "seeds": seed_summary(runs)}
+    results = Path(args.results)
+    (results / "finetune_sweep.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (results / "finetune_sweep.md").write_text(markdown(doc))
+    print(markdown(doc))
+
+
+def _f(v, digits=3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def markdown(doc: dict) -> str:
+    cpu, runs = doc["cpu"], doc["runs"]
+    lines = ["# finetune recipe: ablations on val, seeds on test, cost on this CPU", "",
+             f"`benchmarks/finetune_sweep.py`; data `{doc['data']}`; CPU **{cpu.get('model')}** ({cpu.get('cpus')} CPUs, "
+             f"avx512_vnni {'yes' if cpu.get('avx512_vnni') else 'no'}), no GPU. Each row is one `cxredge train "
+             "--variant finetune` with the recipe's defaults and the listed change. Val = the restored best epoch "
+             "(selection); test is for the record and for the seeds. pair = Bacterial-vs-Viral pair accuracy "
+             "(images of those two classes; any other prediction counts as wrong).", "",
+             "| run | change | val acc | val F1 | val pair | test acc | test F1 | test pair | best / phase-2 epochs "
+             "| s per phase-2 epoch | wall s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in runs.items():
+        v, t = r["val"] or {}, r["test"]
+        lines.append(f"| {name} | {' '.join(doc['configs'][name]['args']) or 'recipe'} | {_f(v.get('accuracy'))} | "
+                     f"{_f(v.get('macro_f1'))} | {_f(v.get('pair_accuracy'))} | {_f(t['accuracy'])} | "
+                     f"{_f(t['macro_f1'])} | {_f(t['pair_accuracy'])} | {r['best_phase2_epoch']} / {r['phase2_epochs']} | "
+                     f"{_f(r['phase2_epoch_seconds_median'], 0)} | {_f(r['wall_seconds'], 0)} |")
+    s = doc["seeds"]
+    if s:
+        lines += ["", f"**Seeds of the recipe** ({s['seeds_done']} of 3 finished), test: accuracy mean "
+                  f"{_f(s['test_accuracy']['mean'], 4)} (min {_f(s['test_accuracy']['min'], 4)}, max "
+                  f"{_f(s['test_accuracy']['max'], 4)}), macro-F1 mean {_f(s['test_macro_f1']['mean'], 4)}, "
+                  f"pair accuracy mean {_f(s['test_pair_accuracy']['mean'], 4)}; val accuracy mean "
+                  f"{_f(s['val_accuracy']['mean'], 4)}."]
+    q = [(n, r["int8"]) for n, r in runs.items() if r["int8"]]
+    if q:
+        lines += ["", "**int8** (`cxredge quantize --variant finetune --split test`: full-integer PTQ + bias "
+                  "correction, 200 calibration images):", "",
+                  "| run | split | agreement with float | disagreements | float acc | int8 acc | macro-F1 change (pt) |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for n, r in q:
+            lines.append(f"| {n} | {r['split']} | {100 * r['agreement']:.2f}% | {r['disagreements']} of {r['n']} | "
+                         f"{_f(r['accuracy_float'])} | {_f(r['accuracy'])} | {100 * r['delta_macro_f1']:+.2f} |")
+    lines += ["", "Per-run phase-2 val accuracy / macro-F1 by epoch, per-class recall, confusion matrices and "
+              "settings: `finetune_sweep.json`.", "",
+              f"Not run (CPU time): {', '.join(doc['not_run']) or 'none'}.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="step", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--data", required=True)
+    r.add_argument("--out", default="runs/ft_sweep")
+    r.add_argument("--only", default="", help="comma list of configuration names (default: all)")
+    c = sub.add_parser("collect")
+    c.add_argument("--out", default="runs/ft_sweep")
+    c.add_argument("--logs", default="", help="folder of `/usr/bin/time -v` logs named <run>.log")
+    c.add_argument("--data", default="/work/shared/data/chest_xray_4class", help="recorded only")
+    c.add_argument("--results", default=str(RESULTS), help="where finetune_sweep.json/.md go")
+    args = p.parse_args()
+    run(args) if args.step == "run" else collect(args)
+
+
+if __name__ == "__main__":
+    main()
