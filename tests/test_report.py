@@ -79,3 +79,28 @@ def test_report_bench_only_and_bad_inputs(reported_run, tmp_path):
     res = runner.invoke(app, ["report", "--run", str(tmp_path / "nope")])
     assert res.exit_code == 1 and "not found" in res.output
     assert Path(tmp_path / "report.html").is_file()  # the earlier report is untouched
+
+
+def test_variant_table_shows_the_clinical_block_of_metrics_json(reported_run, tmp_path):
+    import numpy as np
+
+    from cxredge.edge import validation
+    from cxredge.edge.clinical import Resampler
+
+    import shutil
+
+    run = shutil.copytree(reported_run[0], tmp_path / "run")  # the shared run stays as it was
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 4)
+    prob = rng.dirichlet(np.ones(4), size=16)
+    prob[np.arange(16), y] += 1.0
+    prob /= prob.sum(axis=1, keepdims=True)
+    path = run / "fc" / "metrics.json"
+    m = json.loads(path.read_text())
+    validation.merge_into(m, validation.clinical_block(y, prob, m["classes"], Resampler(16, 200)), [])
+    path.write_text(json.dumps(m))
+    res = runner.invoke(app, ["report", "--run", str(run), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    row = next(ln for ln in (tmp_path / "rep" / "report.md").read_text().splitlines() if ln.startswith("| fc | 0.812 |"))
+    lo, hi = m["ci95"]["accuracy"]
+    assert f"| {lo:.3f}-{hi:.3f} | {m['macro_auc']:.3f} | {m['ece']:.3f} |" in row

@@ -75,10 +75,12 @@ def run_section(doc: Doc, run_dir: Path, assets: Path) -> None:
     for d in dirs:
         m = read_json(d / "metrics.json")
         study = STUDY_ACCURACY.get(d.name)
+        ci = (m.get("ci95") or {}).get("accuracy")
         rows.append([d.name, fmt(m.get("accuracy")), fmt(study), fmt(m.get("macro_f1")),
-                     fmt(m.get("macro_precision")), fmt(m.get("macro_recall")), fmt(m.get("weighted_f1"))])
+                     fmt(m.get("macro_precision")), fmt(m.get("macro_recall")), fmt(m.get("weighted_f1")),
+                     f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-", fmt(m.get("macro_auc")), fmt(m.get("ece"))])
     doc.table(["variant", "accuracy", "study accuracy", "F1 (macro)", "precision (macro)", "recall (macro)",
-               "weighted F1"], rows)
+               "weighted F1", "accuracy 95% CI", "macro AUC", "ECE"], rows)
     doc.p("Study accuracy: the numbers reported by the transfer-learning study this project builds on "
           "(fc 0.865, one_conv 0.434, two_conv 0.878), for reference; different data and split, not a paired comparison.")
     figures(doc, dirs, assets)
