@@ -34,6 +34,8 @@ CONFIGS = {
     "recipe_s1": (["--seed", "1"], "the recipe, seed 1"),
     "recipe_s2": (["--seed", "2"], "the recipe, seed 2"),
     "bn_inference_s0": (["--bn-mode", "inference"], "BatchNorm frozen on ImageNet statistics"),
+    "bn_inference_budget_s0": (["--bn-mode", "inference", "--max-minutes", "15"],
+                               "BN frozen, under a 15-minute budget (compare val epoch by epoch with recipe_s0)"),
     "head_mlp_s0": (["--finetune-head", "mlp"], "the contract's Dense 1024/512/C head instead of the linear head"),
     "no_augment_s0": (["--finetune-augment", "none"], "no augmentation in phase 2"),
     "no_smoothing_s0": (["--label-smoothing", "0"], "no label smoothing"),
@@ -91,7 +93,7 @@ def summarize(run_dir: Path, logs: Path | None) -> dict:
     n1 = h["phase1_epochs"]
     p2_seconds = h["epoch_seconds"][n1:]
     return {
-        "settings": {k: run["settings"][k] for k in ("seed", "unfreeze_blocks", "bn_mode", "finetune_head",
+        "settings": {k: run["settings"].get(k) for k in ("seed", "finetune_patience", "unfreeze_blocks", "bn_mode", "finetune_head",
                                                      "finetune_augment", "label_smoothing", "weight_decay",
                                                      "warmup_epochs", "finetune_lr", "finetune_epochs", "batch_size")},
         "val": h.get("best_val"), "test": {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
@@ -121,6 +123,23 @@ def cpu_info() -> dict:
             "avx512_vnni": "avx512_vnni" in flags, "amx_int8": "amx_int8" in flags}
 
 
+def int8_trials(folder: Path | None) -> list[dict]:
+    """`cxredge quantize` variants of one finetuned model (one subfolder each, validated on val)."""
+    rows = []
+    for q in sorted(folder.glob("*/quantize.json")) if folder else []:
+        doc = json.loads(q.read_text())
+        st = doc["settings"]
+        for r in doc["results"]:
+            if r["precision"] != "float32":
+                rows.append({"trial": q.parent.name, "precision": r["precision"], "split": r["split"],
+                             "calibration_size": st["calibration_size"],
+                             "bias_correction_images": st["bias_correction_images"],
+                             "float_fallback": st["float_fallback"], "agreement": r["agreement"],
+                             "disagreements": r["disagreements"], "n": r["n"], "delta_macro_f1": r["delta_macro_f1"],
+                             "tied_at_max": r.get("tied_at_max")})
+    return rows
+
+
 def seed_summary(runs: dict) -> dict | None:
     done = [runs[s] for s in SEEDS if s in runs]
     if not done:
@@ -141,7 +160,8 @@ def collect(args) -> None:
     runs = {name: summarize(out / name, logs) for name in CONFIGS if (out / name / "finetune" / "metrics.json").is_file()}
     doc = {"benchmark": "finetune_sweep", "data": args.data, "cpu": cpu_info(), "configs": {
         n: {"args": a, "measures": w} for n, (a, w) in CONFIGS.items()}, "runs": runs,
-        "not_run": [n for n in CONFIGS if n not in runs], "seeds": seed_summary(runs)}
+        "not_run": [n for n in CONFIGS if n not in runs], "seeds": seed_summary(runs),
+        "int8_trials": {"model": args.int8_model, "rows": int8_trials(Path(args.int8_trials) if args.int8_trials else None)}}
     results = Path(args.results)
     (results / "finetune_sweep.json").write_text(json.dumps(doc, indent=1) + "\n")
     (results / "finetune_sweep.md").write_text(markdown(doc))
@@ -184,6 +204,20 @@ def markdown(doc: dict) -> str:
         for n, r in q:
             lines.append(f"| {n} | {r['split']} | {100 * r['agreement']:.2f}% | {r['disagreements']} of {r['n']} | "
                          f"{_f(r['accuracy_float'])} | {_f(r['accuracy'])} | {100 * r['delta_macro_f1']:+.2f} |")
+    t = doc.get("int8_trials") or {}
+    if t.get("rows"):
+        lines += ["", f"**int8 levers on val** (one model: {t['model']}; `cxredge quantize --variant finetune` with "
+                  "the options listed; `int8_fallback` keeps the named worst layers in float, not full-integer):", "",
+                  "| model | calibration images | bias-correction images | float layers | agreement | "
+                  "disagreements | macro-F1 change (pt) | uint8 ties at max |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in t["rows"]:
+            fb = r["float_fallback"] if r["precision"] == "int8_fallback" else 0
+            lines.append(f"| {r['precision']} ({r['trial']}) | {r['calibration_size']} | {r['bias_correction_images']} | "
+                         f"{fb} | {100 * r['agreement']:.2f}% | {r['disagreements']} of 840 | "
+                         f"{100 * r['delta_macro_f1']:+.2f} | {r['tied_at_max']} |")
+    lines += ["", "Phase-2 val macro-F1 by epoch (why each run stopped):", ""]
+    lines += [f"- {n}: {', '.join(f'{v:.3f}' for v in r['phase2_val_macro_f1'])} ({r['stop_reason']})"
+              for n, r in runs.items()]
     lines += ["", "Per-run phase-2 val accuracy / macro-F1 by epoch, per-class recall, confusion matrices and "
               "settings: `finetune_sweep.json`.", "",
               f"Not run (CPU time): {', '.join(doc['not_run']) or 'none'}.", ""]
@@ -201,6 +235,8 @@ def main() -> None:
     c.add_argument("--out", default="runs/ft_sweep")
     c.add_argument("--logs", default="", help="folder of `/usr/bin/time -v` logs named <run>.log")
     c.add_argument("--data", default="/work/shared/data/chest_xray_4class", help="recorded only")
+    c.add_argument("--int8-trials", default="", help="folder of quantize trials of one model (<trial>/quantize.json)")
+    c.add_argument("--int8-model", default="", help="what the int8 trials quantized (recorded only)")
     c.add_argument("--results", default=str(RESULTS), help="where finetune_sweep.json/.md go")
     args = p.parse_args()
     run(args) if args.step == "run" else collect(args)
