@@ -165,3 +165,8 @@ def test_quantize_takes_the_finetuned_model(ft_runs, tmp_path):
     side = read(run / "finetune" / "int8.json")
     assert side["precision"] == "int8" and side["input"]["dtype"] == "uint8"
     assert 0.0 <= side["validation"]["agreement"] <= 1.0
+    result = invoke("bench", run / "finetune" / "int8.tflite", "--runs", "2", "--warmup", "0", "--limit", "8",
+                    "--ci", "0", "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    doc = read(tmp_path / "b" / "bench.json")
+    assert doc["dataset"]["n"] == 8 and doc["models"]["finetune/int8"]["agreement_with_float"] is not None
