@@ -46,3 +46,11 @@ def tiny_data(tmp_path_factory) -> Path:
 def tiny_data_copy(tmp_path) -> Path:
     """A fresh, writable copy of the tiny dataset, for tests that break it."""
     return make_dataset(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def edge_models(tiny_data, tmp_path_factory):
+    """Tiny float32 / int8 .tflite models (tests/edge_fixtures.py), built once for the whole session."""
+    from edge_fixtures import build_models
+
+    return build_models(tmp_path_factory.getbasetemp() / "edge_models", tiny_data)

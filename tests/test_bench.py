@@ -9,17 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from cxredge.cli.main import app
-from edge_fixtures import CLASSES, build_models, make_run
+from edge_fixtures import CLASSES, make_run
 
 runner = CliRunner()
 ROW_KEYS = {"model", "variant", "precision", "delegate", "threads", "size_bytes", "accuracy", "macro_f1",
             "agreement_with_float", "latency_ms", "status"}
 LAT_KEYS = {"init", "first", "median", "p90", "p99", "mean", "std", "runs"}
-
-
-@pytest.fixture(scope="session")
-def edge_models(tiny_data, tmp_path_factory):
-    return build_models(tmp_path_factory.getbasetemp() / "edge_models", tiny_data)
 
 
 @pytest.fixture(scope="module")

@@ -12,17 +12,12 @@ from typer.testing import CliRunner
 
 from cxredge.cli.main import app
 from cxredge.errors import CxrError
-from edge_fixtures import build_models, make_run
+from edge_fixtures import make_run
 from tf_blocker import run_blocked
 
 runner = CliRunner()
 SAMPLE = Path(__file__).parent / "fixtures" / "benchmark_model_android_sample.txt"
 BAD_DELEGATE = "/no/such/lib[gpu]delegate.so"  # brackets rich would read as a markup tag
-@pytest.fixture(scope="session")
-def edge_models(tiny_data, tmp_path_factory):
-    return build_models(tmp_path_factory.getbasetemp() / "edge_models", tiny_data)
-
-
 @pytest.fixture(scope="module")
 def run_dir(edge_models, tiny_data, tmp_path_factory):
     return make_run(tmp_path_factory.mktemp("traps_run"), edge_models, tiny_data)

@@ -12,15 +12,10 @@ from typer.testing import CliRunner
 
 from cxredge.cli.main import app
 from conftest import make_dataset
-from edge_fixtures import CLASSES, build_models, make_run
+from edge_fixtures import CLASSES, make_run
 from tf_blocker import run_blocked
 
 runner = CliRunner()
-@pytest.fixture(scope="session")
-def edge_models(tiny_data, tmp_path_factory):
-    return build_models(tmp_path_factory.getbasetemp() / "edge_models", tiny_data)
-
-
 @pytest.fixture(scope="module")
 def run_dir(edge_models, tiny_data, tmp_path_factory):
     return make_run(tmp_path_factory.mktemp("edge_run"), edge_models, tiny_data)

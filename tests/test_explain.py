@@ -13,17 +13,12 @@ from cxredge.cli.main import app
 from cxredge.edge.explain import (BatchRunner, OcclusionSettings, Saliency, compare_maps, occlusion, pearson, positions,
                                   rankdata, region_shares, spearman)
 from cxredge.edge.runtime import TFLiteModel
-from edge_fixtures import CLASSES, build_models, make_run
+from edge_fixtures import CLASSES, make_run
 from explain_fixtures import A, batch1_only, cam_model, flat, region_model
 from test_edge import assert_clean_error, run_blocked
 
 runner = CliRunner()
 SMALL = OcclusionSettings(patch=56, stride=56)  # 4 x 4 = 16 occlusions: fast on the MobileNet fixtures
-
-
-@pytest.fixture(scope="session")
-def edge_models(tiny_data, tmp_path_factory):
-    return build_models(tmp_path_factory.getbasetemp() / "edge_models", tiny_data)
 
 
 @pytest.fixture(scope="module")

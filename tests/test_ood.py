@@ -20,7 +20,7 @@ from cxredge.edge import ood
 from cxredge.edge.dataset import load_split, scan
 from cxredge.edge.images import load_image
 from cxredge.paths import SAMPLE_DATA
-from edge_fixtures import CLASSES, build_models, make_run
+from edge_fixtures import CLASSES, make_run
 from ood_images import cmyk_scene_jpeg, flat_png, rgba_scene_png, uniform_noise_png
 
 runner = CliRunner()
@@ -94,11 +94,6 @@ def test_reference_round_trip_and_version_tolerance(sample_ref, non_xrays):
 
 
 # --- predict and bench ----------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def edge_models(tiny_data, tmp_path_factory):
-    return build_models(tmp_path_factory.getbasetemp() / "edge_models", tiny_data)
-
 
 @pytest.fixture(scope="module")
 def guarded_run(edge_models, tiny_data, tmp_path_factory, sample_ref):

@@ -24,16 +24,11 @@ from cxredge.cli.main import app
 from cxredge.errors import CxrError
 from cxredge.remote.session import BenchJob, DeviceRun, RemoteSettings, remote_failure
 from cxredge.remote.ssh import SshSettings, Target, parse_target, ssh_error
-from edge_fixtures import build_models, make_run
+from edge_fixtures import make_run
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
 WHY = loopback_sshd.missing()
-
-
-@pytest.fixture(scope="session")
-def edge_models(tiny_data, tmp_path_factory):
-    return build_models(tmp_path_factory.getbasetemp() / "edge_models", tiny_data)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from cxredge.cli.main import app
 from cxredge.errors import CxrError
-from edge_fixtures import build_models, make_run
+from edge_fixtures import make_run
 
 runner = CliRunner()
 FIXTURE = Path(__file__).parent / "fixtures" / "benchmark_model_android_sample.txt"
@@ -28,11 +28,6 @@ INFO: Graph: [/data/local/tmp/mobilenet.tflite]
 INFO: Use xnnpack: [0]
 INFO: Inference timings in us: Init: 20283, First inference: 339304, Warmup (avg): 302814, Inference (avg): 266473
 """
-
-
-@pytest.fixture(scope="session")
-def edge_models(tiny_data, tmp_path_factory):
-    return build_models(tmp_path_factory.getbasetemp() / "edge_models", tiny_data)
 
 
 @pytest.fixture(scope="module")
