@@ -10,14 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cxredge.cli.main import app
-from edge_fixtures import build_models, make_run
+from edge_fixtures import make_run
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="session")
-def edge_models(tiny_data, tmp_path_factory):
-    return build_models(tmp_path_factory.getbasetemp() / "edge_models", tiny_data)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +92,7 @@ def test_variant_table_shows_the_clinical_block_of_metrics_json(reported_run, tm
     prob /= prob.sum(axis=1, keepdims=True)
     path = run / "fc" / "metrics.json"
     m = json.loads(path.read_text())
-    validation.merge_into(m, validation.clinical_block(y, prob, m["classes"], Resampler(16, 200)), [])
+    validation.merge_into(m, validation.clinical_block(y, prob, m["classes"], Resampler(16, 200)))
     path.write_text(json.dumps(m))
     res = runner.invoke(app, ["report", "--run", str(run), "--out", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output

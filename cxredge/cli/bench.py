@@ -119,7 +119,7 @@ def resolve_source(models: list[Path], run: Path | None, labels: Path | None, st
 
 
 def execute(source, data, split, limit, settings, out, name=None, ci=2000):
-    from cxredge.edge import device, ood_flags, results, sources, validation
+    from cxredge.edge import clinical_tables, device, ood_flags, results, sources, validation
     from cxredge.edge.bench import run_bench
     from cxredge.edge.clinical_plots import clinical_plots
     from cxredge.edge.dataset import load_split
@@ -128,31 +128,32 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000):
 
     t_start = time.perf_counter()
     runtime = find_runtime()
-    ds, where, missing = sources.eval_dataset(source, data, split)
+    ds, where = sources.eval_dataset(source, data, split)
     n_split = len(ds.paths(split))
     used = f"{n_split if limit is None else min(limit, n_split)} of {n_split}"
     console.print(f"evaluating on {used} {split} images of {where}" + (f" (--limit {limit})" if limit else ""),
                   highlight=False, soft_wrap=True)
-    if missing:
-        console.print(f"[yellow]note[/] no images of {', '.join(missing)}: their sensitivity, F1 and AUC are null",
-                      highlight=False)
     out_dir = out or source.run_dir or Path(".")
     with bar() as progress:
         task = progress.add_task(f"decoding {split} images", total=len(ds.paths(split)) if limit is None else limit)
         loaded = load_split(ds, split, limit=limit, progress=lambda n: progress.advance(task, n))
         outcome = run_bench(source.entries, loaded.x, loaded.y, list(ds.classes), settings, runtime,
                             ProgressAdapter(progress))
+    counts = {c: int((loaded.y == i).sum()) for i, c in enumerate(ds.classes)}
+    missing = [c for c, n in counts.items() if n == 0]
+    if missing:
+        console.print(f"[yellow]note[/] no images of {', '.join(missing)}: their sensitivity, F1 and AUC are null",
+                      highlight=False)
     dataset = {"source": where, "path": str(ds.root), "split": split, "n": int(len(loaded.y)),
                "classes": list(ds.classes), "limit": limit, "name": name or dataset_name(ds.root),
-               "layout": ds.layout, "missing_classes": missing,
-               "counts": {c: int((loaded.y == i).sum()) for i, c in enumerate(ds.classes)}}
+               "layout": ds.layout, "missing_classes": missing, "counts": counts}
     doc = results.bench_document(device.device_info(runtime), settings.to_dict(), dataset, outcome.models,
                                  outcome.rows)
     doc["origin"] = source.origin
     from cxredge.edge.fingerprint import annotate
 
     annotate(doc, loaded.paths, loaded.y, outcome.predictions, list(ds.classes))  # image ids, predictions
-    validation.attach(doc, outcome, loaded.y, list(ds.classes), missing, resamples=ci)  # sens/spec, AUC, CIs
+    validation.attach(doc, outcome, loaded.y, list(ds.classes), resamples=ci)  # sens/spec, AUC, CIs
     ood_flags.attach(doc, source.entries, loaded.x, loaded.paths, ds.root)  # OOD guard: bench.json `ood`
     plots, note = bench_plots(doc, out_dir)
     plots += clinical_plots(doc, out_dir, doc["dataset"]["name"])  # ROC + reliability per model
@@ -163,7 +164,7 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000):
     doc["wall_s"] = round(time.perf_counter() - t_start, 2)
     results.write_bench(out_dir, doc, doc["plots"])
     console.print(results.rich_table(doc, width=console.width))
-    console.print(results.clinical_rich_table(doc))
+    console.print(clinical_tables.rich_table(doc))
     for line in ood_flags.bench_lines(doc["ood"]):
         console.print(line, highlight=False, soft_wrap=True)
     return doc, out_dir

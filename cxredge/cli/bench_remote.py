@@ -83,7 +83,7 @@ def bench_remote(models, run, labels, data, split, limit, settings, out, rs) -> 
 
     with contextlib.ExitStack() as stack:
         source = resolve_source(models, run, labels, stack)
-        ds, where, _ = sources.eval_dataset(source, data, split)
+        ds, where = sources.eval_dataset(source, data, split)
         out_dir = out or source.run_dir or Path(".")
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxredge-remote-")))
         chosen = device_bundle(tmp / "bundle.zip", source, ds, split, limit, where)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cxredge.edge.metrics import confusion_matrix
+
 ECE_BINS = 15
 SPEC_TARGET = 0.95
 DEFAULT_RESAMPLES = 2000
@@ -98,10 +100,6 @@ def reliability(y: np.ndarray, prob: np.ndarray, bins: int = ECE_BINS) -> dict:
             "table": {"count": count.tolist(), "confidence": _nulls(conf_mean), "accuracy": _nulls(acc)}}
 
 
-def confusion_counts(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
-    return np.bincount(np.asarray(y, dtype=np.int64) * k + np.asarray(pred, dtype=np.int64), minlength=k * k).reshape(k, k)
-
-
 def rates(cm: np.ndarray) -> dict[str, np.ndarray]:
     """One-vs-rest rates per class from confusion matrices (..., K, K), rows = true class. NaN where undefined."""
     cm = np.asarray(cm, dtype=np.float64)
@@ -126,7 +124,7 @@ def clinical_metrics(y: np.ndarray, prob: np.ndarray, classes: list[str]) -> dic
     k = len(classes)
     if prob.ndim != 2 or prob.shape != (len(y), k) or len(y) == 0:
         raise ValueError(f"probabilities {prob.shape} must be (N={len(y)}, C={k}), N > 0")
-    r = rates(confusion_counts(y, prob.argmax(axis=1), k))
+    r = rates(confusion_matrix(y, prob.argmax(axis=1), k))
     per_class = {}
     aucs = []
     for i, c in enumerate(classes):

@@ -1,14 +1,12 @@
 """The clinical tables of a bench (console, bench.md, report), in the field's words. TF-free."""
 from __future__ import annotations
 
+from cxredge.edge.results import fmt, md_table
+
 SUMMARY_HEADERS = ["model", "accuracy (95% CI)", "macro-F1 (95% CI)", "macro AUC (95% CI)", "Brier", "ECE",
                    "vs float32: accuracy change (95% CI)", "McNemar p"]
 CLASS_HEADERS = ["class", "n", "sensitivity (95% CI)", "specificity (95% CI)", "PPV", "NPV", "F1", "AUC",
                  "sens. at 95% spec."]
-
-
-def num(v, spec: str = ".3f") -> str:
-    return "-" if v is None else format(v, spec)
 
 
 def with_ci(value, ci, spec: str = ".3f") -> str:
@@ -37,7 +35,7 @@ def summary_row(key: str, m: dict) -> list[str]:
     ci = m.get("ci95") or {}
     paired = m.get("paired_vs_float")
     return [key, with_ci(m.get("accuracy"), ci.get("accuracy")), with_ci(m.get("macro_f1"), ci.get("macro_f1")),
-            with_ci(m.get("macro_auc"), ci.get("macro_auc")), num(m.get("brier")), num(m.get("ece")),
+            with_ci(m.get("macro_auc"), ci.get("macro_auc")), fmt(m.get("brier")), fmt(m.get("ece")),
             diff_cell(key, paired),
             "-" if not paired or paired["reference"] == key else pvalue(paired.get("mcnemar_p"))]
 
@@ -54,8 +52,8 @@ def class_rows(m: dict, classes: list[str]) -> list[list[str]]:
         rows.append([c, str(v.get("support", "-")),
                      with_ci(v.get("sensitivity"), (ci.get("sensitivity") or {}).get(c)),
                      with_ci(v.get("specificity"), (ci.get("specificity") or {}).get(c)),
-                     num(v.get("ppv")), num(v.get("npv")), num(v.get("f1")), num(v.get("auc")),
-                     num(v.get("sens_at_spec95"))])
+                     fmt(v.get("ppv")), fmt(v.get("npv")), fmt(v.get("f1")), fmt(v.get("auc")),
+                     fmt(v.get("sens_at_spec95"))])
     return rows
 
 
@@ -63,8 +61,8 @@ def has_clinical(doc: dict) -> bool:
     return any("macro_auc" in m for m in doc.get("models", {}).values())
 
 
-def markdown(doc: dict, md_table) -> list[str]:
-    """bench.md's clinical section (md_table from results, to keep one table writer)."""
+def markdown(doc: dict) -> list[str]:
+    """bench.md's clinical section."""
     if not has_clinical(doc):
         return []
     c = doc.get("clinical") or {}

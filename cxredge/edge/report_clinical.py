@@ -16,6 +16,7 @@ from pathlib import Path
 from cxredge.edge import clinical_tables as T
 from cxredge.edge.clinical_plots import clinical_plots, slug
 from cxredge.edge.plots import matplotlib_pyplot, save
+from cxredge.edge.results import fmt
 
 
 def dataset_key(b: dict) -> tuple:
@@ -23,15 +24,14 @@ def dataset_key(b: dict) -> tuple:
     return (ds.get("images_sha256"),) if ds.get("images_sha256") else (ds.get("path"), ds.get("split"), ds.get("n"))
 
 
-def dataset_label(b: dict) -> str:
-    ds = b.get("dataset") or {}
-    name = ds.get("name") or Path(str(ds.get("path") or "?")).name
-    return f"{name} ({ds.get('split')}, n={ds.get('n')})"
-
-
 def short_name(b: dict) -> str:
     ds = b.get("dataset") or {}
     return ds.get("name") or Path(str(ds.get("path") or "?")).name
+
+
+def dataset_label(b: dict) -> str:
+    ds = b.get("dataset") or {}
+    return f"{short_name(b)} ({ds.get('split')}, n={ds.get('n')})"
 
 
 def group_by_dataset(benches: list[tuple[Path, dict]]) -> list[list[tuple[Path, dict]]]:
@@ -102,7 +102,7 @@ def datasets_section(doc, benches: list[tuple[Path, dict]], assets: Path) -> boo
                          _change(m.get("accuracy"), o.get("accuracy")),
                          T.with_ci(m.get("macro_auc"), ca.get("macro_auc")), T.with_ci(o.get("macro_auc"), co.get("macro_auc")),
                          _change(m.get("macro_auc"), o.get("macro_auc"), points=False),
-                         T.num(m.get("ece")), T.num(o.get("ece"))])
+                         fmt(m.get("ece")), fmt(o.get("ece"))])
         a, b = short_name(first), short_name(other)
         doc.notes.append(f"dataset: {dataset_label(other)} holds other labelled images than {dataset_label(first)}: "
                          "its results are compared with the first one's as another dataset (section Internal vs "
@@ -128,9 +128,9 @@ def class_change_rows(first: dict, other: dict) -> list[list[str]]:
             continue
         for c, v in m.get("per_class", {}).items():
             w = (o.get("per_class") or {}).get(c, {})
-            rows.append([key, c, T.num(v.get("sensitivity")), T.num(w.get("sensitivity")),
-                         _change(v.get("sensitivity"), w.get("sensitivity")), T.num(v.get("specificity")),
-                         T.num(w.get("specificity")), _change(v.get("specificity"), w.get("specificity"))])
+            rows.append([key, c, fmt(v.get("sensitivity")), fmt(w.get("sensitivity")),
+                         _change(v.get("sensitivity"), w.get("sensitivity")), fmt(v.get("specificity")),
+                         fmt(w.get("specificity")), _change(v.get("specificity"), w.get("specificity"))])
     return rows
 
 

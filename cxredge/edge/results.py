@@ -18,7 +18,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cxredge.edge import clinical_tables
 from cxredge.errors import CxrError
 from cxredge.io import read_json, write_json, write_text
 
@@ -97,7 +96,9 @@ def bench_markdown(doc: dict, plots: list[str] | None = None) -> str:
     per = [[k] + [" / ".join(fmt(m["per_class"].get(c, {}).get(v)) for v in ("recall", "precision", "f1"))
                   for c in classes] for k, m in doc.get("models", {}).items()]
     parts += [md_table(["model"] + classes, per), ""]
-    parts += clinical_tables.markdown(doc, md_table)
+    from cxredge.edge import clinical_tables  # it builds on this module's fmt / md_table
+
+    parts += clinical_tables.markdown(doc)
     parts += [f"![{p}]({p})" for p in plots or []]
     parts += ["", "## Notes", ""] + [f"- {n}" for n in doc.get("notes", [])]
     return "\n".join(parts) + "\n"
@@ -137,10 +138,6 @@ def rich_table(doc: dict, title: str = "cxredge bench", width: int = 120):
         row[-1] = "ok" if r["status"] == "ok" else "[red]failed[/]"
         table.add_row(*row)
     return table
-
-
-def clinical_rich_table(doc: dict):
-    return clinical_tables.rich_table(doc)
 
 
 def failures(doc: dict) -> list[str]:

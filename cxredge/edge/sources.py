@@ -125,11 +125,11 @@ def dataset_for(source: Source, data: Path | None, split: str) -> tuple[Dataset,
                    "--with-test-images")
 
 
-def eval_dataset(source: Source, data: Path | None, split: str) -> tuple[Dataset, str, list[str]]:
+def eval_dataset(source: Source, data: Path | None, split: str) -> tuple[Dataset, str]:
     """dataset_for + --split all + the dataset's classes matched to the models' labels by name.
 
-    Returns the dataset (classes = the models' labels, in their order), where it came from, and the
-    models' classes that have no images in it (allowed: their per-class metrics are null).
+    Returns the dataset (classes = the models' labels, in their order; a class with no images is
+    allowed: its per-class metrics are null) and where it came from.
     """
     ds, where = dataset_for(source, data, split)
     if split == "all":
@@ -138,11 +138,7 @@ def eval_dataset(source: Source, data: Path | None, split: str) -> tuple[Dataset
         raise CxrError(f"--split {split}: {where} has no {split} images (it has {', '.join(ds.splits)}); "
                        f"try --split {next(iter(ds.splits))}")
     labels = model_labels(source.entries)
-    if labels is None:
-        return ds, where, []
-    ds = align_classes(ds, labels, where)
-    present = set(y for _, y in ds.splits[split])
-    return ds, where, [c for i, c in enumerate(labels) if i not in present]
+    return (ds, where) if labels is None else (align_classes(ds, labels, where), where)
 
 
 def model_labels(entries: list[ModelEntry]) -> list[str] | None:

@@ -20,7 +20,8 @@ import numpy as np
 
 from cxredge.edge import clinical as C
 
-ROW_KEYS = ("per_class", "macro_auc", "brier", "ece", "ci95", "paired_vs_float")
+ROW_KEYS = ("per_class", "macro_auc", "brier", "ece", "ci95", "paired_vs_float",
+            "macro_f1", "macro_precision", "macro_recall")  # the macro averages change when a class is absent
 ROC_GRID = np.linspace(0.0, 1.0, 51)
 
 
@@ -46,10 +47,16 @@ def clinical_block(y: np.ndarray, prob: np.ndarray, classes: list[str], rs: C.Re
     return block
 
 
-def merge_into(metrics: dict, block: dict, missing: list[str]) -> None:
+def absent(block: dict) -> list[str]:
+    """The classes with no image in the data a clinical block was computed on."""
+    return [c for c, v in block["per_class"].items() if v["support"] == 0]
+
+
+def merge_into(metrics: dict, block: dict) -> None:
     """Add a clinical block to a metrics dict (classification_metrics' keys): per_class entries gain the
     clinical keys; classes absent from the data get null recall / F1 and the macro averages run over
     the classes present."""
+    missing = absent(block)
     for c, values in block["per_class"].items():
         metrics.setdefault("per_class", {}).setdefault(c, {}).update(values)
     metrics.update({k: v for k, v in block.items() if k != "per_class"})
@@ -62,14 +69,15 @@ def merge_into(metrics: dict, block: dict, missing: list[str]) -> None:
         metrics["macro_over"] = present
 
 
-def attach(doc: dict, outcome, y: np.ndarray, classes: list[str], missing: list[str],
-           resamples: int = C.DEFAULT_RESAMPLES, seed: int = 0) -> None:
+def attach(doc: dict, outcome, y: np.ndarray, classes: list[str], resamples: int = C.DEFAULT_RESAMPLES,
+           seed: int = 0) -> None:
     """Compute the clinical block of every model of a bench and write it into the document."""
     t0 = time.perf_counter()
     rs = C.Resampler(len(y), resamples, seed) if resamples > 0 else None
+    missing = [c for i, c in enumerate(classes) if not (np.asarray(y) == i).any()]
     for key, prob in outcome.probabilities.items():
         m = doc["models"][key]
-        merge_into(m, clinical_block(y, prob, classes, rs), missing)
+        merge_into(m, clinical_block(y, prob, classes, rs))
         ref = outcome.references.get(key)
         m["paired_vs_float"] = (C.paired_vs_reference(y, outcome.predictions[key], ref[1], ref[0], rs)
                                 if ref is not None else None)
@@ -77,7 +85,6 @@ def attach(doc: dict, outcome, y: np.ndarray, classes: list[str], missing: list[
         m = doc["models"].get(row["model"])
         if m is not None and row["status"] == "ok":
             row.update({k: m.get(k) for k in ROW_KEYS})
-            row.update({k: m.get(k) for k in ("macro_f1", "macro_precision", "macro_recall")})
     doc["clinical"] = {"resamples": resamples, "seed": seed, "seconds": round(time.perf_counter() - t0, 3),
                        "spec_target": C.SPEC_TARGET, "ece_bins": C.ECE_BINS, "missing_classes": missing}
     if missing:
