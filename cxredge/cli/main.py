@@ -4,7 +4,7 @@ from __future__ import annotations
 import typer
 
 from cxredge import __version__
-from cxredge.cli import audit, bench, explain, export, predict, quantize, report, train
+from cxredge.cli import audit, bench, ensemble, explain, export, predict, quantize, report, train
 
 app = typer.Typer(
     name="cxredge",
@@ -28,6 +28,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 app.command("train")(train.train)
+app.command("ensemble")(ensemble.ensemble)
 app.command("quantize")(quantize.quantize)
 app.command("bench")(bench.bench)
 app.command("predict")(predict.predict)

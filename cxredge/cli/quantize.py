@@ -27,7 +27,7 @@ def parse_modes(value: str) -> tuple[str, ...]:
 
 
 def parse_variants(value: str, run_variants: list[str] | None) -> tuple[str, ...]:
-    known = VARIANTS + ("finetune",)
+    known = VARIANTS + ("finetune", "ensemble")
     items = split_list(value, "--variant", known + ("all",))
     out: list[str] = []
     for item in items:
@@ -49,7 +49,7 @@ class _Tracker:
 @handle_errors
 def quantize(
     run: Path = typer.Option(DEFAULT_RUN, "--run", help="Run directory written by cxredge train."),
-    variant: str = typer.Option("all", "--variant", help="fc | one_conv | two_conv | finetune | all (the run's variants), or a comma list."),
+    variant: str = typer.Option("all", "--variant", help="fc | one_conv | two_conv | finetune | ensemble | all (the run's variants), or a comma list."),
     mode: str = typer.Option("int8", "--mode", help="int8 | float16 | dynamic | qat | refit | float32 | all, or a comma list. float32 is always written."),
     io: str = typer.Option("uint8", "--io", help="Output type of int8 models: uint8 | int8 (input is always uint8 raw pixels)."),
     calibration_size: int = typer.Option(DEFAULT_SIZE, "--calibration-size", help="Calibration images: a stratified, seeded sample of the train split."),

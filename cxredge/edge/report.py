@@ -99,9 +99,11 @@ def figures(doc: Doc, dirs: list[Path], assets: Path) -> None:
             m = read_json(d / "metrics.json")
             confusion = (P.confusion_plot(plt, m["confusion_matrix"], m["classes"], f"{d.name} (test)",
                                           assets / f"{d.name}_confusion.png") if plt else None)
-        if curves is None or confusion is None:
+        trained = (d / "history.json").is_file() or (d / "curves.png").is_file()  # an ensemble has no curves
+        if (trained and curves is None) or confusion is None:
             doc.notes.append(f"{d.name}: some figures missing ({P.MISSING})")
-        doc.img(curves, f"{d.name}: loss and accuracy per epoch")
+        if trained:
+            doc.img(curves, f"{d.name}: loss and accuracy per epoch")
         doc.img(confusion, f"{d.name}: confusion matrix on the test split (rows = true class)")
 
 

@@ -2,7 +2,7 @@
 
 A run directory (DESIGN.md) holds run.json and <variant>/<precision>.tflite + sidecars. A bundle
 (`cxredge export`) is a zip of the same layout, optionally with its test images under test_images/.
-Models are listed in a fixed order: variant (fc, one_conv, two_conv, finetune, others), then
+Models are listed in a fixed order: variant (fc, one_conv, two_conv, finetune, ensemble, others), then
 precision (float32, float16, dynamic, int8, qat_int8, others).
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from cxredge.edge.sidecar import PRECISIONS, read_labels_file, read_sidecar
 from cxredge.errors import CxrError
 from cxredge.io import read_json
 
-VARIANT_ORDER = ("fc", "one_conv", "two_conv", "finetune")
+VARIANT_ORDER = ("fc", "one_conv", "two_conv", "finetune", "ensemble")
 TEST_IMAGES = "test_images"
 
 
