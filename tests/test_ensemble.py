@@ -124,3 +124,15 @@ def test_members_of_other_classes_are_refused(runs, tmp_path):
     result = invoke("ensemble", "--run", run, "--members", f"two_conv,{other / 'two_conv'}")
     assert result.exit_code == 1 and "trained on classes" in result.output
     assert not (run / "ensemble").exists()
+
+
+def test_train_ensemble_flag(tiny_data, tmp_path):
+    result = invoke("train", "--data", tiny_data, "--out", tmp_path / "one", "--variant", "fc", "--ensemble", *FAST)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "--ensemble: needs at least 2 variants" in text, text
+    assert not (tmp_path / "one").exists()  # refused before any image was decoded
+    result = invoke("train", "--data", tiny_data, "--out", tmp_path / "two", "--variant", "fc,one_conv", "--ensemble", *FAST)
+    assert result.exit_code == 0, result.output
+    m = read(tmp_path / "two" / "ensemble" / "metrics.json")
+    assert [r["label"] for r in m["ensemble"]["members"]] == ["fc", "one_conv"]
+    assert read(tmp_path / "two" / "run.json")["variants"] == ["fc", "one_conv", "ensemble"]

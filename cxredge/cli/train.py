@@ -69,6 +69,7 @@ def train(
     finetune_head: str = typer.Option("linear", "--finetune-head", help="finetune: linear (dropout + Dense(C) on the logits) or mlp (Dense 1024/512/C)."),
     finetune_augment: str = typer.Option("light", "--finetune-augment", help="finetune: light (rotation 0.03, translation 0.05, zoom 0.08, contrast 0.15) | standard (--augment's) | none."),
     max_minutes: float = typer.Option(0.0, "--max-minutes", help="Stop training before an epoch that would end past this many minutes from the start, keeping the best weights so far (0 = no budget)."),
+    ensemble: bool = typer.Option(False, "--ensemble", help="After training, average the logits of the trained variants into one model, <out>/ensemble/ (as cxredge ensemble does); e.g. --variant two_conv,finetune --ensemble."),
     audit: bool = typer.Option(True, "--audit/--no-audit", help="Before training: duplicates and the shortcut probe on the decoded images (a few seconds), warnings printed, audit.json in the run folder."),
 ) -> None:
     """Train the MobileNet head variants on cached features and write a run directory."""
@@ -76,6 +77,8 @@ def train(
     if alpha not in ALPHAS:
         raise CxrError(f"--alpha {alpha}: expected one of {', '.join(map(str, ALPHAS))}")
     blocks = parse_blocks(unfreeze_blocks)
+    if ensemble and len(variants) < 2:
+        raise CxrError(f"--ensemble: needs at least 2 variants, --variant {variant} gives {len(variants)}")
     from cxredge.train.settings import TrainSettings
 
     settings = TrainSettings(variants=variants, alpha=alpha, weights=weights, epochs=epochs, batch_size=batch_size,
@@ -93,6 +96,11 @@ def train(
 
     results = train_run(data, out, settings, console)
     console.print(results_table(results))
+    if ensemble:
+        from cxredge.cli.ensemble import results_table as ensemble_table
+        from cxredge.train.ensemble_run import ensemble_run
+
+        console.print(ensemble_table(ensemble_run(out, list(variants), None, console)))
     console.print(f"run directory: [bold]{out}[/] (run.json, <variant>/model.keras, metrics.json, curves.png, confusion.png)")
 
 
