@@ -86,7 +86,8 @@ def tta(args) -> None:
 def collect(args) -> None:
     out = Path(args.out)
     seeds = {}
-    for folder in sorted(out.glob("s*")):
+    extras = [Path(e) for e in args.extra.split(",")] if args.extra else []
+    for folder in sorted(out.glob("s[0-9]*")) + extras:
         m = folder / "ensemble" / "metrics.json"
         if not m.is_file():
             continue
@@ -106,13 +107,14 @@ def collect(args) -> None:
     tta_path = out / "tta.json"
     doc = {"benchmark": "finetune_ensemble", "cpu": cpu_info(), "seeds": seeds,
            "tta": json.loads(tta_path.read_text()) if tta_path.is_file() else {}}
-    if seeds:
-        tests = [s["ensemble"]["test"]["accuracy"] for s in seeds.values()]
+    per_seed = {k: v for k, v in seeds.items() if k not in {e.name for e in extras}}
+    if per_seed:
+        tests = [s["ensemble"]["test"]["accuracy"] for s in per_seed.values()]
         doc["summary"] = {"test_accuracy_mean": round(statistics.fmean(tests), 4), "test_accuracy_min": min(tests),
                           "test_accuracy_max": max(tests),
-                          "test_macro_f1_mean": round(statistics.fmean(s["ensemble"]["test"]["macro_f1"] for s in seeds.values()), 4),
-                          "test_pair_mean": round(statistics.fmean(s["ensemble"]["test"]["pair_accuracy"] for s in seeds.values()), 4),
-                          "int8_agreement_min": min(s["int8"]["agreement"] for s in seeds.values())}
+                          "test_macro_f1_mean": round(statistics.fmean(s["ensemble"]["test"]["macro_f1"] for s in per_seed.values()), 4),
+                          "test_pair_mean": round(statistics.fmean(s["ensemble"]["test"]["pair_accuracy"] for s in per_seed.values()), 4),
+                          "int8_agreement_min": min(s["int8"]["agreement"] for s in per_seed.values()), "seeds": sorted(per_seed)}
     results = Path(args.results)
     (results / f"{args.name}.json").write_text(json.dumps(doc, indent=1) + "\n")
     (results / f"{args.name}.md").write_text(markdown(doc))
@@ -131,7 +133,8 @@ def markdown(doc: dict) -> str:
              "(benchmarks/finetune_sweep.py) and a two_conv head trained with the same seed, averaged by "
              "`cxredge ensemble` (equal weights, mean of logits) into one model; int8 = `cxredge quantize "
              "--variant ensemble --split test` (full-integer, bias-corrected) against the float ensemble. "
-             "pair = Bacterial-vs-Viral pair accuracy.", "",
+             "pair = Bacterial-vs-Viral pair accuracy. Rows after the seeds (e.g. ens_all) are other member sets, "
+             "listed with their members and not in the seed mean.", "",
              "| seed | model | val acc | val F1 | test acc | test F1 | test pair |", "|---|---|---:|---:|---:|---:|---:|"]
     for seed, s in doc["seeds"].items():
         for label, m in s["members"].items():
@@ -144,7 +147,7 @@ def markdown(doc: dict) -> str:
                      f"{_f(e['test']['pair_accuracy'])} |")
     if doc.get("summary"):
         sm = doc["summary"]
-        lines += ["", f"**Ensembles over {len(doc['seeds'])} seeds, test:** accuracy mean {sm['test_accuracy_mean']:.4f} "
+        lines += ["", f"**Ensembles over {len(sm['seeds'])} seeds ({', '.join(sm['seeds'])}), test:** accuracy mean {sm['test_accuracy_mean']:.4f} "
                       f"(min {sm['test_accuracy_min']:.4f}, max {sm['test_accuracy_max']:.4f}), macro-F1 mean "
                       f"{sm['test_macro_f1_mean']:.4f}, pair accuracy mean {sm['test_pair_mean']:.4f}."]
     lines += ["", "**int8 of each ensemble** (test split):", "",
@@ -159,7 +162,7 @@ def markdown(doc: dict) -> str:
         lines += ["", "**Flip TTA** (mean of the softmax of the image and its mirror; accuracy / pair accuracy):", "",
                   "| model | val | val + flip | test | test + flip |", "|---|---:|---:|---:|---:|"]
         for name, r in doc["tta"].items():
-            cell = lambda k: f"{r[k]['accuracy']:.3f} / {r[k]['pair_accuracy']:.3f}"  # noqa: E731
+            cell = lambda k: f"{r[k]['accuracy']:.4f} / {r[k]['pair_accuracy']:.4f}"  # noqa: E731
             lines.append(f"| {name} | {cell('val_plain')} | {cell('val_flip_tta')} | {cell('test_plain')} | {cell('test_flip_tta')} |")
     return "\n".join(lines) + "\n"
 
@@ -181,6 +184,8 @@ def main() -> None:
     c.add_argument("--out", default="runs/ens")
     c.add_argument("--results", default=str(RESULTS))
     c.add_argument("--name", default="finetune_ensemble", help="results/<name>.json and .md")
+    c.add_argument("--extra", default="", help="more ensemble run folders (comma list), listed after the seeds, "
+                                              "not in the seed mean (e.g. runs/ens_all: every finetune seed + two_conv)")
     args = p.parse_args()
     {"run": run, "tta": tta, "collect": collect}[args.cmd](args)
 
