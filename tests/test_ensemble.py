@@ -74,7 +74,7 @@ def test_ensemble_is_the_weighted_mean_of_member_logits(runs, tiny_data, tmp_pat
     assert "ensemble" in read(run / "run.json")["variants"]
 
 
-def test_ensemble_quantizes_and_benches_as_a_variant(runs, tmp_path):
+def test_ensemble_quantizes_and_benches_as_a_variant(runs, tiny_data, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(runs / "a", run)
     assert invoke("ensemble", "--run", run, "--members", "fc,two_conv").exit_code == 0
@@ -92,6 +92,10 @@ def test_ensemble_quantizes_and_benches_as_a_variant(runs, tmp_path):
     assert result.exit_code == 0, result.output
     report = (run / "report.md").read_text()
     assert "| ensemble |" in report and "ensemble: some figures missing" not in report
+    image = next((tiny_data / "test").glob("*/*.png"))
+    result = invoke("explain", run / "ensemble" / "model.keras", image, "--out", tmp_path / "explain")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "an ensemble: explain one member" in text, text
 
 
 @pytest.mark.parametrize("members, weights, needle", [

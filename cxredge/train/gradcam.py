@@ -31,7 +31,9 @@ def gradcam_model(model, layer: str = GRADCAM_LAYER):
     try:
         feat = model.get_layer(layer).output
     except ValueError:
-        raise CxrError(f"{model.name}: no layer {layer} for Grad-CAM") from None
+        hint = (" (an ensemble: explain one member's model.keras, or the ensemble's .tflite by occlusion)"
+                if model.name == "cxredge_ensemble" else "")
+        raise CxrError(f"{model.name}: no layer {layer} for Grad-CAM{hint}") from None
     last = model.layers[-1]
     if isinstance(last, keras.layers.Dense) and last.activation is keras.activations.softmax:
         pre = last.input
