@@ -39,6 +39,7 @@ CONFIGS = {
     "head_mlp_s0": (["--finetune-head", "mlp"], "the contract's Dense 1024/512/C head instead of the linear head"),
     "no_augment_s0": (["--finetune-augment", "none"], "no augmentation in phase 2"),
     "no_augment_s1": (["--finetune-augment", "none", "--seed", "1"], "no augmentation, seed 1 (no_augment_s0 lost on val but won on test)"),
+    "no_augment_s2": (["--finetune-augment", "none", "--seed", "2"], "no augmentation, seed 2"),
     "no_smoothing_s0": (["--label-smoothing", "0"], "no label smoothing"),
     "no_weight_decay_s0": (["--weight-decay", "0"], "Adam instead of AdamW"),
     "no_warmup_s0": (["--warmup-epochs", "0"], "cosine decay without warm-up"),
