@@ -11,6 +11,21 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 TINY_CLASSES = ("alpha", "beta", "gamma", "delta")
+
+
+def invoke(*args):
+    """`cxredge ARGS` in process; any exception other than a clean exit fails the test."""
+    from typer.testing import CliRunner
+
+    from cxredge.cli.main import app
+    result = CliRunner().invoke(app, [*map(str, args)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def read(path):
+    import json
+    return json.loads(Path(path).read_text())
 TINY_COUNTS = {"train": 8, "val": 4, "test": 4}
 
 

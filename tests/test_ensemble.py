@@ -6,25 +6,13 @@ import shutil
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from cxredge.cli.main import app
+from conftest import invoke, read
 
 pytest.importorskip("cxredge.keras")
 
-runner = CliRunner()
 FAST = ["--alpha", "0.25", "--weights", "none", "--no-audit", "--cache-views", "1", "--batch-size", "16",
         "--epochs", "2", "--patience", "0"]
-
-
-def invoke(*args):
-    result = runner.invoke(app, [*map(str, args)])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
-def read(path):
-    return json.loads(path.read_text())
 
 
 @pytest.fixture(scope="module")

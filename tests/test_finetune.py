@@ -1,30 +1,15 @@
 """`cxredge train --variant finetune` (the whole-network recipe) on tiny data, and its parts."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from cxredge.cli.main import app
-from conftest import make_dataset
+from conftest import invoke, make_dataset, read
 
 pytest.importorskip("cxredge.keras")
 
-runner = CliRunner()
 FAST = ["--alpha", "0.25", "--weights", "none", "--no-audit", "--cache-views", "1", "--batch-size", "16"]
 PAIR_CLASSES = ("COVID", "Normal", "Pneumonia-Bacterial", "Pneumonia-Viral")
-
-
-def invoke(*args):
-    result = runner.invoke(app, [*map(str, args)])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
-def read(path):
-    return json.loads(path.read_text())
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,8 @@ def ensemble_run(run_dir: Path, specs: list[str], weights: list[float] | None, c
     ds = scan_recorded(run["data"])
     if list(ds.classes) != classes:
         raise CxrError(f"{run_path}: classes {classes} differ from the dataset's {list(ds.classes)}")
-    w = np.array([m["weight"] for m in E.record(members, weights)["members"]])
+    rec = E.record(members, weights)
+    w = np.array([m["weight"] for m in rec["members"]])
     logits: dict[str, list[np.ndarray]] = {}
     splits = {}
     with progress_bar(console) as bar:
@@ -75,7 +76,7 @@ def ensemble_run(run_dir: Path, specs: list[str], weights: list[float] | None, c
     metrics["pair_accuracy"] = pair_accuracy(test.y, probs["test"].argmax(1), classes)
     validation.merge_into(metrics, validation.clinical_block(test.y, probs["test"], classes, Resampler(len(test.y))))
     metrics.update(variant=E.NAME, split="test", full_vs_cached_max_abs_diff=check,
-                   val=scores(splits["val"].y, probs["val"], classes), ensemble=E.record(members, weights),
+                   val=scores(splits["val"].y, probs["val"], classes), ensemble=rec,
                    members={m.label: {s: scores(splits[s].y, softmax(logits[s][i]), classes) for s in ("val", "test")}
                             for i, m in enumerate(members)})
     folder = run_dir / E.NAME
