@@ -30,9 +30,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SEEDS = ("recipe_s0", "recipe_s1", "recipe_s2")
 # name -> (extra `cxredge train` arguments, what it measures); the recipe is the defaults
 CONFIGS = {
-    "recipe_s0": ([], "the recipe, seed 0 (the ablations' reference)"),
-    "recipe_s1": (["--seed", "1"], "the recipe, seed 1"),
-    "recipe_s2": (["--seed", "2"], "the recipe, seed 2"),
+    # recipe_s*: the first recipe (light augmentation; the default until no_augment_s* won on val)
+    "recipe_s0": (["--finetune-augment", "light"], "the first recipe (light augmentation), seed 0 (the ablations' reference)"),
+    "recipe_s1": (["--finetune-augment", "light", "--seed", "1"], "the first recipe, seed 1"),
+    "recipe_s2": (["--finetune-augment", "light", "--seed", "2"], "the first recipe, seed 2"),
     "bn_inference_s0": (["--bn-mode", "inference"], "BatchNorm frozen on ImageNet statistics"),
     "bn_inference_budget_s0": (["--bn-mode", "inference", "--max-minutes", "13"],
                                "BN frozen, under a 13-minute budget (compare val epoch by epoch with recipe_s0)"),
@@ -40,6 +41,9 @@ CONFIGS = {
     "no_augment_s0": (["--finetune-augment", "none"], "no augmentation in phase 2"),
     "no_augment_s1": (["--finetune-augment", "none", "--seed", "1"], "no augmentation, seed 1 (no_augment_s0 lost on val but won on test)"),
     "no_augment_s2": (["--finetune-augment", "none", "--seed", "2"], "no augmentation, seed 2"),
+    "ema_s0": (["--finetune-augment", "none", "--ema", "0.995"], "no augmentation + weight EMA 0.995 (~1.6 epochs)"),
+    "ema_s1": (["--finetune-augment", "none", "--ema", "0.995", "--seed", "1"], "no augmentation + weight EMA, seed 1"),
+    "ema_s2": (["--finetune-augment", "none", "--ema", "0.995", "--seed", "2"], "no augmentation + weight EMA, seed 2"),
     "no_smoothing_s0": (["--label-smoothing", "0"], "no label smoothing"),
     "no_weight_decay_s0": (["--weight-decay", "0"], "Adam instead of AdamW"),
     "no_warmup_s0": (["--warmup-epochs", "0"], "cosine decay without warm-up"),

@@ -105,6 +105,8 @@ def test_cached_variants_honour_max_minutes(tiny_data, tmp_path):
     (["--weight-decay", "-0.1"], "--weight-decay -0.1"),
     (["--warmup-epochs", "-1"], "--warmup-epochs -1.0"),
     (["--finetune-patience", "-1"], "--finetune-patience -1"),
+    (["--ema", "1"], "--ema 1.0"),
+    (["--ema", "-0.5"], "--ema -0.5"),
 ])
 def test_bad_finetune_options_are_one_line_errors(tiny_data, tmp_path, args, message):
     result = invoke("train", "--data", tiny_data, "--out", tmp_path / "x", "--variant", "finetune", *FAST, *args)
@@ -155,3 +157,45 @@ def test_quantize_takes_the_finetuned_model(ft_runs, tmp_path):
     assert result.exit_code == 0, result.output
     doc = read(tmp_path / "b" / "bench.json")
     assert doc["dataset"]["n"] == 8 and doc["models"]["finetune/int8"]["agreement_with_float"] is not None
+
+
+def test_weight_ema_averages_every_float_weight_and_swaps_back():
+    from cxredge.keras import keras
+    from cxredge.train.ema import WeightEMA, effective_decay
+    inp = keras.Input((3,))
+    model = keras.Model(inp, keras.layers.BatchNormalization()(keras.layers.Dense(2)(inp)))
+    start = [w.copy() for w in model.get_weights()]
+    ema = WeightEMA(model, 0.9)
+    assert len(ema.shadow) == len(start) == 6  # kernel, bias, gamma, beta, moving mean, moving variance
+    expected = [w.copy() for w in start]
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in start])
+        ema.update()
+        d = effective_decay(0.9, ema.updates)
+        expected = [d * e + (1 - d) * w for e, w in zip(expected, model.get_weights())]
+    assert effective_decay(0.9, 1) == pytest.approx(2 / 11) and effective_decay(0.9, 100) == 0.9
+    raw = model.get_weights()
+    with ema.swapped():
+        for got, want in zip(model.get_weights(), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for got, want in zip(model.get_weights(), raw):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_finetune_with_ema_keeps_the_scored_average(pair_data, tmp_path):
+    """--ema: the saved model is the weight average ValMonitor scored at the best epoch."""
+    from cxredge.edge.dataset import load_split, scan
+    from cxredge.keras import keras
+    from cxredge.train.finetune import val_scores
+    result = invoke("train", "--data", pair_data, "--out", tmp_path / "r", "--variant", "finetune", "--epochs", "1",
+                    "--finetune-epochs", "2", "--patience", "0", "--ema", "0.99", *FAST)
+    assert result.exit_code == 0, result.output
+    hist = read(tmp_path / "r" / "finetune" / "history.json")
+    assert hist["ema"] == 0.99 and "weight EMA 0.99" in hist["mode"]
+    ds = scan(pair_data)
+    val = load_split(ds, "val")
+    model = keras.models.load_model(tmp_path / "r" / "finetune" / "model.keras", compile=False)
+    scores = val_scores(model, val.x, val.y, ds.classes)  # the loss would differ if the raw weights were saved
+    assert scores["val_macro_f1"] == pytest.approx(hist["best_val"]["macro_f1"], abs=1e-6)
+    assert scores["val_loss"] == pytest.approx(hist["best_val"]["loss"], rel=1e-4)

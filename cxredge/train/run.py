@@ -223,7 +223,7 @@ def _join_phases(p1: dict, p2: dict) -> dict:
     joined = {key: p1[key] + p2[key] for key in p1 if isinstance(p1[key], list) and key in p2}
     n1, best = len(p1["loss"]), p2["best_epoch"]
     joined.update(phase1_epochs=n1, mode=f"cached head + {p2['mode']}", best_epoch=n1 + best,
-                  stop_reason=p2["stop_reason"], phase2_val_macro_f1=p2.get("val_macro_f1", []),
+                  stop_reason=p2["stop_reason"], ema=p2.get("ema", 0.0), phase2_val_macro_f1=p2.get("val_macro_f1", []),
                   phase2_val_pair_accuracy=p2.get("val_pair_accuracy", []))
     if best:
         joined["best_val"] = {key: p2[f"val_{key}"][best - 1] for key in ("loss", "accuracy", "macro_f1", "pair_accuracy")

@@ -43,7 +43,8 @@ class TrainSettings:
     weight_decay: float = 0.05  # finetune phase 2: AdamW decoupled weight decay (not on BN or biases)
     bn_mode: str = "train"  # finetune phase 2: BatchNorm on batch statistics (train) or frozen (inference)
     finetune_head: str = "linear"  # finetune: dropout + Dense(C) on the logits, or the Dense 1024/512/C mlp
-    finetune_augment: str = "light"  # finetune phase 2 augmentation preset (train/augment.py)
+    ema: float = 0.0  # finetune phase 2: decay of a weight moving average that is scored and kept (0 = off)
+    finetune_augment: str = "none"  # finetune phase 2 augmentation preset (train/augment.py); none won on val over 3 seeds
     max_minutes: float = 0.0  # stop training when the next epoch would end past this budget (0 = none)
     audit: bool = True  # duplicates + shortcut probe on the decoded images before training (audit.json)
 
@@ -74,6 +75,7 @@ class TrainSettings:
             (self.finetune_head in FINETUNE_HEADS, f"--finetune-head {self.finetune_head}: expected linear or mlp"),
             (self.finetune_augment in FINETUNE_AUGMENTS,
              f"--finetune-augment {self.finetune_augment}: expected light, standard or none"),
+            (0 <= self.ema < 1, f"--ema {self.ema}: expected 0 (off) <= decay < 1, e.g. 0.998"),
             (self.max_minutes >= 0, f"--max-minutes {self.max_minutes}: must be >= 0 (0 = no budget)"),
         ]
         for ok, message in checks:
