@@ -44,6 +44,7 @@ CONFIGS = {
     "ema_s0": (["--finetune-augment", "none", "--ema", "0.995"], "no augmentation + weight EMA 0.995 (~1.6 epochs)"),
     "ema_s1": (["--finetune-augment", "none", "--ema", "0.995", "--seed", "1"], "no augmentation + weight EMA, seed 1"),
     "ema_s2": (["--finetune-augment", "none", "--ema", "0.995", "--seed", "2"], "no augmentation + weight EMA, seed 2"),
+    "pair2_s0": (["--finetune-augment", "none", "--pair-weight", "2"], "no augmentation + Bacterial/Viral images weigh 2x in the loss"),
     "no_smoothing_s0": (["--label-smoothing", "0"], "no label smoothing"),
     "no_weight_decay_s0": (["--weight-decay", "0"], "Adam instead of AdamW"),
     "no_warmup_s0": (["--warmup-epochs", "0"], "cosine decay without warm-up"),
@@ -100,7 +101,7 @@ def summarize(run_dir: Path, logs: Path | None) -> dict:
     p2_seconds = h["epoch_seconds"][n1:]
     return {
         "settings": {k: run["settings"].get(k) for k in ("seed", "finetune_patience", "unfreeze_blocks", "bn_mode", "finetune_head",
-                                                     "finetune_augment", "label_smoothing", "weight_decay",
+                                                     "finetune_augment", "ema", "pair_weight", "label_smoothing", "weight_decay",
                                                      "warmup_epochs", "finetune_lr", "finetune_epochs", "batch_size")},
         "val": h.get("best_val"), "test": {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                                            "pair_accuracy": m.get("pair_accuracy")},

@@ -106,6 +106,8 @@ def test_cached_variants_honour_max_minutes(tiny_data, tmp_path):
     (["--warmup-epochs", "-1"], "--warmup-epochs -1.0"),
     (["--finetune-patience", "-1"], "--finetune-patience -1"),
     (["--ema", "1"], "--ema 1.0"),
+    (["--pair-weight", "0"], "--pair-weight 0.0"),
+    (["--pair-weight", "2"], "have no Bacterial/Viral pneumonia pair"),  # tiny_data: alpha, beta, gamma, delta
     (["--ema", "-0.5"], "--ema -0.5"),
 ])
 def test_bad_finetune_options_are_one_line_errors(tiny_data, tmp_path, args, message):
@@ -122,6 +124,13 @@ def test_warmup_cosine_schedule():
     assert np.all(np.diff(lrs[:10]) > 0) and np.all(np.diff(lrs[10:]) <= 1e-12)
     assert lrs[60] == pytest.approx(5e-4, rel=1e-3) and lrs[110] == pytest.approx(0.0, abs=1e-9)
     assert WarmupCosine(**s.get_config()).get_config() == s.get_config()
+
+
+def test_pair_weight_scales_only_the_hard_pair():
+    from cxredge.train.finetune import pair_weighted
+    cw = np.array([1.0, 2.0, 1.0, 0.5], np.float32)
+    np.testing.assert_allclose(pair_weighted(cw, PAIR_CLASSES, 3.0), [1.0, 2.0, 3.0, 1.5])
+    np.testing.assert_allclose(cw, [1.0, 2.0, 1.0, 0.5])  # the input is not changed
 
 
 def test_pair_accuracy_counts_the_other_pneumonia_as_wrong():

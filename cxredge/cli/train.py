@@ -68,6 +68,7 @@ def train(
     bn_mode: str = typer.Option("train", "--bn-mode", help="finetune: BatchNorm on batch statistics (train) or frozen ImageNet statistics (inference)."),
     finetune_head: str = typer.Option("linear", "--finetune-head", help="finetune: linear (dropout + Dense(C) on the logits) or mlp (Dense 1024/512/C)."),
     finetune_augment: str = typer.Option("none", "--finetune-augment", help="finetune: none (default; val 0.865 vs 0.852 over 3 seeds) | light (rotation 0.03, translation 0.05, zoom 0.08, contrast 0.15) | standard (--augment's)."),
+    pair_weight: float = typer.Option(1.0, "--pair-weight", help="finetune: multiply the loss weight of the Bacterial and Viral pneumonia images (the hard pair) by this (1 = off)."),
     ema: float = typer.Option(0.0, "--ema", help="finetune: score and keep an exponential moving average of the weights with this decay (e.g. 0.998; 0 = off)."),
     max_minutes: float = typer.Option(0.0, "--max-minutes", help="Stop training before an epoch that would end past this many minutes from the start, keeping the best weights so far (0 = no budget)."),
     ensemble: bool = typer.Option(False, "--ensemble", help="After training, average the logits of the trained variants into one model, <out>/ensemble/ (as cxredge ensemble does); e.g. --variant two_conv,finetune --ensemble."),
@@ -89,7 +90,7 @@ def train(
                              finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, warmup_epochs=warmup_epochs,
                              finetune_patience=finetune_patience,
                              weight_decay=weight_decay, bn_mode=bn_mode, finetune_head=finetune_head,
-                             finetune_augment=finetune_augment, ema=ema, max_minutes=max_minutes, audit=audit)
+                             finetune_augment=finetune_augment, pair_weight=pair_weight, ema=ema, max_minutes=max_minutes, audit=audit)
     from cxredge.train.variants import resolve_weights
 
     resolve_weights(weights, alpha)  # fail on a bad --weights before decoding any image

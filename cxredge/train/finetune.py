@@ -6,7 +6,8 @@ cosine decay to 0 over the phase, label smoothing, no augmentation (`--finetune-
 on val over 3 seeds against the "light" preset), BatchNorm on
 batch statistics (`--bn-mode train`) or frozen (`inference`), and early stopping on val macro-F1
 with the best epoch's weights (moving statistics included) restored. `--max-minutes` stops before
-an epoch that would end past the budget, and inside an epoch that has already crossed it. `--ema D`
+an epoch that would end past the budget, and inside an epoch that has already crossed it. `--pair-weight W`
+multiplies the loss weight of the Bacterial and Viral images (the hard pair). `--ema D`
 scores and keeps an exponential moving average of the weights instead (train/ema.py).
 """
 from __future__ import annotations
@@ -63,11 +64,24 @@ def trainer_model(model: keras.Model, bn_mode: str) -> keras.Model:
     return keras.Model(model.input, model.output, name=f"{model.name}_trainer")
 
 
+def pair_indices(classes) -> list[int]:
+    """Indices of the hard pair's classes (Bacterial and Viral pneumonia); [] when the classes lack it."""
+    idx = [i for p in PAIR for i, c in enumerate(classes) if p.lower() in c.lower()]
+    return idx if len(idx) == 2 else []
+
+
+def pair_weighted(cw: np.ndarray, classes, weight: float) -> np.ndarray:
+    """`--pair-weight W`: the loss weight of the hard pair's images times W (the other classes keep theirs)."""
+    out = np.asarray(cw, np.float32).copy()
+    out[pair_indices(classes)] *= weight
+    return out
+
+
 def pair_accuracy(y: np.ndarray, pred: np.ndarray, classes) -> float | None:
     """Accuracy on the images whose true class is Bacterial or Viral pneumonia (a prediction of the
     other pneumonia class, or of any other class, is wrong); None when the classes lack the pair."""
-    idx = [i for p in PAIR for i, c in enumerate(classes) if p.lower() in c.lower()]
-    if len(idx) != 2:
+    idx = pair_indices(classes)
+    if not idx:
         return None
     mask = np.isin(y, idx)
     return float((pred[mask] == y[mask]).mean()) if mask.any() else None
@@ -144,6 +158,7 @@ def fit_phase2(model, data, settings: TrainSettings, cw, strategy, bar_factory, 
         trainer.compile(optimizer=make_optimizer(settings, steps),
                         loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing),
                         metrics=["accuracy"])
+    cw = pair_weighted(cw, data.classes, settings.pair_weight)
     train = image_dataset(train_split.x, train_split.y, k, settings.batch_size, settings.seed, augment=True,
                           weights=cw, noise=settings.pixel_noise, preset=settings.finetune_augment, shuffle=True)
     bar = bar_factory("finetune phase 2", settings.finetune_epochs * steps)

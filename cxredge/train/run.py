@@ -15,12 +15,13 @@ from cxredge.convert import calibration
 from cxredge.edge import validation
 from cxredge.edge.clinical import Resampler
 from cxredge.edge.metrics import classification_metrics
+from cxredge.edge.dataset import scan
 from cxredge.errors import CxrError
 from cxredge.io import write_json
 from cxredge.keras import keras, tf
 from cxredge.train import fit as fitting
 from cxredge.train import int8_views
-from cxredge.train.finetune import fit_phase2, pair_accuracy
+from cxredge.train.finetune import fit_phase2, pair_accuracy, pair_indices
 from cxredge.train.augment import image_dataset, view_transform
 from cxredge.train.artifacts import write_variant
 from cxredge.train.cache import compute_features, cut_layer_name, feature_extractor, predict, tail_model
@@ -56,6 +57,9 @@ def train_run(data_dir: str | Path, out: str | Path, settings: TrainSettings, co
     fitting.set_determinism(settings.seed)
     deadline = time.time() + 60 * settings.max_minutes if settings.max_minutes else None
     weights = resolve_weights(settings.weights, settings.alpha)
+    if settings.pair_weight != 1.0 and not pair_indices(classes := scan(data_dir).classes):
+        raise CxrError(f"--pair-weight {settings.pair_weight}: the classes of {data_dir} "
+                       f"({', '.join(classes)}) have no Bacterial/Viral pneumonia pair")
     data = load_data(data_dir, seed=settings.seed, skip_bad=settings.skip_bad, console=console)
     audit = pre_training_audit(data, out, settings.seed, console) if settings.audit else None
     strategy = fitting.make_strategy(settings.strategy)

@@ -43,6 +43,7 @@ class TrainSettings:
     weight_decay: float = 0.05  # finetune phase 2: AdamW decoupled weight decay (not on BN or biases)
     bn_mode: str = "train"  # finetune phase 2: BatchNorm on batch statistics (train) or frozen (inference)
     finetune_head: str = "linear"  # finetune: dropout + Dense(C) on the logits, or the Dense 1024/512/C mlp
+    pair_weight: float = 1.0  # finetune phase 2: loss weight of the Bacterial/Viral images, times this
     ema: float = 0.0  # finetune phase 2: decay of a weight moving average that is scored and kept (0 = off)
     finetune_augment: str = "none"  # finetune phase 2 augmentation preset (train/augment.py); none won on val over 3 seeds
     max_minutes: float = 0.0  # stop training when the next epoch would end past this budget (0 = none)
@@ -75,6 +76,7 @@ class TrainSettings:
             (self.finetune_head in FINETUNE_HEADS, f"--finetune-head {self.finetune_head}: expected linear or mlp"),
             (self.finetune_augment in FINETUNE_AUGMENTS,
              f"--finetune-augment {self.finetune_augment}: expected light, standard or none"),
+            (self.pair_weight > 0, f"--pair-weight {self.pair_weight}: must be > 0 (1 = off)"),
             (0 <= self.ema < 1, f"--ema {self.ema}: expected 0 (off) <= decay < 1, e.g. 0.998"),
             (self.max_minutes >= 0, f"--max-minutes {self.max_minutes}: must be >= 0 (0 = no budget)"),
         ]
