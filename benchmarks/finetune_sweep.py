@@ -45,6 +45,8 @@ CONFIGS = {
     "ema_s1": (["--finetune-augment", "none", "--ema", "0.995", "--seed", "1"], "no augmentation + weight EMA, seed 1"),
     "ema_s2": (["--finetune-augment", "none", "--ema", "0.995", "--seed", "2"], "no augmentation + weight EMA, seed 2"),
     "pair2_s0": (["--finetune-augment", "none", "--pair-weight", "2"], "no augmentation + Bacterial/Viral images weigh 2x in the loss"),
+    "bnfreeze3_s0": (["--finetune-augment", "none", "--bn-freeze-blocks", "3"],
+                     "no augmentation + BN statistics of the stem and blocks 1-3 frozen (int8 fidelity)"),
     "no_smoothing_s0": (["--label-smoothing", "0"], "no label smoothing"),
     "no_weight_decay_s0": (["--weight-decay", "0"], "Adam instead of AdamW"),
     "no_warmup_s0": (["--warmup-epochs", "0"], "cosine decay without warm-up"),
@@ -100,7 +102,7 @@ def summarize(run_dir: Path, logs: Path | None) -> dict:
     n1 = h["phase1_epochs"]
     p2_seconds = h["epoch_seconds"][n1:]
     return {
-        "settings": {k: run["settings"].get(k) for k in ("seed", "finetune_patience", "unfreeze_blocks", "bn_mode", "finetune_head",
+        "settings": {k: run["settings"].get(k) for k in ("seed", "finetune_patience", "unfreeze_blocks", "bn_mode", "bn_freeze_blocks", "finetune_head",
                                                      "finetune_augment", "ema", "pair_weight", "label_smoothing", "weight_decay",
                                                      "warmup_epochs", "finetune_lr", "finetune_epochs", "batch_size")},
         "val": h.get("best_val"), "test": {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"],

@@ -21,7 +21,8 @@ def pair_data(tmp_path_factory):
 def ft_runs(pair_data, tmp_path_factory):
     """The default recipe (whole network, BN train), and the same with BN in inference mode."""
     base = tmp_path_factory.mktemp("ft")
-    for name, extra in (("train", []), ("inference", ["--bn-mode", "inference"])):
+    for name, extra in (("train", []), ("inference", ["--bn-mode", "inference"]),
+                        ("freeze2", ["--bn-freeze-blocks", "2"])):
         result = invoke("train", "--data", pair_data, "--out", base / name, "--variant", "finetune", "--epochs", "1",
                         "--finetune-epochs", "3", "--patience", "0", *FAST, *extra)
         assert result.exit_code == 0, result.output
@@ -77,6 +78,18 @@ def test_bn_mode_train_moves_the_moving_statistics_and_inference_does_not(ft_run
     assert np.abs(stats["inference"]).max() == 0.0
 
 
+def test_bn_freeze_blocks_keeps_the_stem_and_first_blocks_statistics(ft_runs):
+    from cxredge.keras import keras
+    from cxredge.train.finetune import bn_block
+    model = keras.models.load_model(ft_runs / "freeze2" / "finetune" / "model.keras", compile=False)
+    moved = {layer.name: float(np.abs(layer.moving_mean.numpy()).max()) for layer in model.layers
+             if isinstance(layer, keras.layers.BatchNormalization)}
+    assert all(moved[n] == 0.0 for n in ("conv1_bn", "conv_dw_1_bn", "conv_pw_1_bn", "conv_dw_2_bn", "conv_pw_2_bn"))
+    assert moved["conv_dw_3_bn"] > 0.0 and moved["conv_pw_13_bn"] > 0.0  # weights none: they start at 0
+    assert [bn_block(n) for n in ("conv1_bn", "conv_dw_7_bn", "conv_pw_13_bn", "head_bn")] == [0, 7, 13, None]
+    assert "stem + blocks 1-2 frozen" in read(ft_runs / "freeze2" / "finetune" / "history.json")["mode"]
+
+
 def test_max_minutes_stops_each_phase_after_one_epoch(pair_data, tmp_path):
     result = invoke("train", "--data", pair_data, "--out", tmp_path / "b", "--variant", "finetune", "--epochs", "6",
                     "--finetune-epochs", "6", "--max-minutes", "0.001", *FAST)
@@ -106,6 +119,7 @@ def test_cached_variants_honour_max_minutes(tiny_data, tmp_path):
     (["--warmup-epochs", "-1"], "--warmup-epochs -1.0"),
     (["--finetune-patience", "-1"], "--finetune-patience -1"),
     (["--ema", "1"], "--ema 1.0"),
+    (["--bn-freeze-blocks", "14"], "--bn-freeze-blocks 14: expected 0..13"),
     (["--pair-weight", "0"], "--pair-weight 0.0"),
     (["--pair-weight", "2"], "have no Bacterial/Viral pneumonia pair"),  # tiny_data: alpha, beta, gamma, delta
     (["--ema", "-0.5"], "--ema -0.5"),

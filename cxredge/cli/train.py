@@ -66,6 +66,7 @@ def train(
     warmup_epochs: float = typer.Option(1.0, "--warmup-epochs", help="finetune: linear learning-rate warm-up, then cosine decay to 0."),
     weight_decay: float = typer.Option(0.05, "--weight-decay", help="finetune: AdamW decoupled weight decay, not on BatchNorm or biases (0 = Adam)."),
     bn_mode: str = typer.Option("train", "--bn-mode", help="finetune: BatchNorm on batch statistics (train) or frozen ImageNet statistics (inference)."),
+    bn_freeze_blocks: int = typer.Option(0, "--bn-freeze-blocks", help="finetune with --bn-mode train: BatchNorm of the stem and blocks 1..K keeps its ImageNet statistics (int8 fidelity: their drift inflates the folded weights); 0 = none."),
     finetune_head: str = typer.Option("linear", "--finetune-head", help="finetune: linear (dropout + Dense(C) on the logits) or mlp (Dense 1024/512/C)."),
     finetune_augment: str = typer.Option("none", "--finetune-augment", help="finetune: none (default; val 0.865 vs 0.852 over 3 seeds) | light (rotation 0.03, translation 0.05, zoom 0.08, contrast 0.15) | standard (--augment's)."),
     pair_weight: float = typer.Option(1.0, "--pair-weight", help="finetune: multiply the loss weight of the Bacterial and Viral pneumonia images (the hard pair) by this (1 = off)."),
@@ -89,7 +90,7 @@ def train(
                              unfreeze_blocks=blocks, dropout=dropout, label_smoothing=label_smoothing,
                              finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, warmup_epochs=warmup_epochs,
                              finetune_patience=finetune_patience,
-                             weight_decay=weight_decay, bn_mode=bn_mode, finetune_head=finetune_head,
+                             weight_decay=weight_decay, bn_mode=bn_mode, bn_freeze_blocks=bn_freeze_blocks, finetune_head=finetune_head,
                              finetune_augment=finetune_augment, pair_weight=pair_weight, ema=ema, max_minutes=max_minutes, audit=audit)
     from cxredge.train.variants import resolve_weights
 

@@ -32,11 +32,12 @@ def feature_extractor(model: keras.Model, cut_names: list[str]) -> keras.Model:
     return keras.Model(model.input, outputs, name="feature_cache")
 
 
-def tail_model(model: keras.Model, cut_name: str) -> keras.Model:
+def tail_model(model: keras.Model, cut_name: str, frozen_bn: set[str] | None = None) -> keras.Model:
     """Re-apply the layers after `cut_name` to a new input; weights are shared with `model`.
 
-    BatchNormalization layers are called with training=False (the Keras transfer-learning guide):
-    their gamma/beta may train, their moving statistics stay those of ImageNet.
+    BatchNormalization layers (all, or those named in `frozen_bn`) are called with training=False (the
+    Keras transfer-learning guide): their gamma/beta may train, their moving statistics stay those of
+    ImageNet. The others follow the training flag.
     """
     names = [layer.name for layer in model.layers]
     k = names.index(cut_name) + 1
@@ -44,7 +45,7 @@ def tail_model(model: keras.Model, cut_name: str) -> keras.Model:
     inp = keras.Input(tuple(cut.shape[1:]), name=f"cached_{cut_name}")
     x = inp
     for layer in model.layers[k:]:
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if isinstance(layer, keras.layers.BatchNormalization) and (frozen_bn is None or layer.name in frozen_bn):
             x = layer(x, training=False)
         else:
             x = layer(x)

@@ -13,6 +13,7 @@ scores and keeps an exponential moving average of the weights instead (train/ema
 from __future__ import annotations
 
 import math
+import re
 import time
 from contextlib import nullcontext
 from typing import Callable
@@ -56,11 +57,25 @@ def make_optimizer(settings: TrainSettings, steps_per_epoch: int) -> keras.optim
     return opt
 
 
-def trainer_model(model: keras.Model, bn_mode: str) -> keras.Model:
+def bn_block(name: str) -> int | None:
+    """MobileNet block of a BatchNormalization layer: 0 for the stem (conv1_bn), K for conv_dw_K_bn /
+    conv_pw_K_bn; None for any other name."""
+    if name == "conv1_bn":
+        return 0
+    m = re.fullmatch(r"conv_(?:dw|pw)_(\d+)_bn", name)
+    return int(m.group(1)) if m else None
+
+
+def trainer_model(model: keras.Model, bn_mode: str, freeze_blocks: int = 0) -> keras.Model:
     """The model fit() trains (layers shared with `model`, which stays uncompiled so model.keras holds
-    no optimizer): BN follows the training flag ("train") or always runs on its moving statistics."""
+    no optimizer): BN follows the training flag ("train") or always runs on its moving statistics
+    ("inference"); with `freeze_blocks` K > 0 in train mode, the stem's and blocks 1..K's BN keep theirs."""
     if bn_mode == "inference":
         return tail_model(model, model.layers[0].name)
+    if freeze_blocks:
+        frozen = {layer.name for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+                  and (block := bn_block(layer.name)) is not None and block <= freeze_blocks}
+        return tail_model(model, model.layers[0].name, frozen_bn=frozen)
     return keras.Model(model.input, model.output, name=f"{model.name}_trainer")
 
 
@@ -149,12 +164,19 @@ class ValMonitor(keras.callbacks.Callback):
             self.target.set_weights(self.best_weights)
 
 
+def _mode(settings: TrainSettings) -> str:
+    mode = f"full network, BN {settings.bn_mode}"
+    if settings.bn_freeze_blocks and settings.bn_mode == "train":
+        mode += f" (stem + blocks 1-{settings.bn_freeze_blocks} frozen)"
+    return mode + (f", weight EMA {settings.ema}" if settings.ema else "")
+
+
 def fit_phase2(model, data, settings: TrainSettings, cw, strategy, bar_factory, deadline: float | None) -> dict:
     """Train `model` end to end; returns its history (val_* per epoch, epoch_seconds, best_epoch)."""
     k, train_split, val_split = len(data.classes), data.splits["train"], data.splits["val"]
     steps = int(np.ceil(len(train_split.y) / settings.batch_size))
     with strategy.scope():
-        trainer = trainer_model(model, settings.bn_mode)
+        trainer = trainer_model(model, settings.bn_mode, settings.bn_freeze_blocks)
         trainer.compile(optimizer=make_optimizer(settings, steps),
                         loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing),
                         metrics=["accuracy"])
@@ -167,7 +189,6 @@ def fit_phase2(model, data, settings: TrainSettings, cw, strategy, bar_factory, 
     hist = trainer.fit(train, epochs=settings.finetune_epochs, verbose=0, callbacks=[monitor], shuffle=False)
     history = {key: [float(v) for v in vals] for key, vals in hist.history.items()}
     history.update(epoch_seconds=monitor.epoch_seconds, best_epoch=monitor.best_epoch,
-                   stop_reason=monitor.stop_reason or "all epochs", ema=settings.ema,
-                   mode=f"full network, BN {settings.bn_mode}" + (f", weight EMA {settings.ema}" if ema else ""))
+                   stop_reason=monitor.stop_reason or "all epochs", ema=settings.ema, mode=_mode(settings))
     bar(0, f"best val macro-F1 {monitor.best:.3f} at epoch {monitor.best_epoch}; {history['stop_reason']}", done=True)
     return history

@@ -42,6 +42,7 @@ class TrainSettings:
     warmup_epochs: float = 1.0  # finetune phase 2: linear warm-up from ~0 to the peak
     weight_decay: float = 0.05  # finetune phase 2: AdamW decoupled weight decay (not on BN or biases)
     bn_mode: str = "train"  # finetune phase 2: BatchNorm on batch statistics (train) or frozen (inference)
+    bn_freeze_blocks: int = 0  # finetune, --bn-mode train: BN of the stem + blocks 1..K keeps ImageNet statistics
     finetune_head: str = "linear"  # finetune: dropout + Dense(C) on the logits, or the Dense 1024/512/C mlp
     pair_weight: float = 1.0  # finetune phase 2: loss weight of the Bacterial/Viral images, times this
     ema: float = 0.0  # finetune phase 2: decay of a weight moving average that is scored and kept (0 = off)
@@ -72,6 +73,7 @@ class TrainSettings:
             (self.finetune_patience >= 0, f"--finetune-patience {self.finetune_patience}: must be >= 0"),
             (self.warmup_epochs >= 0, f"--warmup-epochs {self.warmup_epochs}: must be >= 0"),
             (self.weight_decay >= 0, f"--weight-decay {self.weight_decay}: must be >= 0"),
+            (0 <= self.bn_freeze_blocks <= 13, f"--bn-freeze-blocks {self.bn_freeze_blocks}: expected 0..13"),
             (self.bn_mode in BN_MODES, f"--bn-mode {self.bn_mode}: expected train or inference"),
             (self.finetune_head in FINETUNE_HEADS, f"--finetune-head {self.finetune_head}: expected linear or mlp"),
             (self.finetune_augment in FINETUNE_AUGMENTS,
