@@ -3,7 +3,8 @@
 Per seed k, one run folder `<out>/s<k>` gets a two_conv head trained with `--seed k` (cached, minutes),
 then `cxredge ensemble --members two_conv,<finetune of seed k>` and `cxredge quantize --variant ensemble
 --split test` (full-integer int8 with bias correction, validated against the float ensemble). The
-finetunes come from benchmarks/finetune_sweep.py (`--finetunes runs/ft_sweep --prefix recipe_s`).
+finetunes come from benchmarks/finetune_sweep.py (`--finetunes runs/ft_sweep --prefix recipe_s`; a comma
+list of prefixes puts one finetune per prefix into each seed's ensemble, e.g. `no_augment_s,recipe_s`).
 
 `tta` measures horizontal-flip test-time augmentation (mean of the softmax of image and mirror) on
 val and test for every model.keras named, with no cxredge code path: it is a measurement of whether
@@ -37,14 +38,14 @@ def cli(*args: str) -> None:
 def run(args) -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         out = Path(args.out) / f"s{seed}"
-        finetune = Path(args.finetunes) / f"{args.prefix}{seed}" / "finetune"
+        finetunes = [str(Path(args.finetunes) / f"{prefix}{seed}" / "finetune") for prefix in args.prefix.split(",")]
         timing = {}
         if not (out / "two_conv" / "metrics.json").is_file():
             t0 = time.perf_counter()
             cli("train", "--data", args.data, "--out", str(out), "--variant", "two_conv", "--seed", str(seed), "--no-audit")
             timing["two_conv_seconds"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
-        cli("ensemble", "--run", str(out), "--members", f"two_conv,{finetune}")
+        cli("ensemble", "--run", str(out), "--members", ",".join(["two_conv", *finetunes]))
         timing["ensemble_seconds"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
         cli("quantize", "--run", str(out), "--variant", "ensemble", "--split", "test")
@@ -130,7 +131,8 @@ def markdown(doc: dict) -> str:
     lines = ["# finetune + two_conv logit ensembles, and flip TTA", "",
              f"`benchmarks/finetune_ensemble.py`; CPU **{cpu.get('model')}** ({cpu.get('cpus')} CPUs, avx512_vnni "
              f"{'yes' if cpu.get('avx512_vnni') else 'no'}), no GPU. Per seed: the finetune of that seed "
-             "(benchmarks/finetune_sweep.py) and a two_conv head trained with the same seed, averaged by "
+             "(or finetunes: every one listed in the table; benchmarks/finetune_sweep.py) and a two_conv head "
+             "trained with the same seed, averaged by "
              "`cxredge ensemble` (equal weights, mean of logits) into one model; int8 = `cxredge quantize "
              "--variant ensemble --split test` (full-integer, bias-corrected) against the float ensemble. "
              "pair = Bacterial-vs-Viral pair accuracy. Rows after the seeds (e.g. ens_all) are other member sets, "
@@ -173,7 +175,7 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("--data", required=True)
     r.add_argument("--finetunes", default="runs/ft_sweep")
-    r.add_argument("--prefix", default="recipe_s")
+    r.add_argument("--prefix", default="recipe_s", help="finetune run name prefix(es), comma list; + the seed")
     r.add_argument("--seeds", default="0,1,2")
     r.add_argument("--out", default="runs/ens")
     t = sub.add_parser("tta")
