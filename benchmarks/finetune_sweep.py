@@ -27,15 +27,18 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SEEDS = ("recipe_s0", "recipe_s1", "recipe_s2")
+# seed groups summarised as means: the first recipe, the current default (no augmentation), + EMA
+SEED_GROUPS = {"first recipe (light augmentation)": ("recipe_s0", "recipe_s1", "recipe_s2"),
+               "current default (no augmentation)": ("no_augment_s0", "no_augment_s1", "no_augment_s2"),
+               "no augmentation + --ema 0.995": ("ema_s0", "ema_s1", "ema_s2")}
 # name -> (extra `cxredge train` arguments, what it measures); the recipe is the defaults
 CONFIGS = {
     # recipe_s*: the first recipe (light augmentation; the default until no_augment_s* won on val)
     "recipe_s0": (["--finetune-augment", "light"], "the first recipe (light augmentation), seed 0 (the ablations' reference)"),
     "recipe_s1": (["--finetune-augment", "light", "--seed", "1"], "the first recipe, seed 1"),
     "recipe_s2": (["--finetune-augment", "light", "--seed", "2"], "the first recipe, seed 2"),
-    "bn_inference_s0": (["--bn-mode", "inference"], "BatchNorm frozen on ImageNet statistics"),
-    "bn_inference_budget_s0": (["--bn-mode", "inference", "--max-minutes", "13"],
+    "bn_inference_s0": (["--finetune-augment", "light", "--bn-mode", "inference"], "BatchNorm frozen on ImageNet statistics"),
+    "bn_inference_budget_s0": (["--finetune-augment", "light", "--bn-mode", "inference", "--max-minutes", "13"],
                                "BN frozen, under a 13-minute budget (compare val epoch by epoch with recipe_s0)"),
     "head_mlp_s0": (["--finetune-head", "mlp"], "the contract's Dense 1024/512/C head instead of the linear head"),
     "no_augment_s0": (["--finetune-augment", "none"], "no augmentation in phase 2"),
@@ -50,7 +53,7 @@ CONFIGS = {
     "no_smoothing_s0": (["--label-smoothing", "0"], "no label smoothing"),
     "no_weight_decay_s0": (["--weight-decay", "0"], "Adam instead of AdamW"),
     "no_warmup_s0": (["--warmup-epochs", "0"], "cosine decay without warm-up"),
-    "patience4_s0": (["--finetune-patience", "4"], "phase-2 early stop after 4 epochs without val macro-F1 gain"),
+    "patience4_s0": (["--finetune-augment", "light", "--finetune-patience", "4"], "phase-2 early stop after 4 epochs without val macro-F1 gain"),
     "blocks4_s0": (["--unfreeze-blocks", "4"], "only the last 4 blocks train (the earlier best)"),
 }
 
@@ -149,8 +152,13 @@ def int8_trials(folder: Path | None) -> list[dict]:
     return rows
 
 
-def seed_summary(runs: dict) -> dict | None:
-    done = [runs[s] for s in SEEDS if s in runs]
+def seed_summaries(runs: dict) -> dict:
+    return {label: summary for label, names in SEED_GROUPS.items()
+            if (summary := seed_summary(runs, names)) is not None}
+
+
+def seed_summary(runs: dict, names) -> dict | None:
+    done = [runs[s] for s in names if s in runs]
     if not done:
         return None
     out = {"seeds_done": len(done)}
@@ -169,7 +177,7 @@ def collect(args) -> None:
     runs = {name: summarize(out / name, logs) for name in CONFIGS if (out / name / "finetune" / "metrics.json").is_file()}
     doc = {"benchmark": "finetune_sweep", "data": args.data, "cpu": cpu_info(), "configs": {
         n: {"args": a, "measures": w} for n, (a, w) in CONFIGS.items()}, "runs": runs,
-        "not_run": [n for n in CONFIGS if n not in runs], "seeds": seed_summary(runs),
+        "not_run": [n for n in CONFIGS if n not in runs], "seeds": seed_summaries(runs),
         "int8_trials": {"model": args.int8_model, "rows": int8_trials(Path(args.int8_trials) if args.int8_trials else None)}}
     results = Path(args.results)
     (results / "finetune_sweep.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -186,7 +194,8 @@ def markdown(doc: dict) -> str:
     lines = ["# finetune recipe: ablations on val, seeds on test, cost on this CPU", "",
              f"`benchmarks/finetune_sweep.py`; data `{doc['data']}`; CPU **{cpu.get('model')}** ({cpu.get('cpus')} CPUs, "
              f"avx512_vnni {'yes' if cpu.get('avx512_vnni') else 'no'}), no GPU. Each row is one `cxredge train "
-             "--variant finetune` with the recipe's defaults and the listed change. Val = the restored best epoch "
+             "--variant finetune` with the current defaults (no augmentation since the no_augment rows won on val) "
+             "and the listed change; the first recipe's rows pin `--finetune-augment light`. Val = the restored best epoch "
              "(selection); test is for the record and for the seeds. pair = Bacterial-vs-Viral pair accuracy "
              "(images of those two classes; any other prediction counts as wrong).", "",
              "| run | change | val acc | val F1 | val pair | test acc | test F1 | test pair | best / phase-2 epochs "
@@ -197,9 +206,8 @@ def markdown(doc: dict) -> str:
                      f"{_f(v.get('macro_f1'))} | {_f(v.get('pair_accuracy'))} | {_f(t['accuracy'])} | "
                      f"{_f(t['macro_f1'])} | {_f(t['pair_accuracy'])} | {r['best_phase2_epoch']} / {r['phase2_epochs']} | "
                      f"{_f(r['phase2_epoch_seconds_median'], 0)} | {_f(r['wall_seconds'], 0)} |")
-    s = doc["seeds"]
-    if s:
-        lines += ["", f"**Seeds of the recipe** ({s['seeds_done']} of 3 finished), test: accuracy mean "
+    for label, s in doc["seeds"].items():
+        lines += ["", f"**Seeds: {label}** ({s['seeds_done']} of 3 finished), test: accuracy mean "
                   f"{_f(s['test_accuracy']['mean'], 4)} (min {_f(s['test_accuracy']['min'], 4)}, max "
                   f"{_f(s['test_accuracy']['max'], 4)}), macro-F1 mean {_f(s['test_macro_f1']['mean'], 4)}, "
                   f"pair accuracy mean {_f(s['test_pair_accuracy']['mean'], 4)}; val accuracy mean "
