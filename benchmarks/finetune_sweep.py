@@ -50,6 +50,8 @@ CONFIGS = {
     "pair2_s0": (["--finetune-augment", "none", "--pair-weight", "2"], "no augmentation + Bacterial/Viral images weigh 2x in the loss"),
     "bnfreeze3_s0": (["--finetune-augment", "none", "--bn-freeze-blocks", "3"],
                      "no augmentation + BN statistics of the stem and blocks 1-3 frozen (int8 fidelity)"),
+    "bn_inference_noaug_s0": (["--finetune-augment", "none", "--bn-mode", "inference"],
+                              "BN frozen without augmentation: the int8-faithful finetune with the augmentation choice that won"),
     "no_smoothing_s0": (["--label-smoothing", "0"], "no label smoothing"),
     "no_weight_decay_s0": (["--weight-decay", "0"], "Adam instead of AdamW"),
     "no_warmup_s0": (["--warmup-epochs", "0"], "cosine decay without warm-up"),
