@@ -11,6 +11,7 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 TINY_CLASSES = ("alpha", "beta", "gamma", "delta")
+TINY_COUNTS = {"train": 8, "val": 4, "test": 4}
 
 
 def invoke(*args):
@@ -26,7 +27,6 @@ def invoke(*args):
 def read(path):
     import json
     return json.loads(Path(path).read_text())
-TINY_COUNTS = {"train": 8, "val": 4, "test": 4}
 
 
 def synth_image(label: int, idx: int, size: int = 224) -> np.ndarray:

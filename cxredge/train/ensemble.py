@@ -21,6 +21,7 @@ from cxredge.io import read_json, sha256_file
 from cxredge.keras import keras
 
 NAME = "ensemble"
+MODEL_NAME = "cxredge_ensemble"  # the Keras model's name; gradcam recognises an ensemble by it
 
 
 @dataclass
@@ -115,7 +116,7 @@ def build(members: list[Member], weights: list[float] | None = None) -> keras.Mo
     scaled = [keras.layers.Rescaling(float(wi), name=f"weight_{i}")(z) for i, (z, wi) in enumerate(zip(logits, w))]
     mean = keras.layers.Add(name="mean_logits")(scaled)
     out = keras.layers.Softmax(name="probs")(mean)
-    return keras.Model(inp, out, name="cxredge_ensemble")
+    return keras.Model(inp, out, name=MODEL_NAME)
 
 
 def record(members: list[Member], weights: list[float] | None) -> dict:

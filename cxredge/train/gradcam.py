@@ -22,6 +22,7 @@ from cxredge.edge.explain_run import Explainer
 from cxredge.errors import CxrError
 from cxredge.io import read_json
 from cxredge.keras import keras, tf
+from cxredge.train.ensemble import MODEL_NAME as ENSEMBLE_MODEL_NAME
 
 GRADCAM_LAYER = "conv_pw_13_relu"
 
@@ -32,7 +33,7 @@ def gradcam_model(model, layer: str = GRADCAM_LAYER):
         feat = model.get_layer(layer).output
     except ValueError:
         hint = (" (an ensemble: explain one member's model.keras, or the ensemble's .tflite by occlusion)"
-                if model.name == "cxredge_ensemble" else "")
+                if model.name == ENSEMBLE_MODEL_NAME else "")
         raise CxrError(f"{model.name}: no layer {layer} for Grad-CAM{hint}") from None
     last = model.layers[-1]
     if isinstance(last, keras.layers.Dense) and last.activation is keras.activations.softmax:
