@@ -30,7 +30,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # seed groups summarised as means: the first recipe, the current default (no augmentation), + EMA
 SEED_GROUPS = {"first recipe (light augmentation)": ("recipe_s0", "recipe_s1", "recipe_s2"),
                "current default (no augmentation)": ("no_augment_s0", "no_augment_s1", "no_augment_s2"),
-               "no augmentation + --ema 0.995": ("ema_s0", "ema_s1", "ema_s2")}
+               "no augmentation + --ema 0.995": ("ema_s0", "ema_s1", "ema_s2"),
+               "no augmentation + --bn-mode inference": ("bn_inference_noaug_s0", "bn_inference_noaug_s1",
+                                                         "bn_inference_noaug_s2")}
 # name -> (extra `cxredge train` arguments, what it measures); the recipe is the defaults
 CONFIGS = {
     # recipe_s*: the first recipe (light augmentation; the default until no_augment_s* won on val)
@@ -52,6 +54,10 @@ CONFIGS = {
                      "no augmentation + BN statistics of the stem and blocks 1-3 frozen (int8 fidelity)"),
     "bn_inference_noaug_s0": (["--finetune-augment", "none", "--bn-mode", "inference"],
                               "BN frozen without augmentation: the int8-faithful finetune with the augmentation choice that won"),
+    "bn_inference_noaug_s1": (["--finetune-augment", "none", "--bn-mode", "inference", "--seed", "1"],
+                              "BN frozen without augmentation, seed 1"),
+    "bn_inference_noaug_s2": (["--finetune-augment", "none", "--bn-mode", "inference", "--seed", "2"],
+                              "BN frozen without augmentation, seed 2"),
     "no_smoothing_s0": (["--label-smoothing", "0"], "no label smoothing"),
     "no_weight_decay_s0": (["--weight-decay", "0"], "Adam instead of AdamW"),
     "no_warmup_s0": (["--warmup-epochs", "0"], "cosine decay without warm-up"),
