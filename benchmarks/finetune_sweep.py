@@ -58,6 +58,8 @@ CONFIGS = {
                               "BN frozen without augmentation, seed 1"),
     "bn_inference_noaug_s2": (["--finetune-augment", "none", "--bn-mode", "inference", "--seed", "2"],
                               "BN frozen without augmentation, seed 2"),
+    "bn_inference_noaug_long_s0": (["--finetune-augment", "none", "--bn-mode", "inference", "--finetune-epochs", "18"],
+                                   "BN frozen without augmentation, an 18-epoch schedule (seed 0 peaked at epoch 11 of 12)"),
     "no_smoothing_s0": (["--label-smoothing", "0"], "no label smoothing"),
     "no_weight_decay_s0": (["--weight-decay", "0"], "Adam instead of AdamW"),
     "no_warmup_s0": (["--warmup-epochs", "0"], "cosine decay without warm-up"),
