@@ -19,10 +19,11 @@ def pair_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ft_runs(pair_data, tmp_path_factory):
-    """The default recipe (whole network, BN train), and the same with BN in inference mode."""
+    """The default recipe (whole network, BN frozen: inference mode), the same with BN in training mode,
+    and BN training mode with the stem's and first 2 blocks' statistics frozen."""
     base = tmp_path_factory.mktemp("ft")
-    for name, extra in (("train", []), ("inference", ["--bn-mode", "inference"]),
-                        ("freeze2", ["--bn-freeze-blocks", "2"])):
+    for name, extra in (("default", []), ("train", ["--bn-mode", "train"]),
+                        ("freeze2", ["--bn-mode", "train", "--bn-freeze-blocks", "2"])):
         result = invoke("train", "--data", pair_data, "--out", base / name, "--variant", "finetune", "--epochs", "1",
                         "--finetune-epochs", "3", "--patience", "0", *FAST, *extra)
         assert result.exit_code == 0, result.output
@@ -31,26 +32,26 @@ def ft_runs(pair_data, tmp_path_factory):
 
 def test_default_finetune_trains_every_weight_with_the_linear_head(ft_runs):
     from cxredge.keras import keras
-    m = read(ft_runs / "train" / "finetune" / "metrics.json")
-    model = keras.models.load_model(ft_runs / "train" / "finetune" / "model.keras", compile=False)
+    m = read(ft_runs / "default" / "finetune" / "metrics.json")
+    model = keras.models.load_model(ft_runs / "default" / "finetune" / "model.keras", compile=False)
     moving = sum(2 * int(layer.moving_mean.shape[0]) for layer in model.layers
                  if isinstance(layer, keras.layers.BatchNormalization))
     assert m["params_total"] - m["params_trainable"] == moving  # only BN moving statistics do not train
-    settings = read(ft_runs / "train" / "run.json")["settings"]
-    assert settings["unfreeze_blocks"] == "all" and settings["bn_mode"] == "train"
+    settings = read(ft_runs / "default" / "run.json")["settings"]
+    assert settings["unfreeze_blocks"] == "all" and settings["bn_mode"] == "inference"
     assert settings["finetune_head"] == "linear" and settings["weight_decay"] > 0
     names = [layer.name for layer in model.layers]
     assert "head_out" in names and "head_fc1" not in names
 
 
 def test_history_records_both_phases_and_val_macro_f1(ft_runs):
-    hist = read(ft_runs / "train" / "finetune" / "history.json")
+    hist = read(ft_runs / "default" / "finetune" / "history.json")
     assert hist["phase1_epochs"] == 1 and len(hist["loss"]) == 4 and len(hist["epoch_seconds"]) == 4
     assert len(hist["phase2_val_macro_f1"]) == 3 and hist["stop_reason"] == "all epochs"
     best = hist["best_epoch"] - hist["phase1_epochs"]
     assert hist["best_val"]["macro_f1"] == max(hist["phase2_val_macro_f1"])
     assert hist["best_val"]["macro_f1"] == hist["phase2_val_macro_f1"][best - 1]
-    m = read(ft_runs / "train" / "finetune" / "metrics.json")
+    m = read(ft_runs / "default" / "finetune" / "metrics.json")
     assert m["val"] == hist["best_val"] and 0.0 <= m["pair_accuracy"] <= 1.0
 
 
@@ -59,8 +60,8 @@ def test_best_epoch_weights_are_the_saved_ones(ft_runs, pair_data):
     from cxredge.edge.dataset import load_split, scan
     from cxredge.keras import keras
     from cxredge.train.finetune import val_scores
-    hist = read(ft_runs / "train" / "finetune" / "history.json")
-    model = keras.models.load_model(ft_runs / "train" / "finetune" / "model.keras", compile=False)
+    hist = read(ft_runs / "default" / "finetune" / "history.json")
+    model = keras.models.load_model(ft_runs / "default" / "finetune" / "model.keras", compile=False)
     ds = scan(pair_data)
     val = load_split(ds, "val")
     scores = val_scores(model, val.x, val.y, ds.classes)
@@ -71,8 +72,8 @@ def test_best_epoch_weights_are_the_saved_ones(ft_runs, pair_data):
 def test_bn_mode_train_moves_the_moving_statistics_and_inference_does_not(ft_runs):
     from cxredge.keras import keras
     stats = {}
-    for mode in ("train", "inference"):
-        model = keras.models.load_model(ft_runs / mode / "finetune" / "model.keras", compile=False)
+    for mode, run in (("train", "train"), ("inference", "default")):
+        model = keras.models.load_model(ft_runs / run / "finetune" / "model.keras", compile=False)
         stats[mode] = model.get_layer("conv1_bn").moving_mean.numpy()
     assert np.abs(stats["train"]).max() > 1e-4  # weights none: moving means start at 0
     assert np.abs(stats["inference"]).max() == 0.0
@@ -120,6 +121,7 @@ def test_cached_variants_honour_max_minutes(tiny_data, tmp_path):
     (["--finetune-patience", "-1"], "--finetune-patience -1"),
     (["--ema", "1"], "--ema 1.0"),
     (["--bn-freeze-blocks", "14"], "--bn-freeze-blocks 14: expected 0..13"),
+    (["--bn-freeze-blocks", "3"], "--bn-freeze-blocks 3: needs --bn-mode train (--bn-mode inference already freezes"),
     (["--pair-weight", "0"], "--pair-weight 0.0"),
     (["--pair-weight", "2"], "have no Bacterial/Viral pneumonia pair"),  # tiny_data: alpha, beta, gamma, delta
     (["--ema", "-0.5"], "--ema -0.5"),
@@ -168,7 +170,7 @@ def test_light_preset_has_no_flip_and_none_leaves_pixels():
 def test_quantize_takes_the_finetuned_model(ft_runs, tmp_path):
     import shutil
     run = tmp_path / "q"
-    shutil.copytree(ft_runs / "train", run)
+    shutil.copytree(ft_runs / "default", run)
     result = invoke("quantize", "--run", run, "--variant", "finetune", "--calibration-size", "8",
                     "--bias-correction-images", "4")
     assert result.exit_code == 0, result.output

@@ -65,7 +65,7 @@ def train(
     finetune_patience: int = typer.Option(6, "--finetune-patience", help="finetune: stop phase 2 after this many epochs without a val macro-F1 gain (0 = off); the best epoch's weights are kept."),
     warmup_epochs: float = typer.Option(1.0, "--warmup-epochs", help="finetune: linear learning-rate warm-up, then cosine decay to 0."),
     weight_decay: float = typer.Option(0.05, "--weight-decay", help="finetune: AdamW decoupled weight decay, not on BatchNorm or biases (0 = Adam)."),
-    bn_mode: str = typer.Option("train", "--bn-mode", help="finetune: BatchNorm on batch statistics (train) or frozen ImageNet statistics (inference)."),
+    bn_mode: str = typer.Option("inference", "--bn-mode", help="finetune: BatchNorm frozen on its ImageNet statistics (inference; default: val tie over 3 seeds, int8 98.5-99.3% agreement against 95.5-96.7%) or on batch statistics (train)."),
     bn_freeze_blocks: int = typer.Option(0, "--bn-freeze-blocks", help="finetune with --bn-mode train: BatchNorm of the stem and blocks 1..K keeps its ImageNet statistics (int8 fidelity: their drift inflates the folded weights); 0 = none."),
     finetune_head: str = typer.Option("linear", "--finetune-head", help="finetune: linear (dropout + Dense(C) on the logits) or mlp (Dense 1024/512/C)."),
     finetune_augment: str = typer.Option("none", "--finetune-augment", help="finetune: none (default; val 0.865 vs 0.852 over 3 seeds) | light (rotation 0.03, translation 0.05, zoom 0.08, contrast 0.15) | standard (--augment's)."),

@@ -41,7 +41,7 @@ class TrainSettings:
     finetune_patience: int = 6  # finetune phase 2: early stop after this many epochs without val macro-F1 gain
     warmup_epochs: float = 1.0  # finetune phase 2: linear warm-up from ~0 to the peak
     weight_decay: float = 0.05  # finetune phase 2: AdamW decoupled weight decay (not on BN or biases)
-    bn_mode: str = "train"  # finetune phase 2: BatchNorm on batch statistics (train) or frozen (inference)
+    bn_mode: str = "inference"  # finetune phase 2: BatchNorm frozen on ImageNet statistics (inference) or batch statistics (train)
     bn_freeze_blocks: int = 0  # finetune, --bn-mode train: BN of the stem + blocks 1..K keeps ImageNet statistics
     finetune_head: str = "linear"  # finetune: dropout + Dense(C) on the logits, or the Dense 1024/512/C mlp
     pair_weight: float = 1.0  # finetune phase 2: loss weight of the Bacterial/Viral images, times this
@@ -75,6 +75,9 @@ class TrainSettings:
             (self.weight_decay >= 0, f"--weight-decay {self.weight_decay}: must be >= 0"),
             (0 <= self.bn_freeze_blocks <= 13, f"--bn-freeze-blocks {self.bn_freeze_blocks}: expected 0..13"),
             (self.bn_mode in BN_MODES, f"--bn-mode {self.bn_mode}: expected train or inference"),
+            (not (self.bn_freeze_blocks and self.bn_mode != "train"),
+             f"--bn-freeze-blocks {self.bn_freeze_blocks}: needs --bn-mode train "
+             f"(--bn-mode {self.bn_mode} already freezes every BatchNorm)"),
             (self.finetune_head in FINETUNE_HEADS, f"--finetune-head {self.finetune_head}: expected linear or mlp"),
             (self.finetune_augment in FINETUNE_AUGMENTS,
              f"--finetune-augment {self.finetune_augment}: expected light, standard or none"),
