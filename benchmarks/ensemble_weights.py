@@ -34,23 +34,22 @@ def member_logits(folder: Path, data: str) -> dict:
     from cxredge.train.ensemble import logits_model
     doc = json.loads((folder / "ensemble" / "metrics.json").read_text())
     files = [m["model"] for m in doc["ensemble"]["members"]]
-    labels = [m["label"] for m in doc["ensemble"]["members"]]
     if len(files) != 2:
         sys.exit(f"{folder}: {len(files)} members; this benchmark weighs exactly two")
     ds = scan(data)
-    out = {"labels": labels}
     splits = {s: load_split(ds, s) for s in ("val", "test")}
+    models = [logits_model(keras.models.load_model(f, compile=False), f"m{i}") for i, f in enumerate(files)]
+    out = {"labels": [m["label"] for m in doc["ensemble"]["members"]], "classes": list(ds.classes)}
     for split, data_split in splits.items():
         out[f"{split}_y"] = np.asarray(data_split.y)
-        out[split] = [logits_model(keras.models.load_model(f, compile=False), f"m{i}").predict(
-            data_split.x, batch_size=64, verbose=0) for i, f in enumerate(files)]
+        out[split] = [m.predict(data_split.x, batch_size=64, verbose=0) for m in models]
     return out
 
 
-def scores(logits: list[np.ndarray], y: np.ndarray, w: float) -> dict:
-    from sklearn.metrics import f1_score
-    pred = ((1 - w) * logits[0] + w * logits[1]).argmax(1)
-    return {"accuracy": float((pred == y).mean()), "macro_f1": float(f1_score(y, pred, average="macro"))}
+def scores(lg: dict, split: str, w: float) -> dict:
+    """The project's own scoring of the weighted logits (argmax: the softmax does not change it)."""
+    from cxredge.train.ensemble_run import scores as ensemble_scores
+    return ensemble_scores(lg[f"{split}_y"], (1 - w) * lg[split][0] + w * lg[split][1], lg["classes"])
 
 
 def main() -> None:
@@ -66,7 +65,7 @@ def main() -> None:
             continue
         lg = member_logits(folder, args.data)
         seeds[folder.name] = {"members": lg["labels"], "grid": {
-            str(w): {s: scores(lg[s], lg[f"{s}_y"], w) for s in ("val", "test")} for w in GRID}}
+            str(w): {s: scores(lg, s, w) for s in ("val", "test")} for w in GRID}}
     if not seeds:
         sys.exit(f"--runs {args.runs}: no s<k>/ensemble/metrics.json")
 
