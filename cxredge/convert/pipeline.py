@@ -20,6 +20,7 @@ from cxredge.edge.ood import build_reference
 from cxredge.errors import CxrError
 from cxredge.io import read_json, sha256_file, write_json, write_text
 from cxredge.keras import keras
+from cxredge.model_file import load_keras_model
 
 MODES = ("float32", "int8", "float16", "dynamic", "qat", "refit")
 CALIBRATED = ("int8", "qat", "refit")
@@ -65,10 +66,7 @@ def load_model(run_dir: Path, variant: str) -> keras.Model:
     path = run_dir / variant / "model.keras"
     if not path.is_file():
         raise CxrError(f"--variant {variant}: {path} not found (train it first)")
-    try:
-        return keras.models.load_model(path, compile=False)
-    except (ValueError, OSError) as exc:
-        raise CxrError(f"{path}: could not load the Keras model ({exc})") from None
+    return load_keras_model(path)
 
 
 class Calibration:

@@ -19,6 +19,7 @@ import numpy as np
 from cxredge.errors import CxrError
 from cxredge.io import read_json, sha256_file
 from cxredge.keras import keras
+from cxredge.model_file import load_keras_model
 
 NAME = "ensemble"
 MODEL_NAME = "cxredge_ensemble"  # the Keras model's name; gradcam recognises an ensemble by it
@@ -71,10 +72,7 @@ def load_members(run_dir: Path, specs: list[str], classes: list[str]) -> list[Me
         theirs = member_classes(path)
         if theirs != classes:
             raise CxrError(f"--members {label}: trained on classes {theirs}, the run has {classes}")
-        try:
-            model = keras.models.load_model(path, compile=False)
-        except (ValueError, OSError) as exc:
-            raise CxrError(f"{path}: could not load the Keras model ({exc})") from None
+        model = load_keras_model(path)
         members.append(Member(label, path, model, theirs))
     return members
 

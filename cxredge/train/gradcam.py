@@ -22,6 +22,7 @@ from cxredge.edge.explain_run import Explainer
 from cxredge.errors import CxrError
 from cxredge.io import read_json
 from cxredge.keras import keras, tf
+from cxredge.model_file import load_keras_model
 from cxredge.train.ensemble import MODEL_NAME as ENSEMBLE_MODEL_NAME
 
 GRADCAM_LAYER = "conv_pw_13_relu"
@@ -73,12 +74,7 @@ def run_labels(path: Path, labels_file: Path | None) -> list[str]:
 
 def keras_explainer(path: Path, settings: OcclusionSettings, method: str, batch: int | None,
                     labels_file: Path | None) -> Explainer:
-    if not path.is_file():
-        raise CxrError(f"{path}: model file not found")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except (ValueError, OSError) as exc:
-        raise CxrError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0][:160]})") from None
+    model = load_keras_model(path)
     names = run_labels(path, labels_file)
     if int(model.output_shape[-1]) != len(names):
         raise CxrError(f"{path}: {model.output_shape[-1]} outputs but {len(names)} labels ({', '.join(names)})")
