@@ -1,4 +1,4 @@
-"""A throw-away OpenSSH server on 127.0.0.1, for the `bench --remote` tests and benchmarks/devices_loopback.py.
+"""A throw-away OpenSSH server on 127.0.0.1, for the `bench --remote` tests and benchmarks/bench/devices_loopback.py.
 
 Everything lives in one folder: a fresh ed25519 host key, a user key (authorised) and a stranger key
 (not authorised), authorized_keys, a known_hosts line for the host key, the sshd_config, and an ssh

@@ -1,6 +1,6 @@
 """Inputs that are not chest X-rays, and harder variants of real ones, written as files (Pillow + numpy).
 
-Used by tests/test_ood.py and benchmarks/ood_guard.py, so the guard's tests and its measured rates
+Used by tests/test_ood.py and benchmarks/ood/ood_guard.py, so the guard's tests and its measured rates
 cover the same cases: the three of issue 11 (a flat gray PNG, an RGBA colour image, a CMYK JPEG) plus
 uniform noise, and X-ray variants (inverted, rotated, heavily JPEG-compressed).
 """

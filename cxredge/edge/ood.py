@@ -16,7 +16,7 @@ Each becomes a robust z-score, (value - val median) / max(1.4826 MAD, floor), co
 side(s) that mean "unlike an X-ray"; an image's score is its largest z, and the statistic(s) over the
 threshold are the reason. The threshold keeps `keep` (99%) of the val images: the
 ceil((n + 1) * keep)-th smallest val score (a conformal quantile), at least `MIN_THRESHOLD`.
-Why these and not the model's output: docs/ood-guard.md (measured in benchmarks/ood_guard.py).
+Why these and not the model's output: docs/ood-guard.md (measured in benchmarks/ood/ood_guard.py).
 """
 from __future__ import annotations
 

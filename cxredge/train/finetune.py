@@ -1,6 +1,6 @@
 """`--variant finetune` phase 2: the whole network (or its last K blocks) on augmented images.
 
-The recipe (docs/training.md "finetune"; measured in benchmarks/finetune_sweep.py, on val):
+The recipe (docs/training.md "finetune"; measured in benchmarks/train/finetune_sweep.py, on val):
 AdamW (decoupled weight decay, not on BatchNorm or biases), a linear learning-rate warm-up then
 cosine decay to 0 over the phase, label smoothing, no augmentation (`--finetune-augment none`: it won
 on val over 3 seeds against the "light" preset), BatchNorm frozen on its ImageNet statistics

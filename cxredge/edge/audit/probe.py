@@ -19,7 +19,7 @@ from cxredge.edge.audit.features import GROUP_NAMES, GROUPS
 # Warn when a pair is told apart far above chance: a normalised lift (accuracy - chance) / (1 - chance)
 # of at least MIN_LIFT (for a balanced pair: accuracy >= 0.75), and at least Z_MIN standard errors of
 # a chance-level probe above chance. Both chosen from measurements (label-shuffled probes, same-source
-# controls, a same-source disease pair): docs/audit.md, benchmarks/results/audit_thresholds.md.
+# controls, a same-source disease pair): docs/audit.md, benchmarks/results/audit/audit_thresholds.md.
 MIN_LIFT = 0.5
 Z_MIN = 5.0
 
