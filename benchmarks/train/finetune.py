@@ -1,7 +1,7 @@
 """What `--variant finetune` reaches and costs, next to the cached two_conv head, on one dataset.
 
 Superseded by benchmarks/train/finetune_sweep.py (the whole-network recipe). This script keeps the earlier
-settings (last K blocks, BN in inference mode, the contract's mlp head, plain Adam at a constant rate,
+settings (last K blocks, BN in inference mode, the mlp head of cxredge/train/variants.py, plain Adam at a constant rate,
 the standard augmentation); phase 1 now trains the head on the cached logits, not the two_conv head,
 so finetune.md / finetune_4blocks.md are not reproduced exactly.
 

@@ -46,7 +46,7 @@ CONFIGS = {
     "bn_inference_s0": (["--finetune-augment", "light", "--bn-mode", "inference"], "BatchNorm frozen on ImageNet statistics"),
     "bn_inference_budget_s0": (["--finetune-augment", "light", "--bn-mode", "inference", "--max-minutes", "13"],
                                "BN frozen, under a 13-minute budget (compare val epoch by epoch with recipe_s0)"),
-    "head_mlp_s0": (["--finetune-head", "mlp"], "the contract's Dense 1024/512/C head instead of the linear head"),
+    "head_mlp_s0": (["--finetune-head", "mlp"], "the mlp head (Dense 1024/512/C, cxredge/train/variants.py) instead of the linear head"),
     "no_augment_s0": (["--bn-mode", "train", "--finetune-augment", "none"], "no augmentation in phase 2"),
     "no_augment_s1": (["--bn-mode", "train", "--finetune-augment", "none", "--seed", "1"], "no augmentation, seed 1 (no_augment_s0 lost on val but won on test)"),
     "no_augment_s2": (["--bn-mode", "train", "--finetune-augment", "none", "--seed", "2"], "no augmentation, seed 2"),

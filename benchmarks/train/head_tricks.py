@@ -1,6 +1,6 @@
 """Can a training trick lift the fc head (frozen 1000-d ImageNet logits -> Dense 1024/512/C)?
 
-Every trick keeps the saved model the plain contract model; each is tried with several seeds on
+Every trick keeps the saved model the plain model of cxredge/train/variants.py; each is tried with several seeds on
 the cached logits of train_tuning.py's feature cache (original + mirrored train views, val, test),
 and is judged on the VAL split (test is printed for the record only):
 
