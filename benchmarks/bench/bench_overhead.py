@@ -1,6 +1,7 @@
 """Does cxredge's timing add overhead? cxredge bench's timed median vs a bare invoke() loop, same model, same run.
 
-    flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/bench/bench_overhead.py [MODEL.tflite ...] [--runs 300] [--rounds 5]
+    flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/bench/bench_overhead.py \
+        [MODEL.tflite ...] [--runs 300] [--rounds 5]
 
 Per model, `rounds` alternating rounds (ABAB...) of:
   A  cxredge: cxredge.edge.bench.measure() (what `cxredge bench` runs for a row: TFLiteModel, first invoke,

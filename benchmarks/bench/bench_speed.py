@@ -1,12 +1,14 @@
 """int8 vs float32 latency per variant, and the wall time of benching them all, in one `cxredge bench` run.
 
-    flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/bench/bench_speed.py [--run runs/full] [--data cxredge/data/sample]
+    flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/bench/bench_speed.py \
+        [--run runs/full] [--data cxredge/data/sample]
 
 Runs `python -m cxredge bench --run RUN --data DATA --threads 1 --delegate xnnpack` in a subprocess
 (wall time includes interpreter start-up, image decoding, accuracy on the whole split and the timed runs),
 then prints float32 / int8 median latency and the speed-up per variant from its bench.json.
 Targets: int8 >= 2.3x faster than float32 for every variant; the whole bench < 120 s.
-Writes bench.json/md + plots to benchmarks/results/bench/bench_speed/ and a summary to benchmarks/results/bench/bench_speed.md.
+Writes bench.json/md + plots to benchmarks/results/bench/bench_speed/ and a summary to
+benchmarks/results/bench/bench_speed.md.
 """
 from __future__ import annotations
 

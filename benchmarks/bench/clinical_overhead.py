@@ -70,7 +70,8 @@ def main() -> None:
     n, m = rows[0]["n"], rows[0]["models"]
     md = [
         "# Clinical metrics: what 2,000 bootstrap resamples add to `cxredge bench`", "",
-        f"- machine: {dev.get('cpu_model')} ({dev.get('cores')} cores; {' + '.join(cpu_flags()) or 'no int8 dot-product flags'}), {dev.get('runtime')} "
+        f"- machine: {dev.get('cpu_model')} ({dev.get('cores')} cores; "
+        f"{' + '.join(cpu_flags()) or 'no int8 dot-product flags'}), {dev.get('runtime')} "
         f"{dev.get('runtime_version')}; other processes shared the 2 cores (tests), as on a developer's laptop",
         f"- workload: `cxredge bench --run {args.run}` (test split, {n} images x {m} models, default timing: "
         "100 timed invokes per row, XNNPACK, 1 thread), ABAB over "

@@ -6,7 +6,8 @@ user keys, BatchMode, host key checked), in the order local, ssh, ssh, local, ba
 equal accuracy rows (the same images, the same predictions image by image) and a remote/local
 latency ratio near 1 (same CPU; the SSH transport is idle while the device times its invokes).
 
-    flock /tmp/cxredge-heavy.lock python benchmarks/bench/devices_loopback.py --run RUN --out benchmarks/results/bench/devices
+    flock /tmp/cxredge-heavy.lock python benchmarks/bench/devices_loopback.py --run RUN \
+        --out benchmarks/results/bench/devices
 
 Writes OUT/local/ (round 1, here), OUT/ssh_loopback/ (round 2, over SSH), OUT/loopback.json and
 OUT/loopback.md (all four rounds, the ratios, the checks, the machine).

@@ -1,6 +1,7 @@
 """How fast is `cxredge explain`? Occlusion saliency of one image, batched vs one invoke per patch, side by side.
 
-    flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/explain/explain_speed.py [--run /work/runs/full-i13x] [--images 5]
+    flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/explain/explain_speed.py \
+        [--run /work/runs/full-i13x] [--images 5]
 
 For the run's two_conv int8.tflite (and float32.tflite for reference), at the default grid (patch 32,
 stride 16: 13 x 13 = 169 occlusions + the image itself), per configuration (batch per invoke x threads):

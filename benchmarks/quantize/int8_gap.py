@@ -1,6 +1,7 @@
 """Why int8 agreement stays near 95%: how fragile the float models are, and where the int8 error grows.
 
-    flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/quantize/int8_gap.py --run runs/full [--runs-extra runs/full_noise2]
+    flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/quantize/int8_gap.py --run runs/full \
+        [--runs-extra runs/full_noise2]
 
 For every variant of each run (side by side, one process, the run's own test split):
 1. Fragility of the float model: top-1 agreement of the Keras model with itself when Gaussian pixel

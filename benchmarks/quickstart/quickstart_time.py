@@ -54,8 +54,9 @@ def main() -> None:
     ok = len(times) == len(steps) and (clone / "runs" / "default" / "report.html").is_file()
     pipeline = sum(dt for name, dt in times if name.startswith("cxredge"))
     md = ["# Quick-start command 1, timed step by step", "",
-          f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, a fresh clone of {head}; CPU: {cpu_summary()}; Python "
-          f"{platform.python_version()}", "- produced by `benchmarks/quickstart/quickstart_time.py`; every step's output: "
+          f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, a fresh clone of {head}; "
+          f"CPU: {cpu_summary()}; Python {platform.python_version()}",
+          "- produced by `benchmarks/quickstart/quickstart_time.py`; every step's output: "
           "`quickstart_time.log`", "", "| step | seconds |", "|---|---:|"]
     md += [f"| {name} | {dt:.1f} |" for name, dt in times]
     md += ["", f"**Pipeline after the install (train + quantize + bench + report): {pipeline:.0f} s**"

@@ -10,7 +10,8 @@ BN in inference mode, augmented images, low learning rate), puts it next to the 
 --compare (a run directory trained with the same settings) and writes benchmarks/results/train/finetune.json
 and .md with the machine info.
 
-    flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/train/finetune.py --data DIR --out runs/finetune --compare runs/full
+    flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/train/finetune.py --data DIR --out runs/finetune \
+        --compare runs/full
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """How far whole-network fine-tuning moved each layer from the bundled ImageNet weights, and what that
 does to the folded (BN-into-conv) weights int8 quantizes.
 
-    .venv/bin/python benchmarks/train/finetune_bn_drift.py runs/ft_sweep/recipe_s0 > benchmarks/results/train/finetune_bn_drift.md
+    .venv/bin/python benchmarks/train/finetune_bn_drift.py runs/ft_sweep/recipe_s0 \
+        > benchmarks/results/train/finetune_bn_drift.md
 
 Per layer: relative change ||after - before|| / ||before|| of the kernel and of each BatchNorm
 variable, and the largest folded weight (kernel * gamma / sqrt(moving_variance + eps)) and folded

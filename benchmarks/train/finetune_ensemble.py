@@ -13,7 +13,7 @@ the lever wins, on val first.
     flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/train/finetune_ensemble.py run \\
         --data DIR --finetunes runs/ft_sweep --prefix recipe_s --seeds 0,1,2 --out runs/ens
     .venv/bin/python benchmarks/train/finetune_ensemble.py tta --data DIR --models NAME=PATH,...
-    .venv/bin/python benchmarks/train/finetune_ensemble.py collect --out runs/ens   # results/finetune_ensemble.{json,md}
+    .venv/bin/python benchmarks/train/finetune_ensemble.py collect --out runs/ens  # results/finetune_ensemble.{json,md}
 """
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def run(args) -> None:
         timing = {}
         if not (out / "two_conv" / "metrics.json").is_file():
             t0 = time.perf_counter()
-            cli("train", "--data", args.data, "--out", str(out), "--variant", "two_conv", "--seed", str(seed), "--no-audit", capture=False)
+            cli("train", "--data", args.data, "--out", str(out), "--variant", "two_conv", "--seed", str(seed),
+                "--no-audit", capture=False)
             timing["two_conv_seconds"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
         cli("ensemble", "--run", str(out), "--members", ",".join(["two_conv", *finetunes]), capture=False)
@@ -124,7 +125,8 @@ def _f(v, digits=3) -> str:
 def markdown(doc: dict) -> str:
     cpu = doc["cpu"]
     lines = ["# finetune + two_conv logit ensembles, and flip TTA", "",
-             f"`benchmarks/train/finetune_ensemble.py`; CPU **{cpu.get('model')}** ({cpu.get('cpus')} CPUs, avx512_vnni "
+             f"`benchmarks/train/finetune_ensemble.py`; CPU **{cpu.get('model')}** ({cpu.get('cpus')} CPUs, "
+             "avx512_vnni "
              f"{'yes' if cpu.get('avx512_vnni') else 'no'}), no GPU. Per seed: the finetune of that seed "
              "(or finetunes: every one listed in the table; benchmarks/train/finetune_sweep.py) and a two_conv head "
              "trained with the same seed, averaged by "

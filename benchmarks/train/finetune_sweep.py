@@ -46,7 +46,8 @@ CONFIGS = {
     "bn_inference_s0": (["--finetune-augment", "light", "--bn-mode", "inference"], "BatchNorm frozen on ImageNet statistics"),
     "bn_inference_budget_s0": (["--finetune-augment", "light", "--bn-mode", "inference", "--max-minutes", "13"],
                                "BN frozen, under a 13-minute budget (compare val epoch by epoch with recipe_s0)"),
-    "head_mlp_s0": (["--finetune-head", "mlp"], "the mlp head (Dense 1024/512/C, cxredge/train/variants.py) instead of the linear head"),
+    "head_mlp_s0": (["--finetune-head", "mlp"],
+                    "the mlp head (Dense 1024/512/C, cxredge/train/variants.py) instead of the linear head"),
     "no_augment_s0": (["--bn-mode", "train", "--finetune-augment", "none"], "no augmentation in phase 2"),
     "no_augment_s1": (["--bn-mode", "train", "--finetune-augment", "none", "--seed", "1"], "no augmentation, seed 1 (no_augment_s0 lost on val but won on test)"),
     "no_augment_s2": (["--bn-mode", "train", "--finetune-augment", "none", "--seed", "2"], "no augmentation, seed 2"),
@@ -195,7 +196,8 @@ def _f(v, digits=3) -> str:
 def markdown(doc: dict) -> str:
     cpu, runs = doc["cpu"], doc["runs"]
     lines = ["# finetune recipe: ablations on val, seeds on test, cost on this CPU", "",
-             f"`benchmarks/train/finetune_sweep.py`; data `{doc['data']}`; CPU **{cpu.get('model')}** ({cpu.get('cpus')} CPUs, "
+             f"`benchmarks/train/finetune_sweep.py`; data `{doc['data']}`; CPU **{cpu.get('model')}** "
+             f"({cpu.get('cpus')} CPUs, "
              f"avx512_vnni {'yes' if cpu.get('avx512_vnni') else 'no'}), no GPU. Each row is one `cxredge train "
              "--variant finetune` with the current defaults (no augmentation, BatchNorm frozen: `--bn-mode inference`) "
              "and the listed change; rows run under earlier defaults pin them (`--bn-mode train`, `--finetune-augment light`). Val = the restored best epoch "

@@ -15,7 +15,8 @@ The head here is a stand-alone copy of the fc tail (same layers, same optimiser 
 so its initial weights differ from `cxredge train`'s for the same seed; compare rows within this
 file, not with train_seeds.md. Writes benchmarks/results/train/head_tricks.{jsonl,md}.
 
-    flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/train/head_tricks.py --data ../shared/data/chest_xray_4class
+    flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/train/head_tricks.py \
+        --data ../shared/data/chest_xray_4class
 """
 from __future__ import annotations
 
