@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cxredge.cli.common import console, handle_errors
+from cxredge.cli.common import check_out_dir, console, handle_errors
 from cxredge.errors import CxrError
 from cxredge.paths import SAMPLE_DATA
 
@@ -38,8 +38,7 @@ def audit(
     if not 0 <= threshold < HASH_BITS:
         raise CxrError(f"--near-threshold {threshold}: expected 0..{HASH_BITS - 1}")
     out = out or Path("runs") / "audit" / Path(data).resolve().name
-    if out.exists() and not out.is_dir():
-        raise CxrError(f"--out {out}: exists and is not a folder")
+    check_out_dir(out)
     settings = AuditSettings(near_threshold=threshold, probe=ProbeSettings(folds=folds, seed=seed), skip_bad=skip_bad)
     t0 = time.perf_counter()
     ds = scan(data, seed=seed)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -10,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from cxredge.cli.common import console, handle_errors, split_ints, split_list
+from cxredge.cli.common import check_out_dir, console, handle_errors, split_ints, split_list
 from cxredge.cli.bench_remote import REMOTE, REMOTE_HELP
 from cxredge.errors import CxrError
 from cxredge.paths import DEFAULT_RUN
@@ -55,6 +54,7 @@ def bench(
                              delegate_options=parse_options(delegate_option or []), runs=runs, warmup=warmup)
     if limit is not None and limit < 1:
         raise CxrError(f"--limit {limit}: must be >= 1")
+    check_out_dir(out)
     if remote:  # the models and the chosen images go to each device over SSH (cxredge/remote/)
         from cxredge.cli.bench_remote import bench_remote, remote_settings
 
@@ -64,7 +64,7 @@ def bench(
     if ci < 0:
         raise CxrError(f"--ci {ci}: must be >= 0 (0 = no confidence intervals)")
     with contextlib.ExitStack() as stack:
-        source = resolve_source(models or [], run, labels, stack)
+        source = resolve_source(models or [], run, labels, stack, out)
         doc, out_dir = execute(source, data, split, limit, settings, out, name=name, ci=ci)
     console.print(f"wrote [bold]{out_dir / 'bench.json'}[/], bench.md" + (", plots" if doc.get("plots") else ""))
     failed = results.failures(doc)
@@ -99,8 +99,10 @@ def parse_options(items: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def resolve_source(models: list[Path], run: Path | None, labels: Path | None, stack: contextlib.ExitStack):
+def resolve_source(models: list[Path], run: Path | None, labels: Path | None, stack: contextlib.ExitStack,
+                   out: Path | None = None):
     from cxredge.edge import bundle, sources
+    from cxredge.io import scratch_dir
 
     if models and run is not None:
         raise CxrError("give either --run DIR or MODEL/BUNDLE arguments, not both")
@@ -108,7 +110,7 @@ def resolve_source(models: list[Path], run: Path | None, labels: Path | None, st
     if bundles:
         if len(models) != 1:
             raise CxrError(f"{bundles[0]}: a bundle is benched on its own (no other MODEL arguments)")
-        dest = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxredge-bundle-")))
+        dest = stack.enter_context(scratch_dir(out or Path(".")))  # with the results: a SIGKILL's leftover is found
         bundle.open_bundle(bundles[0], dest)
         src = sources.from_run(dest, labels)
         src.origin, src.run_dir = "bundle", None
