@@ -228,7 +228,12 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return write_text(path, json_text(obj))
+
+
+def json_text(obj: Any) -> str:
+    """The text write_json writes (indented, numpy values and paths converted)."""
+    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -50,11 +50,11 @@ def audit(
     with console.status("duplicates and shortcut probe"):
         result = run_audit(ds, rows, settings)
     result["seconds"]["total"] = round(time.perf_counter() - t0, 2)
-    paths = write_outputs(result, out, Path(ds.root))
+    paths = write_outputs(result, out, Path(ds.root), rows.names)
     console.print(summary_table(result))
     print_warnings(console, result)
     if rows.unreadable:
-        console.print(f"[yellow]skipped {len(rows.unreadable)} unreadable image(s)[/] (--skip-bad), first: {rows.unreadable[0]}")
+        console.print(f"[yellow]skipped {len(rows.unreadable)} unreadable image(s)[/] (--skip-bad), first: {result['unreadable'][0]}")
     t = result["seconds"]
     console.print(f"{len(result['warnings'])} warning(s); {t['total']:.1f} s (read {t['read']:.1f}, duplicates "
                   f"{t['duplicates']:.1f}, probe {t['probe']:.1f}); wrote {', '.join(str(p) for p in paths)}")
