@@ -83,3 +83,27 @@ def test_a_plain_config_passes_the_check(tmp_path):
     cfg.write_text(f"Host *\n  UserKnownHostsFile {tmp_path / 'known_hosts'}\n  GlobalKnownHostsFile /dev/null\n")
     with Connection(Target("example.invalid", "u"), SshSettings((), cfg)) as conn:
         assert conn.target.host == "example.invalid"
+
+
+def test_a_killed_runs_control_folder_is_removed_by_the_next_connection(tmp_path, monkeypatch):
+    """Issue 22 cause 18's sibling: the ssh ControlPath folder in /tmp of a SIGKILLed run."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    monkeypatch.setattr("cxredge.remote.ssh.shutil.which", lambda name: "/usr/bin/ssh")
+    stale = tmp_path / f"cxr-ssh-{pid}-abcd1234"
+    live = tmp_path / f"cxr-ssh-{os.getpid()}-abcd1234"
+    for d in (stale, live):
+        d.mkdir()
+        t = time.time() - 7200
+        os.utime(d, (t, t))
+    monkeypatch.setattr("cxredge.remote.ssh.CONTROL_BASE", str(tmp_path))
+    conn = Connection(Target("example.invalid", "u"), SshSettings())
+    assert conn.control.parent == tmp_path and conn.control.name.startswith(f"cxr-ssh-{os.getpid()}-")
+    assert not stale.exists() and live.is_dir()
+    conn.close()
+    assert not conn.control.exists()

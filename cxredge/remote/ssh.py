@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from cxredge.errors import CxrError
+from cxredge.io import TMP_CHARS, remove_stale
 
 FORCED = {"batchmode", "controlmaster", "controlpath", "controlpersist"}
 KNOWN_HOSTS_FILES = {"userknownhostsfile", "globalknownhostsfile"}
@@ -42,6 +43,7 @@ UNREACHABLE = ("connection refused", "no route to host", "connection timed out",
 HOSTKEY = ("host key verification failed", "remote host identification has changed", "host key for")
 AUTH = ("permission denied", "too many authentication failures", "authentication failed", "no mutual signature")
 NOISE = ("warning: permanently added", "** ", "pseudo-terminal")
+CONTROL_BASE = "/tmp"  # short, for the ControlPath socket
 SAFE_LABEL = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -194,8 +196,11 @@ class Connection:
         self.ssh = shutil.which("ssh")
         if self.ssh is None:
             raise CxrError("--remote: no ssh client on this machine (install OpenSSH: apt install openssh-client)")
-        # a short folder: a unix socket path must stay under ~104 bytes (macOS's TMPDIR is long)
-        self.control = Path(tempfile.mkdtemp(prefix="cxr-ssh-", dir="/tmp" if os.path.isdir("/tmp") else None))
+        # a short folder: a unix socket path must stay under ~104 bytes (macOS's TMPDIR is long); a killed
+        # run's folder (its pid gone, an hour old) is removed by the next one (cxredge/io.py remove_stale)
+        base = CONTROL_BASE if os.path.isdir(CONTROL_BASE) else tempfile.gettempdir()
+        remove_stale(Path(base), r"cxr-ssh-\d+-" + TMP_CHARS)
+        self.control = Path(tempfile.mkdtemp(prefix=f"cxr-ssh-{os.getpid()}-", dir=base))
 
     def __enter__(self) -> "Connection":
         self.check_config()
