@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cxredge.cli.common import console, handle_errors
+from cxredge.cli.common import check_out_dir, console, handle_errors
 from cxredge.errors import CxrError
 from cxredge.paths import SAMPLE_DATA
 
@@ -38,8 +38,7 @@ def audit(
     if not 0 <= threshold < HASH_BITS:
         raise CxrError(f"--near-threshold {threshold}: expected 0..{HASH_BITS - 1}")
     out = out or Path("runs") / "audit" / Path(data).resolve().name
-    if out.exists() and not out.is_dir():
-        raise CxrError(f"--out {out}: exists and is not a folder")
+    check_out_dir(out)
     settings = AuditSettings(near_threshold=threshold, probe=ProbeSettings(folds=folds, seed=seed), skip_bad=skip_bad)
     t0 = time.perf_counter()
     ds = scan(data, seed=seed)
@@ -51,11 +50,11 @@ def audit(
     with console.status("duplicates and shortcut probe"):
         result = run_audit(ds, rows, settings)
     result["seconds"]["total"] = round(time.perf_counter() - t0, 2)
-    paths = write_outputs(result, out, Path(ds.root))
+    paths = write_outputs(result, out, Path(ds.root), rows.names)
     console.print(summary_table(result))
     print_warnings(console, result)
     if rows.unreadable:
-        console.print(f"[yellow]skipped {len(rows.unreadable)} unreadable image(s)[/] (--skip-bad), first: {rows.unreadable[0]}")
+        console.print(f"[yellow]skipped {len(rows.unreadable)} unreadable image(s)[/] (--skip-bad), first: {result['unreadable'][0]}")
     t = result["seconds"]
     console.print(f"{len(result['warnings'])} warning(s); {t['total']:.1f} s (read {t['read']:.1f}, duplicates "
                   f"{t['duplicates']:.1f}, probe {t['probe']:.1f}); wrote {', '.join(str(p) for p in paths)}")

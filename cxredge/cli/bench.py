@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -10,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from cxredge.cli.common import console, handle_errors, split_ints, split_list
+from cxredge.cli.common import check_out_dir, console, handle_errors, split_ints, split_list
 from cxredge.cli.bench_remote import REMOTE, REMOTE_HELP
 from cxredge.errors import CxrError
 from cxredge.paths import DEFAULT_RUN
@@ -35,6 +34,8 @@ def bench(
     runs: int = typer.Option(100, "--runs", help="Timed invokes per row."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed invokes before timing."),
     limit: Optional[int] = typer.Option(None, "--limit", help="At most N images (stratified) for accuracy."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images (listed in bench.json "
+                                  "dataset.skipped) and bench the rest, instead of stopping (as audit and train)."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Labels for bare .tflite files (one per line)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where bench.json/md and plots go (default: the run folder, else .)."),
     remote: Optional[List[str]] = typer.Option(None, "--remote", rich_help_panel=REMOTE, help=REMOTE_HELP["remote"]),
@@ -55,7 +56,11 @@ def bench(
                              delegate_options=parse_options(delegate_option or []), runs=runs, warmup=warmup)
     if limit is not None and limit < 1:
         raise CxrError(f"--limit {limit}: must be >= 1")
+    check_out_dir(out)
     if remote:  # the models and the chosen images go to each device over SSH (cxredge/remote/)
+        if skip_bad:
+            raise CxrError("--skip-bad: not available with --remote yet (the images are chosen here and must all "
+                           "decode); drop the unreadable files or bench without --remote")
         from cxredge.cli.bench_remote import bench_remote, remote_settings
 
         rs = remote_settings(remote, remote_python, remote_venv, remote_install, remote_env, ssh_option, ssh_config,
@@ -64,8 +69,8 @@ def bench(
     if ci < 0:
         raise CxrError(f"--ci {ci}: must be >= 0 (0 = no confidence intervals)")
     with contextlib.ExitStack() as stack:
-        source = resolve_source(models or [], run, labels, stack)
-        doc, out_dir = execute(source, data, split, limit, settings, out, name=name, ci=ci)
+        source = resolve_source(models or [], run, labels, stack, out)
+        doc, out_dir = execute(source, data, split, limit, settings, out, name=name, ci=ci, skip_bad=skip_bad)
     console.print(f"wrote [bold]{out_dir / 'bench.json'}[/], bench.md" + (", plots" if doc.get("plots") else ""))
     failed = results.failures(doc)
     for line in failed:
@@ -99,8 +104,10 @@ def parse_options(items: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def resolve_source(models: list[Path], run: Path | None, labels: Path | None, stack: contextlib.ExitStack):
+def resolve_source(models: list[Path], run: Path | None, labels: Path | None, stack: contextlib.ExitStack,
+                   out: Path | None = None):
     from cxredge.edge import bundle, sources
+    from cxredge.io import scratch_dir
 
     if models and run is not None:
         raise CxrError("give either --run DIR or MODEL/BUNDLE arguments, not both")
@@ -108,7 +115,7 @@ def resolve_source(models: list[Path], run: Path | None, labels: Path | None, st
     if bundles:
         if len(models) != 1:
             raise CxrError(f"{bundles[0]}: a bundle is benched on its own (no other MODEL arguments)")
-        dest = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxredge-bundle-")))
+        dest = stack.enter_context(scratch_dir(out or Path(".")))  # with the results: a SIGKILL's leftover is found
         bundle.open_bundle(bundles[0], dest)
         src = sources.from_run(dest, labels)
         src.origin, src.run_dir = "bundle", None
@@ -118,13 +125,14 @@ def resolve_source(models: list[Path], run: Path | None, labels: Path | None, st
     return sources.from_run(run or DEFAULT_RUN, labels)
 
 
-def execute(source, data, split, limit, settings, out, name=None, ci=2000):
+def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_bad=False):
     from cxredge.edge import clinical_tables, device, ood_flags, results, sources, validation
     from cxredge.edge.bench import run_bench
     from cxredge.edge.clinical_plots import clinical_plots
     from cxredge.edge.dataset import load_split
     from cxredge.edge.plots import bench_plots
     from cxredge.edge.runtime import find_runtime
+    from cxredge.io import shown
 
     t_start = time.perf_counter()
     runtime = find_runtime()
@@ -136,7 +144,7 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000):
     out_dir = out or source.run_dir or Path(".")
     with bar() as progress:
         task = progress.add_task(f"decoding {split} images", total=len(ds.paths(split)) if limit is None else limit)
-        loaded = load_split(ds, split, limit=limit, progress=lambda n: progress.advance(task, n))
+        loaded = load_split(ds, split, skip_bad=skip_bad, limit=limit, progress=lambda n: progress.advance(task, n))
         outcome = run_bench(source.entries, loaded.x, loaded.y, list(ds.classes), settings, runtime,
                             ProgressAdapter(progress))
     counts = {c: int((loaded.y == i).sum()) for i, c in enumerate(ds.classes)}
@@ -147,6 +155,11 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000):
     dataset = {"source": where, "path": str(ds.root), "split": split, "n": int(len(loaded.y)),
                "classes": list(ds.classes), "limit": limit, "name": name or dataset_name(ds.root),
                "layout": ds.layout, "missing_classes": missing, "counts": counts}
+    if skip_bad:  # bench.json says which files the numbers leave out
+        dataset["skipped"] = [shown(p) for p in loaded.skipped]
+        if loaded.skipped:
+            console.print(f"[yellow]skipped {len(loaded.skipped)} unreadable image(s)[/] (--skip-bad), first: "
+                          f"{escape(shown(loaded.skipped[0]))}", highlight=False, soft_wrap=True)
     doc = results.bench_document(device.device_info(runtime), settings.to_dict(), dataset, outcome.models,
                                  outcome.rows)
     doc["origin"] = source.origin

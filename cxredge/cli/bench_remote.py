@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import shlex
-import tempfile
 from pathlib import Path
 
 from cxredge.errors import CxrError
@@ -78,14 +77,15 @@ def bench_remote(models, run, labels, data, split, limit, settings, out, rs) -> 
     from cxredge.cli.bench import resolve_source
     from cxredge.cli.common import console
     from cxredge.edge import sources
+    from cxredge.io import scratch_dir
     from cxredge.remote.pack import device_bundle
     from cxredge.remote.session import BenchJob
 
     with contextlib.ExitStack() as stack:
-        source = resolve_source(models, run, labels, stack)
+        source = resolve_source(models, run, labels, stack, out)
         ds, where = sources.eval_dataset(source, data, split)
         out_dir = out or source.run_dir or Path(".")
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxredge-remote-")))
+        tmp = stack.enter_context(scratch_dir(out_dir, "remote"))
         chosen = device_bundle(tmp / "bundle.zip", source, ds, split, limit, where)
         console.print(f"{len(source.entries)} models, {chosen['n']} {split} images from {where} -> "
                       f"{len(rs.targets)} device(s), one after another")

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from cxredge.cli.common import console, err_console, handle_errors
+from cxredge.cli.common import check_out_dir, console, err_console, handle_errors
 from cxredge.edge.explain import DEFAULT_BATCH, DEFAULT_BORDER, DEFAULT_PATCH, DEFAULT_STRIDE
 from cxredge.errors import CxrError
 
@@ -60,6 +60,7 @@ def explain(
             raise CxrError(f"--class {target}: not one of the model's labels ({', '.join(first.info['labels'])})")
         files = pick(expand_images(images), per_class)
         out_dir = out or default_out(model)
+        check_out_dir(out_dir)
         doc = run_with_progress(files, explainers, settings, out_dir, target)
     if as_json:
         typer.echo(json.dumps(doc, indent=2))

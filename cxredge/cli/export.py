@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from cxredge.cli.common import console, handle_errors, split_list
+from cxredge.cli.common import check_out_file, console, handle_errors, split_list
 from cxredge.errors import CxrError
 from cxredge.paths import DEFAULT_RUN
 
@@ -26,6 +26,7 @@ def export(
 
     if out.suffix.lower() != ".zip":
         raise CxrError(f"--out {out}: a bundle is a .zip file")
+    check_out_file(out)
     if not run.is_dir():
         raise CxrError(f"--run {run}: run folder not found")
     variants = split_list(variant, "--variant") if variant else None

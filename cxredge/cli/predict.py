@@ -59,8 +59,9 @@ def predict(
 
 def model_in_bundle(bundle: Path, variant: str, precision: str, stack: contextlib.ExitStack) -> Path:
     from cxredge.edge.bundle import open_bundle
+    from cxredge.io import scratch_dir
 
-    dest = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxredge-bundle-")))
+    dest = stack.enter_context(scratch_dir(tempfile.gettempdir()))  # stale ones of killed runs are removed
     manifest = open_bundle(bundle, dest)
     path = dest / variant / f"{precision}.tflite"
     if not path.is_file():

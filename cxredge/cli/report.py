@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from cxredge.cli.common import console, handle_errors
+from cxredge.cli.common import check_out_dir, console, handle_errors
 from cxredge.errors import CxrError
 from cxredge.paths import DEFAULT_RUN
 
@@ -25,6 +25,7 @@ def report(
     from cxredge.edge.benchmark_model import read_bench_file
     from cxredge.edge.report import write_report
 
+    check_out_dir(out)
     run_dir = run if run is not None else (DEFAULT_RUN if DEFAULT_RUN.is_dir() or not bench else None)
     if run_dir is not None and not run_dir.is_dir():
         raise CxrError(f"--run {run_dir}: run folder not found (train first, or give --bench FILE only)")

@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cxredge.cli.common import console, handle_errors, split_list
+from cxredge.cli.common import check_out_dir, console, handle_errors, split_list
 from cxredge.errors import CxrError
 from cxredge.paths import DEFAULT_RUN, SAMPLE_DATA, VARIANTS
 
@@ -95,6 +95,7 @@ def train(
     from cxredge.train.variants import resolve_weights
 
     resolve_weights(weights, alpha)  # fail on a bad --weights before decoding any image
+    check_out_dir(out)  # and on an --out that cannot be written
     from cxredge.train.run import train_run
 
     results = train_run(data, out, settings, console)

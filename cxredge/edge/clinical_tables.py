@@ -1,6 +1,7 @@
 """The clinical tables of a bench (console, bench.md, report), in the field's words. TF-free."""
 from __future__ import annotations
 
+from cxredge import markdown as md
 from cxredge.edge.results import fmt, md_table
 
 SUMMARY_HEADERS = ["model", "accuracy (95% CI)", "macro-F1 (95% CI)", "macro AUC (95% CI)", "Brier", "ECE",
@@ -76,7 +77,7 @@ def markdown(doc: dict) -> list[str]:
              md_table(SUMMARY_HEADERS, summary_rows(doc)), ""]
     for key, m in doc.get("models", {}).items():
         if "macro_auc" in m:
-            parts += [f"### {key}", "", md_table(CLASS_HEADERS, class_rows(m, classes)), ""]
+            parts += [f"### {md.text(key)}", "", md_table(CLASS_HEADERS, class_rows(m, classes)), ""]
     return parts
 
 

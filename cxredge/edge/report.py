@@ -13,6 +13,7 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxredge import markdown as md
 from cxredge.edge import plots as P
 from cxredge.edge.report_audit import audit_section
 from cxredge.edge.report_clinical import clinical_blocks, dataset_label, datasets_section
@@ -172,18 +173,19 @@ def build(run_dir: Path | None, benches: list[tuple[Path, dict]], assets: Path) 
 
 
 def to_markdown(doc: Doc, out_dir: Path) -> str:
+    """The Markdown twin; every piece of text goes through cxredge/markdown.py (as to_html's through html.escape)."""
     parts = []
     for b in doc.blocks:
         if b[0] == "h":
-            parts.append("#" * b[1] + " " + b[2])
+            parts.append("#" * b[1] + " " + md.text(b[2]))
         elif b[0] == "p":
-            parts.append(b[1])
+            parts.append(md.rich(b[1]))
         elif b[0] == "table":
-            esc = lambda c: str(c).replace("|", "\\|")  # noqa: E731
-            parts.append("\n".join(["| " + " | ".join(esc(h) for h in b[1]) + " |", "|" + "---|" * len(b[1])]
-                                   + ["| " + " | ".join(esc(c) for c in r) + " |" for r in b[2]]))
+            parts.append(md.table(b[1], b[2]))
         elif b[0] == "img":
-            parts.append(f"![{b[2]}]({relpath(b[1], out_dir)})")
+            parts.append(md.image(b[2], relpath(b[1], out_dir)))
+        elif b[0] == "warn":  # audit's: ("warn", kind, message)
+            parts.append(f"**warning ({md.text(b[1])})**: {md.text(b[2])}")
     return "\n\n".join(parts) + "\n"
 
 

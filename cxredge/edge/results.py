@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cxredge import markdown as md
 from cxredge.errors import CxrError
 from cxredge.io import read_json, write_json, write_text
 
@@ -75,9 +76,7 @@ def device_line(device: dict) -> str:
 
 
 def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    esc = [[c.replace("|", "\\|") for c in r] for r in rows]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in esc])
+    return md.table(headers, rows)  # every cell escaped (cxredge/markdown.py): names come from outside
 
 
 def bench_markdown(doc: dict, plots: list[str] | None = None) -> str:
@@ -85,8 +84,9 @@ def bench_markdown(doc: dict, plots: list[str] | None = None) -> str:
     s = doc.get("settings", {})
     parts = [
         "# cxredge bench", "",
-        f"- device: {device_line(doc['device'])}",
-        f"- data: {ds.get('source')}, split `{ds.get('split')}`, {ds.get('n')} images, classes {', '.join(ds.get('classes', []))}",
+        f"- device: {md.text(device_line(doc['device']))}",
+        f"- data: {md.text(ds.get('source'))}, split {md.code(ds.get('split'))}, {ds.get('n')} images, "
+        f"classes {md.text(', '.join(ds.get('classes', [])))}",
         f"- timing: {s.get('warmup')} warm-up + {s.get('runs')} timed invoke() per row, threads {s.get('threads')}, "
         f"delegates {s.get('delegates')}" + (f", wall time {doc['wall_s']:.1f} s" if doc.get("wall_s") else ""),
         "", md_table(HEADERS, [row_cells(r) for r in doc["results"]]), "",
@@ -99,8 +99,8 @@ def bench_markdown(doc: dict, plots: list[str] | None = None) -> str:
     from cxredge.edge import clinical_tables  # it builds on this module's fmt / md_table
 
     parts += clinical_tables.markdown(doc)
-    parts += [f"![{p}]({p})" for p in plots or []]
-    parts += ["", "## Notes", ""] + [f"- {n}" for n in doc.get("notes", [])]
+    parts += [md.image(p, p) for p in plots or []]
+    parts += ["", "## Notes", ""] + [f"- {md.text(n)}" for n in doc.get("notes", [])]
     return "\n".join(parts) + "\n"
 
 

@@ -5,7 +5,11 @@ Every call runs `ssh -o BatchMode=yes -o StrictHostKeyChecking=yes [--ssh-option
 - BatchMode=yes: ssh never asks for a password or a passphrase; a key (or the agent) works or the call
   fails with "auth refused". cxredge handles no secret of its own.
 - StrictHostKeyChecking=yes (or accept-new when asked for): an unknown or changed host key is an error
-  that names the fix. Options that would switch checking off are refused.
+  that names the fix. Options that would switch checking off are refused (docs/security.md): any
+  other StrictHostKeyChecking, KnownHostsCommand, a known-hosts file that is /dev/null or not a file,
+  accept-new with a known-hosts file of its own, Include/Match/Host, keys that are not one word; and
+  the effective configuration (`ssh -G`, so ~/.ssh/config and --ssh-config count too) is checked
+  before the first connection.
 - The user's ~/.ssh/config applies as for any ssh (IdentityFile, ProxyJump, ...); --ssh-config names
   another file and --ssh-option passes `-o KEY=VALUE`.
 - All calls to one device share one connection (ControlMaster, socket in a private temporary folder),
@@ -24,14 +28,22 @@ from pathlib import Path
 from typing import Callable
 
 from cxredge.errors import CxrError
+from cxredge.io import TMP_CHARS, remove_stale
 
 FORCED = {"batchmode", "controlmaster", "controlpath", "controlpersist"}
+KNOWN_HOSTS_FILES = {"userknownhostsfile", "globalknownhostsfile"}
+NEVER = {"knownhostscommand": "it lets a command vouch for any host key",
+         "include": "it reads another config file", "match": "it opens a conditional block",
+         "host": "it opens a host block"}
+STRICT_OK = {"yes", "true", "ask", "accept-new"}  # ask: with BatchMode=yes, an unknown key fails as with yes
+OPTION = re.compile(r"\s*([A-Za-z][A-Za-z0-9]*)(?:\s*=\s*|\s+)(\S.*?)\s*")  # ssh -o: KEY=VALUE or KEY VALUE
 UNREACHABLE = ("connection refused", "no route to host", "connection timed out", "operation timed out",
                "could not resolve hostname", "network is unreachable", "name or service not known",
                "temporary failure in name resolution", "connection reset")
 HOSTKEY = ("host key verification failed", "remote host identification has changed", "host key for")
 AUTH = ("permission denied", "too many authentication failures", "authentication failed", "no mutual signature")
 NOISE = ("warning: permanently added", "** ", "pseudo-terminal")
+CONTROL_BASE = "/tmp"  # short, for the ControlPath socket
 SAFE_LABEL = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -89,28 +101,71 @@ class SshSettings:
 
     def __post_init__(self):
         for key, value in self.options:
-            k, v = key.lower(), value.strip().lower()
-            if k in FORCED:
-                raise CxrError(f"--ssh-option {key}={value}: cxredge sets {key} itself")
-            if k == "stricthostkeychecking" and v not in ("yes", "accept-new"):
-                raise CxrError(f"--ssh-option {key}={value}: host key checking stays on (yes or accept-new)")
+            check_option(key, value)
+        if self.strict == "accept-new":
+            own = [k for k, _ in self.options if k.lower() in KNOWN_HOSTS_FILES]
+            if own:
+                raise CxrError(f"--ssh-option StrictHostKeyChecking=accept-new with {own[0]}: a known-hosts file of "
+                               "its own would accept any key; use one or the other")
         if self.config is not None and not self.config.exists():
             raise CxrError(f"--ssh-config {self.config}: file not found")
 
     @property
     def strict(self) -> str:
-        asked = [v for k, v in self.options if k.lower() == "stricthostkeychecking"]
-        return asked[0] if asked else "yes"
+        asked = [v.lower() for k, v in self.options if k.lower() == "stricthostkeychecking"]
+        return {"true": "yes"}.get(asked[0], asked[0]) if asked else "yes"
+
+
+def check_option(key: str, value: str) -> None:
+    """CxrError for an --ssh-option that could switch host key checking off or take over cxredge's own."""
+    item, k, v = f"{key}={value}", key.lower(), value.strip().lower()
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", key) or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise CxrError(f"--ssh-option {item!r}: expected one KEY=VALUE with a one-word KEY and no control characters")
+    if k in FORCED:
+        raise CxrError(f"--ssh-option {item}: cxredge sets {key} itself")
+    if k == "stricthostkeychecking" and v not in STRICT_OK:
+        raise CxrError(f"--ssh-option {item}: host key checking stays on (yes or accept-new)")
+    if k in NEVER:
+        raise CxrError(f"--ssh-option {item}: refused, {NEVER[k]} (host keys are checked against known_hosts)")
+    if k in KNOWN_HOSTS_FILES and not all(real_file_or_new(f) for f in value.split()):
+        raise CxrError(f"--ssh-option {item}: a known-hosts file must be a real file (not /dev/null or none)")
+
+
+def real_file_or_new(name: str) -> bool:
+    """A known-hosts file: a regular file, or one still to be made. /dev/null, 'none', a device: no."""
+    if name.lower() == "none":
+        return False
+    p = Path(os.path.expanduser(name))
+    try:
+        return p.resolve().is_file() or not p.exists()
+    except OSError:
+        return False
 
 
 def parse_options(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """--ssh-option values as ssh -o reads them: 'KEY=VALUE', 'KEY VALUE' or 'KEY = VALUE'."""
     out = []
     for item in items:
-        key, sep, value = item.partition("=") if "=" in item else item.strip().partition(" ")
-        if not sep or not key.strip() or not value.strip():
-            raise CxrError(f"--ssh-option {item}: expected KEY=VALUE (as ssh -o takes it)")
-        out.append((key.strip(), value.strip()))
+        m = OPTION.fullmatch(item)
+        if not m:
+            raise CxrError(f"--ssh-option {item!r}: expected KEY=VALUE (as ssh -o takes it)")
+        out.append((m.group(1), m.group(2)))
     return tuple(out)
+
+
+def effective_problem(config: dict[str, list[str]], strict: str) -> str | None:
+    """What in `ssh -G`'s effective configuration would let an unchecked host key through, or None."""
+    effective = config.get("stricthostkeychecking", ["true"])[0].lower()
+    if effective not in STRICT_OK:
+        return f"StrictHostKeyChecking {effective}"
+    if config.get("knownhostscommand", ["none"])[0].lower() != "none":
+        return f"KnownHostsCommand {' '.join(config['knownhostscommand'])} is set ({NEVER['knownhostscommand']})"
+    if strict == "accept-new":
+        for key in sorted(KNOWN_HOSTS_FILES):
+            bad = [f for f in config.get(key, []) if not real_file_or_new(f)]
+            if bad:
+                return f"{key} {bad[0]} with StrictHostKeyChecking=accept-new would accept any host key"
+    return None
 
 
 def last_line(text: str) -> str:
@@ -141,11 +196,32 @@ class Connection:
         self.ssh = shutil.which("ssh")
         if self.ssh is None:
             raise CxrError("--remote: no ssh client on this machine (install OpenSSH: apt install openssh-client)")
-        # a short folder: a unix socket path must stay under ~104 bytes (macOS's TMPDIR is long)
-        self.control = Path(tempfile.mkdtemp(prefix="cxr-ssh-", dir="/tmp" if os.path.isdir("/tmp") else None))
+        # a short folder: a unix socket path must stay under ~104 bytes (macOS's TMPDIR is long); a killed
+        # run's folder (its pid gone, an hour old) is removed by the next one (cxredge/io.py remove_stale)
+        base = CONTROL_BASE if os.path.isdir(CONTROL_BASE) else tempfile.gettempdir()
+        remove_stale(Path(base), r"cxr-ssh-\d+-" + TMP_CHARS)
+        self.control = Path(tempfile.mkdtemp(prefix=f"cxr-ssh-{os.getpid()}-", dir=base))
 
     def __enter__(self) -> "Connection":
+        self.check_config()
         return self
+
+    def check_config(self) -> None:
+        """Refuse before connecting when ~/.ssh/config or --ssh-config switches host key checking off."""
+        try:
+            res = subprocess.run(self.base() + ["-G", "--", self.target.destination], capture_output=True, timeout=15)
+        except (OSError, subprocess.TimeoutExpired):
+            return  # an ssh without -G (older than 6.8): the option checks above still hold
+        if res.returncode != 0:
+            return
+        config: dict[str, list[str]] = {}
+        for line in res.stdout.decode("utf-8", "replace").splitlines():
+            key, _, value = line.partition(" ")
+            config.setdefault(key.lower(), []).extend(value.split())
+        problem = effective_problem(config, self.settings.strict)
+        if problem:
+            where = f"--ssh-config {self.settings.config}" if self.settings.config else "your ssh config (ssh -G)"
+            raise CxrError(f"{self.target}: {where}: {problem}; host key checking stays on")
 
     def __exit__(self, *exc) -> None:
         self.close()

@@ -1,28 +1,18 @@
 """Writing a variant's artifacts (run-directory contract, DESIGN.md), every file atomically."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from cxredge.io import write_json
+from cxredge.io import atomic_path, write_json
 from cxredge.keras import keras
 from cxredge.plots import plot_confusion, plot_curves
 
 
 def save_model(model: keras.Model, path: str | Path) -> Path:
     """model.save to a temporary `.keras` file next to `path`, then os.replace (never half a model)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
-        model.save(tmp, save_format="keras")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(str(tmp), save_format="keras")
+    return Path(path)
 
 
 def write_variant(out: Path, variant: str, model: keras.Model, history: dict, metrics: dict) -> None:

@@ -19,6 +19,7 @@ from cxredge.edge.audit.duplicates import NEAR_THRESHOLD, find_duplicates
 from cxredge.edge.audit.probe import ProbeSettings, run_probe
 from cxredge.edge.dataset import SPLITS, Dataset, Loaded
 from cxredge.errors import CxrError
+from cxredge.io import shown_tree
 
 FORMAT = "cxredge-audit/1"
 
@@ -107,7 +108,9 @@ def rel_name(ds: Dataset, path: Path) -> str:
 
 
 def audit(ds: Dataset, rows: Collected, settings: AuditSettings = AuditSettings()) -> dict:
-    """audit.json, from the rows collected (either way in)."""
+    """audit.json, from the rows collected (either way in). Every string in it is displayable (io.shown: a
+    file name's bytes that are not UTF-8 as \\xNN), so json, md, html and the terminal can all carry it;
+    writers.write_outputs maps names back to the files for the thumbnails."""
     if not rows.names:
         raise CxrError(f"--data {ds.root}: no readable images to audit")
     t = {"read": round(rows.seconds, 2)}
@@ -124,7 +127,7 @@ def audit(ds: Dataset, rows: Collected, settings: AuditSettings = AuditSettings(
                                                        settings.probe.z_min)
     where = {n: (s, ds.classes[y]) for n, s, y in zip(rows.names, rows.splits, rows.labels)}
     warnings = checks.shortcut_warnings(probe) + format_warnings + checks.duplicate_warnings(dups, where)
-    return {
+    return shown_tree({
         "format": FORMAT, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "data": {"path": str(Path(ds.root).resolve()), "layout": ds.layout, "split_seed": ds.seed},
         "source": rows.source, "settings": settings.to_dict(),
@@ -137,7 +140,7 @@ def audit(ds: Dataset, rows: Collected, settings: AuditSettings = AuditSettings(
         "unreadable": rows.unreadable,
         "thumbnails": _thumbnails(rows, ds),
         "seconds": t, "versions": {"cxredge": __version__, "numpy": np.__version__, "pillow": PIL.__version__},
-    }
+    })
 
 
 def _counts(rows: Collected, ds: Dataset) -> dict:

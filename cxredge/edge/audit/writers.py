@@ -1,5 +1,6 @@
-"""audit.json, audit.md and audit.html (thumbnails and duplicate pairs base64-embedded), written
-atomically. The page uses the report's style (cxredge/edge/report.py). TF-free.
+"""audit.json, audit.md and audit.html (thumbnails and duplicate pairs base64-embedded), rendered in
+memory and then written as one unit (all three or none: io.write_files). The page uses the report's style
+(cxredge/edge/report.py); the Markdown twin escapes every name (cxredge/markdown.py). TF-free.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from PIL import Image
 
 from cxredge.edge.audit.features import GROUP_TITLES, GROUPS
 from cxredge.edge.report import CSS, Doc, block_html, to_markdown
-from cxredge.io import write_json, write_text
+from cxredge.io import json_text, shown, write_files
 
 MAX_GROUPS = 40  # duplicate groups listed in the md/html (all of them are in audit.json)
 THUMB = 112
@@ -39,7 +40,7 @@ def audit_doc(a: dict) -> Doc:
     for w in a["warnings"]:
         doc.blocks.append(("warn", w["kind"], w["message"]))
     if a.get("unreadable"):
-        doc.p(f"Unreadable files skipped ({len(a['unreadable'])}): " + ", ".join(f"`{u}`" for u in a["unreadable"][:20]))
+        doc.p(f"Unreadable files skipped ({len(a['unreadable'])}): " + ", ".join(a["unreadable"][:20]))
     counts_section(doc, a)
     files_section(doc, a)
     probe_section(doc, a["probe"])
@@ -130,12 +131,13 @@ def thumbnail(path: Path) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def thumbs_html(root: Path, names: list[str]) -> str:
-    e = html.escape
+def thumbs_html(root: Path, names: list[str], files: dict[str, str] | None = None) -> str:
+    """Thumbnails of `names` (as audit.json shows them; `files` maps them back to the names on disk)."""
+    e = _e
     cells = []
     for n in names:
         try:
-            data = thumbnail(root / n)
+            data = thumbnail(root / (files or {}).get(n, n))
         except OSError:
             continue
         cells.append(f"<figure><img src='data:image/png;base64,{data}' width='{THUMB}' alt='{e(n)}'>"
@@ -143,8 +145,12 @@ def thumbs_html(root: Path, names: list[str]) -> str:
     return "<div class='thumbs'>" + "".join(cells) + "</div>"
 
 
-def to_html(doc: Doc, a: dict, root: Path) -> str:
-    e = html.escape
+def _e(s) -> str:
+    return html.escape(shown(s))
+
+
+def to_html(doc: Doc, a: dict, root: Path, files: dict[str, str] | None = None) -> str:
+    e = _e
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>cxredge audit</title>",
              f"<style>{CSS}{EXTRA_CSS}</style></head><body>"]
     for b in doc.blocks:
@@ -155,15 +161,15 @@ def to_html(doc: Doc, a: dict, root: Path) -> str:
         else:
             parts.append(block_html(b))
         if b[0] == "h" and b[2] == "Duplicates":
-            parts.append(duplicate_pictures(a, root))
+            parts.append(duplicate_pictures(a, root, files))
     parts.append("<h2>A few images per class</h2>")
     for c, names in (a.get("thumbnails") or {}).items():
-        parts.append(f"<h3>{e(c)}</h3>" + thumbs_html(root, names))
+        parts.append(f"<h3>{e(c)}</h3>" + thumbs_html(root, names, files))
     return "\n".join(parts + ["</body></html>"]) + "\n"
 
 
 def table_html(headers: list[str], rows: list[list[str]]) -> str:
-    e = html.escape
+    e = _e
     head = "".join(f"<th>{e(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -171,7 +177,7 @@ def table_html(headers: list[str], rows: list[list[str]]) -> str:
 
 def _cell(c: str) -> str:
     """Accuracies (0.xxx) get a bar: orange from 0.75 up, grey below."""
-    text = html.escape(str(c))
+    text = _e(c)
     try:
         v = float(c)
     except ValueError:
@@ -183,20 +189,23 @@ def _cell(c: str) -> str:
             f"{text}</td>")
 
 
-def duplicate_pictures(a: dict, root: Path, limit: int = 8) -> str:
+def duplicate_pictures(a: dict, root: Path, files: dict[str, str] | None = None, limit: int = 8) -> str:
     groups = a["duplicates"]["cross_split"] + [g for g in a["duplicates"]["cross_class"]
                                                  if g not in a["duplicates"]["cross_split"]]
     if not groups:
         return ""
     out = ["<p>Duplicates across splits or classes, side by side:</p>"]
-    out += [thumbs_html(root, g[:4]) for g in groups[:limit]]
+    out += [thumbs_html(root, g[:4], files) for g in groups[:limit]]
     return "".join(out)
 
 
-def write_outputs(a: dict, out_dir: Path, root: Path) -> tuple[Path, Path, Path]:
+def write_outputs(a: dict, out_dir: Path, root: Path, names: list[str] = ()) -> tuple[Path, Path, Path]:
+    """Render audit.json, audit.md and audit.html, then write the three as one unit (all or none).
+
+    `names`: the dataset's file names as on disk (Collected.names), for the thumbnails of names that
+    audit.json shows escaped."""
     doc = audit_doc(a)
-    md_doc = Doc([("p", f"**warning ({b[1]})**: {b[2]}") if b[0] == "warn" else b for b in doc.blocks])
-    json_path = write_json(out_dir / "audit.json", a)
-    md_path = write_text(out_dir / "audit.md", to_markdown(md_doc, out_dir))
-    html_path = write_text(out_dir / "audit.html", to_html(doc, a, root))
-    return json_path, md_path, html_path
+    files = {shown(n): n for n in names if shown(n) != n}
+    paths = (out_dir / "audit.json", out_dir / "audit.md", out_dir / "audit.html")
+    write_files({paths[0]: json_text(a), paths[1]: to_markdown(doc, out_dir), paths[2]: to_html(doc, a, root, files)})
+    return paths
