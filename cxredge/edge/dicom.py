@@ -25,6 +25,7 @@ import numpy as np
 from cxredge.errors import CxrError
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
+RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}  # never sniffed for the preamble
 XRAY_MODALITIES = ("CR", "DX", "DR", "OT")
 INSTALL = "pip install 'cxredge[dicom]'"
 _settings = {"any_modality": False}
@@ -60,9 +61,11 @@ def any_modality() -> bool:
 
 
 def is_dicom(path: Path) -> bool:
-    """A .dcm/.dicom/.dic name, or any file whose bytes 128..132 are the 'DICM' preamble marker."""
+    """A .dcm/.dicom/.dic name, or a file (not .png/.jpg/...) whose bytes 128..132 are the 'DICM' marker."""
     if path.suffix.lower() in DICOM_SUFFIXES:
         return True
+    if path.suffix.lower() in RASTER_SUFFIXES:
+        return False
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)

@@ -13,11 +13,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cxredge.edge.dicom import DICOM_SUFFIXES, is_dicom
+from cxredge.edge.dicom import DICOM_SUFFIXES, RASTER_SUFFIXES, is_dicom
 from cxredge.errors import CxrError
 
 IMG_SIZE = 224
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", *DICOM_SUFFIXES}
+IMAGE_SUFFIXES = {*RASTER_SUFFIXES, *DICOM_SUFFIXES}
+
+
+def is_image_file(path: Path) -> bool:
+    """A file the decoder takes: an image suffix, or no suffix and the DICOM preamble (PACS exports)."""
+    if not path.is_file():
+        return False
+    suffix = path.suffix.lower()
+    return suffix in IMAGE_SUFFIXES or (suffix == "" and is_dicom(path))
 
 
 def load_image(path: str | Path, size: int = IMG_SIZE) -> np.ndarray:
