@@ -249,3 +249,14 @@ def _ts_name(ds) -> str:
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     return getattr(ts, "name", "") or ""
+
+
+def to_png(path: str | Path, dest: Path) -> Path:
+    """The decoded 8-bit image as a PNG without any metadata: what a bundle ships instead of a DICOM (the header
+    carries the patient's name, IDs, dates); load_image gives the same pixels from either file."""
+    from PIL import Image
+
+    pixels, _ = decode(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels, "L" if pixels.ndim == 2 else "RGB").save(dest, format="PNG")
+    return dest
