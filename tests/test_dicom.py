@@ -203,4 +203,9 @@ def test_train_and_predict_see_identical_pixels(tmp_path):
     assert not bad and len(rec.seen) == len(test.paths) == 4
     assert all(np.array_equal(a, b) for a, b in zip(rec.seen, test.x))
     assert test.x.std() > 10  # real pixels, not a blank image twice
+    assert results[0]["dicom"] == {"view_position": "PA", "photometric": "MONOCHROME1", "bits_stored": 12,
+                                   "voi": "window"}  # the per-image record predict gives
+    summary = data.dataset.describe()["dicom"]  # and run.json's
+    assert summary["files"] == 12 and summary["bits_stored"] == {"12": 12} and summary["view_position"] == {"PA": 12}
+    assert "JPEG 2000 Image Compression (Lossless Only)" in summary["transfer_syntax"]
 

@@ -85,6 +85,7 @@ def expand_images(items: list[Path]) -> list[Path]:
 
 
 def classify(model, files: list[Path], names: list[str], guard=None) -> tuple[list[dict], list[str]]:
+    from cxredge.edge.dicom import is_dicom, read_facts
     from cxredge.edge.images import load_image
 
     results, bad = [], []
@@ -103,6 +104,8 @@ def classify(model, files: list[Path], names: list[str], guard=None) -> tuple[li
         top = int(probs.argmax())
         results.append({"image": str(f), "label": names[top], "index": top, "probability": float(probs[top]),
                         "probabilities": {n: float(p) for n, p in zip(names, probs)}, "raw": raw.tolist()})
+        if is_dicom(f):  # what the header says about the film (no patient data): view, photometric, bits
+            results[-1]["dicom"] = read_facts(f).record()
         if guard is not None:
             guard.mark(results[-1], img)
     return results, bad

@@ -26,6 +26,7 @@ import numpy as np
 
 from cxredge.edge import patients as P
 from cxredge.edge.dicom import allow_any_modality
+from cxredge.edge.dicom import summarise as dicom_summary
 from cxredge.edge.images import is_image_file, load_image
 from cxredge.edge.table import TABLE_SUFFIXES, DataOptions, read_table
 from cxredge.errors import CxrError
@@ -107,6 +108,9 @@ def _with_patients(ds: Dataset, options: DataOptions, keys: dict, source, unmatc
     block = P.describe(ds.splits, keys, source, unmatched, how or "given (folders or split column)")
     if block:
         info["patients"] = block
+    dicom = dicom_summary(p for files in ds.splits.values() for p, _ in files)
+    if dicom:
+        info["dicom"] = dicom
     return Dataset(ds.root, ds.classes, ds.splits, ds.layout, ds.seed, keys or None, info or None)
 
 

@@ -50,6 +50,11 @@ class DicomFacts:
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
+    def record(self) -> dict:
+        """The per-image record outputs carry (predict): view position, photometric, bits stored."""
+        return {"view_position": self.view_position or None, "photometric": self.photometric,
+                "bits_stored": self.bits_stored, "voi": self.voi}
+
 
 def allow_any_modality(flag: bool) -> None:
     """--any-modality: accept CT, MR, ... objects too (the radiograph checks still apply)."""
@@ -260,3 +265,26 @@ def to_png(path: str | Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels, "L" if pixels.ndim == 2 else "RGB").save(dest, format="PNG")
     return dest
+
+
+def summarise(paths) -> dict | None:
+    """run.json / audit.json's `dicom` block: how many files, and counts of each header fact that matters
+    (view position, photometric interpretation, bits stored, modality, transfer syntax, how VOI was done)."""
+    from collections import Counter
+
+    files = [Path(p) for p in paths if is_dicom(Path(p))]
+    if not files:
+        return None
+    counts: dict[str, Counter] = {k: Counter() for k in ("view_position", "photometric", "bits_stored", "modality",
+                                                          "transfer_syntax", "voi")}
+    unreadable = 0
+    for p in files:
+        try:
+            facts = read_facts(p).as_dict()
+        except CxrError:
+            unreadable += 1
+            continue
+        for k, c in counts.items():
+            c[str(facts[k] or "not recorded")] += 1
+    return {"files": len(files), "unreadable_headers": unreadable,
+            **{k: dict(c.most_common()) for k, c in counts.items()}}
