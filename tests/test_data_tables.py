@@ -236,3 +236,19 @@ def test_train_from_a_label_table_keeps_patients_apart(tmp_path):
     again = scan_recorded(run["data"])
     assert_no_patient_in_two_splits(again)
     assert again.counts() == run["data"]["counts"]
+
+
+def test_bench_and_quantize_reopen_a_table_run_with_its_options(tmp_path):
+    """run.json's data block (as train writes it) is enough to re-open the same table split: bench's
+    dataset_for with no --data, with --data TABLE, and scan_recorded (quantize, export, ensemble)."""
+    from cxredge.edge.sources import Source, dataset_for
+
+    table = nih_fixture(tmp_path)
+    ds = scan(table, seed=3, options=NIH)
+    data = {**ds.describe(), "path": str(ds.root)}
+    data = json.loads(json.dumps(data))  # as run.json stores it
+    source = Source([], run={"data": data})
+    for given in (None, table):
+        again, where = dataset_for(source, given, "test")
+        assert again.splits == ds.splits, where
+    assert scan_recorded(data).splits == ds.splits
