@@ -209,3 +209,13 @@ def test_train_and_predict_see_identical_pixels(tmp_path):
     assert summary["files"] == 12 and summary["bits_stored"] == {"12": 12} and summary["view_position"] == {"PA": 12}
     assert "JPEG 2000 Image Compression (Lossless Only)" in summary["transfer_syntax"]
 
+
+
+@pytest.mark.parametrize("function", ["LINEAR_EXACT", "SIGMOID"])
+def test_voi_lut_functions_follow_the_standard(tmp_path, function):
+    """PS3.3 C.11.2.1.3: LINEAR_EXACT y = (x - c) / w + 0.5; SIGMOID y = 1 / (1 + exp(-4 (x - c) / w))."""
+    ramp = np.arange(0, 4096, 16, dtype=np.uint16).reshape(16, 16)
+    path = write_dicom(tmp_path / "f.dcm", ramp, bits_stored=12, window=(2000, 1500), voi_function=function)
+    x = ramp.astype(np.float64)
+    y = (x - 2000) / 1500 + 0.5 if function == "LINEAR_EXACT" else 1 / (1 + np.exp(-4 * (x - 2000) / 1500))
+    assert np.array_equal(dicom.decode(path)[0], np.rint(np.clip(y, 0, 1) * 255).astype(np.uint8))
