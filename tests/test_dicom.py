@@ -219,3 +219,14 @@ def test_voi_lut_functions_follow_the_standard(tmp_path, function):
     x = ramp.astype(np.float64)
     y = (x - 2000) / 1500 + 0.5 if function == "LINEAR_EXACT" else 1 / (1 + np.exp(-4 * (x - 2000) / 1500))
     assert np.array_equal(dicom.decode(path)[0], np.rint(np.clip(y, 0, 1) * 255).astype(np.uint8))
+
+
+def test_predict_lists_dicom_files_in_folders_with_or_without_suffix(tmp_path):
+    from cxredge.cli.predict import expand_images
+
+    g = real_png("Normal")
+    (tmp_path / "series").mkdir()
+    a = write_dicom(tmp_path / "series" / "IM0001", g)
+    b = write_dicom(tmp_path / "series" / "b.dcm", g)
+    (tmp_path / "series" / "notes.txt").write_text("not an image")
+    assert expand_images([tmp_path]) == sorted([a, b])

@@ -70,12 +70,12 @@ def model_in_bundle(bundle: Path, variant: str, precision: str, stack: contextli
 
 
 def expand_images(items: list[Path]) -> list[Path]:
-    from cxredge.edge.images import IMAGE_SUFFIXES
+    from cxredge.edge.images import IMAGE_SUFFIXES, is_image_file
 
     files: list[Path] = []
     for item in items:
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in item.rglob("*") if is_image_file(p))  # + suffixless DICOM (PACS exports)
             if not found:
                 raise CxrError(f"{item}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
             files += found
