@@ -1,7 +1,7 @@
 """How fast cxredge decodes DICOM against PNG: images/s of `load_image` (decode + the grayscale pipeline +
 the 224x224 resize, what every verb runs per image), measured side by side in one run on this CPU.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/dicom_decode.py [--data DIR] [--n 200] [--n-large 16]
+    PYTHONPATH=. .venv/bin/python benchmarks/dicom_decode.py [--data DIR] [--n 200] [--n-large 8]
 
 Two sizes, from real chest X-rays of the data set's test split (default ../shared/data/chest_xray_4class):
 - 224x224 as the data set ships: PNG (8-bit, as is) vs DICOM 12-bit MONOCHROME1 with rescale and window,
@@ -112,7 +112,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--n", type=int, default=200, help="224x224 images per format")
-    ap.add_argument("--n-large", type=int, default=16, help="2048x2048 images per format")
+    ap.add_argument("--n-large", type=int, default=8, help="2048x2048 images per format")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     if not (args.data / "test").is_dir():

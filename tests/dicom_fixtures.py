@@ -32,7 +32,7 @@ def write_dicom(path: Path, stored: np.ndarray, *, photometric: str = "MONOCHROM
                 voi_function: str | None = None, voi_lut: tuple[list[int], list[int]] | None = None,
                 padding: int | None = None, modality: str = "DX", view: str | None = "PA", syntax: str = "explicit",
                 phi: dict | None = None, uid_n: int = 1, sop_class: str = "1.2.840.10008.5.1.4.1.1.1.1",
-                preamble: bool = True) -> Path:
+                preamble: bool = True, modality_lut: list[int] | None = None) -> Path:
     """One DICOM file from stored values (2-D, or 3-D for multi-frame). syntax: explicit | rle | j2k | jpegll."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
@@ -79,6 +79,12 @@ def write_dicom(path: Path, stored: np.ndarray, *, photometric: str = "MONOCHROM
         item.add_new(0x00283002, "US", voi_lut[0])  # LUT Descriptor
         item.add_new(0x00283006, "US", voi_lut[1])  # LUT Data
         ds.VOILUTSequence = [item]
+    if modality_lut is not None:
+        item = Dataset()
+        item.add_new(0x00283002, "US", [len(modality_lut), 0, 16])  # LUT Descriptor: entries, first value, bits
+        item.add_new(0x00283006, "US", modality_lut)  # LUT Data
+        item.ModalityLUTType = "US"
+        ds.ModalityLUTSequence = [item]
     if padding is not None:
         ds.PixelPaddingValue = padding
     ds.PixelData = stored.astype(stored.dtype.newbyteorder("<")).tobytes()

@@ -230,3 +230,11 @@ def test_predict_lists_dicom_files_in_folders_with_or_without_suffix(tmp_path):
     b = write_dicom(tmp_path / "series" / "b.dcm", g)
     (tmp_path / "series" / "notes.txt").write_text("not an image")
     assert expand_images([tmp_path]) == sorted([a, b])
+
+
+def test_modality_lut_sequence_is_applied(tmp_path):
+    """A Modality LUT Sequence (v -> 16 v + 8) instead of a rescale; the window only fits its output."""
+    g = real_png("COVID")
+    lut = [16 * v + 8 for v in range(256)]
+    path = write_dicom(tmp_path / "m.dcm", g, modality_lut=lut, window=(2048.5, 4081))
+    assert np.array_equal(dicom.decode(path)[0], g)
