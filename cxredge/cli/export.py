@@ -1,6 +1,7 @@
 """cxredge export: a run's models, sidecars and labels (optionally test images) as one zip. TF-free."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -31,21 +32,29 @@ def export(
         raise CxrError(f"--run {run}: run folder not found")
     variants = split_list(variant, "--variant") if variant else None
     precisions = split_list(precision, "--precision") if precision else None
-    test = test_images(run, read_run(run), data) if with_test_images else None
-    files, meta = bundle.collect_run(run, variants, precisions, test)
-    manifest = bundle.write_bundle(out, files, meta)
+    with tempfile.TemporaryDirectory(prefix="cxredge-export-") as tmp:
+        test = test_images(run, read_run(run), data, Path(tmp)) if with_test_images else None
+        files, meta = bundle.collect_run(run, variants, precisions, test)
+        manifest = bundle.write_bundle(out, files, meta)
     show(out, manifest)
 
 
-def test_images(run: Path, run_json: dict | None, data: Path | None) -> list[tuple[Path, str]]:
+def test_images(run: Path, run_json: dict | None, data: Path | None, tmp: Path) -> list[tuple[Path, str]]:
+    """The run's test split; DICOM files go in as de-identified PNGs of their decoded pixels (no header)."""
     from cxredge.edge.dataset import scan_recorded
+    from cxredge.edge.dicom import is_dicom, to_png
 
     info = (run_json or {}).get("data") or {}
     root = data or (Path(info["path"]) if info.get("path") else None)
     if root is None:
         raise CxrError(f"--with-test-images: {run}/run.json names no dataset; pass --data DIR")
     ds = scan_recorded(info, root)
-    return [(p, ds.classes[y]) for p, y in ds.splits["test"]]
+    out = []
+    for i, (p, y) in enumerate(ds.splits["test"]):
+        if is_dicom(p):
+            p = to_png(p, tmp / str(i) / f"{p.stem}.png")
+        out.append((p, ds.classes[y]))
+    return out
 
 
 def show(out: Path, manifest: dict) -> None:

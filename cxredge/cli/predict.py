@@ -71,12 +71,12 @@ def model_in_bundle(bundle: Path, variant: str, precision: str, stack: contextli
 
 
 def expand_images(items: list[Path]) -> list[Path]:
-    from cxredge.edge.images import IMAGE_SUFFIXES
+    from cxredge.edge.images import IMAGE_SUFFIXES, is_image_file
 
     files: list[Path] = []
     for item in items:
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in item.rglob("*") if is_image_file(p))  # + suffixless DICOM (PACS exports)
             if not found:
                 raise CxrError(f"{item}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
             files += found
@@ -86,6 +86,7 @@ def expand_images(items: list[Path]) -> list[Path]:
 
 
 def classify(model, files: list[Path], names: list[str], guard=None) -> tuple[list[dict], list[str]]:
+    from cxredge.edge.dicom import is_dicom, read_facts
     from cxredge.edge.images import load_image
 
     results, bad = [], []
@@ -104,6 +105,8 @@ def classify(model, files: list[Path], names: list[str], guard=None) -> tuple[li
         top = int(probs.argmax())
         results.append({"image": str(f), "label": names[top], "index": top, "probability": float(probs[top]),
                         "probabilities": {n: float(p) for n, p in zip(names, probs)}, "raw": raw.tolist()})
+        if is_dicom(f):  # what the header says about the film (no patient data): view, photometric, bits
+            results[-1]["dicom"] = read_facts(f).record()
         if guard is not None:
             guard.mark(results[-1], img)
     return results, bad

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.table import Table
 
+from cxredge.cli import data_options as D
 from cxredge.cli.common import check_out_dir, console, handle_errors, split_list
 from cxredge.errors import CxrError
 from cxredge.paths import DEFAULT_RUN, SAMPLE_DATA, VARIANTS
@@ -38,7 +40,7 @@ def parse_blocks(value: str) -> int | str:
 
 @handle_errors
 def train(
-    data: Path = typer.Option(SAMPLE_DATA, "--data", help="DIR/{train,val,test}/<class>/ or DIR/<class>/ (70/15/15 split)."),
+    data: Path = typer.Option(SAMPLE_DATA, "--data", help="DIR/{train,val,test}/<class>/, DIR/<class>/ (70/15/15 split) or a label TABLE.csv (path,label[,patient_id][,split]); images PNG/JPEG/DICOM."),
     out: Path = typer.Option(DEFAULT_RUN, "--out", help="Run directory to write."),
     variant: str = typer.Option("all", "--variant", help="fc | one_conv | two_conv | all (the three) | finetune, or a comma list."),
     alpha: float = typer.Option(0.75, "--alpha", help="MobileNet width multiplier: 0.25, 0.5, 0.75 or 1.0."),
@@ -73,10 +75,16 @@ def train(
     ema: float = typer.Option(0.0, "--ema", help="finetune: score and keep an exponential moving average of the weights with this decay (e.g. 0.998; 0 = off)."),
     max_minutes: float = typer.Option(0.0, "--max-minutes", help="Stop training before an epoch that would end past this many minutes from the start, keeping the best weights so far (0 = no budget)."),
     ensemble: bool = typer.Option(False, "--ensemble", help="After training, average the logits of the trained variants into one model, <out>/ensemble/ (as cxredge ensemble does); e.g. --variant two_conv,finetune --ensemble."),
+    path_column: str = D.PATH_COLUMN, label_column: str = D.LABEL_COLUMN,
+    patient_column: Optional[str] = D.PATIENT_COLUMN, split_column: Optional[str] = D.SPLIT_COLUMN,
+    path_pattern: str = D.PATH_PATTERN, label_map: Optional[str] = D.LABEL_MAP,
+    patient_regex: Optional[str] = D.PATIENT_REGEX, any_modality: bool = D.ANY_MODALITY,
     audit: bool = typer.Option(True, "--audit/--no-audit", help="Before training: duplicates and the shortcut probe on the decoded images (a few seconds), warnings printed, audit.json in the run folder."),
 ) -> None:
     """Train the MobileNet head variants on cached features and write a run directory."""
     variants = parse_variants(variant)
+    options = D.data_options(path_column, label_column, patient_column, split_column, path_pattern, label_map,
+                             patient_regex, any_modality)
     if alpha not in ALPHAS:
         raise CxrError(f"--alpha {alpha}: expected one of {', '.join(map(str, ALPHAS))}")
     blocks = parse_blocks(unfreeze_blocks)
@@ -91,7 +99,8 @@ def train(
                              finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, warmup_epochs=warmup_epochs,
                              finetune_patience=finetune_patience,
                              weight_decay=weight_decay, bn_mode=bn_mode, bn_freeze_blocks=bn_freeze_blocks, finetune_head=finetune_head,
-                             finetune_augment=finetune_augment, pair_weight=pair_weight, ema=ema, max_minutes=max_minutes, audit=audit)
+                             finetune_augment=finetune_augment, pair_weight=pair_weight, ema=ema, max_minutes=max_minutes, audit=audit,
+                             data_options=None if options.is_default() else options.to_dict())
     from cxredge.train.variants import resolve_weights
 
     resolve_weights(weights, alpha)  # fail on a bad --weights before decoding any image

@@ -8,6 +8,11 @@ Which one was found, and the seed of any split made here, is recorded (`Dataset.
 Evaluation (`scan_eval`, used by bench on a folder given with --data) also takes an external test set:
 `DIR/test/<class>/*` with no train/ (only the split folders that exist), or `DIR/<class>/*`, where every
 image is a test image (no split is made: an external test set is never subsampled).
+
+A label table (`--data TABLE.csv`, cxredge/edge/table.py) names the files, labels, patients and splits
+instead of folders. Where patients are known (the table's patient column, --patient-regex on the file
+names, or DICOM PatientID: cxredge/edge/patients.py), every split made here keeps each patient in one
+split, and patients found in two given splits are counted as leakage (`describe()["patients"]`).
 """
 from __future__ import annotations
 
@@ -19,7 +24,11 @@ from typing import Callable
 
 import numpy as np
 
-from cxredge.edge.images import IMAGE_SUFFIXES, load_image
+from cxredge.edge import patients as P
+from cxredge.edge.dicom import allow_any_modality
+from cxredge.edge.dicom import summarise as dicom_summary
+from cxredge.edge.images import is_image_file, load_image
+from cxredge.edge.table import TABLE_SUFFIXES, DataOptions, read_table
 from cxredge.errors import CxrError
 
 SPLITS = ("train", "val", "test")
@@ -31,8 +40,10 @@ class Dataset:
     root: Path
     classes: tuple[str, ...]
     splits: dict[str, tuple[tuple[Path, int], ...]]
-    layout: str  # "splits" | "splits-val-from-train" | "class-folders"
+    layout: str  # "splits" | "splits-val-from-train" | "class-folders" | "table" | "table-splits"
     seed: int | None = None
+    patients: dict | None = field(default=None, compare=False, repr=False)  # path -> salted patient key
+    info: dict | None = field(default=None, compare=False, repr=False)  # describe() extras: options, table, patients
 
     def paths(self, split: str) -> list[Path]:
         return [p for p, _ in self._get(split)]
@@ -54,7 +65,11 @@ class Dataset:
 
     def describe(self) -> dict:
         return {"path": str(self.root), "layout": self.layout, "split_seed": self.seed,
-                "classes": list(self.classes), "counts": self.counts()}
+                "classes": list(self.classes), "counts": self.counts(), **(self.info or {})}
+
+    def patient_leaks(self) -> dict[str, int]:
+        """Patients found in two splits ({'train/test': n, ...}); empty when none or no patient is known."""
+        return P.leaks(self.splits, self.patients or {})
 
     def _get(self, split: str) -> tuple[tuple[Path, int], ...]:
         if split not in self.splits:
@@ -62,25 +77,85 @@ class Dataset:
         return self.splits[split]
 
 
-def scan(root: str | Path, seed: int = 0) -> Dataset:
-    """List the images of a dataset folder; raise CxrError on any structural problem."""
+def scan(root: str | Path, seed: int = 0, options: DataOptions | None = None) -> Dataset:
+    """List the images of a dataset folder or label table; raise CxrError on any structural problem."""
     root = Path(root)
+    options = options or DataOptions()
+    if options.any_modality:
+        allow_any_modality(True)
+    if root.suffix.lower() in TABLE_SUFFIXES and not root.is_dir():
+        return _scan_table(root, seed, options)
     if not root.exists():
         raise CxrError(f"--data {root}: folder not found")
     if not root.is_dir():
-        raise CxrError(f"--data {root}: not a folder")
+        raise CxrError(f"--data {root}: not a folder (nor a .csv/.tsv label table)")
     present = [s for s in SPLITS if (root / s).is_dir()]
     if present:
-        return _scan_split_layout(root, present, seed)
+        return _scan_split_layout(root, present, seed, options)
     classes, files = _class_folders(root)
-    split = _stratified_split(files, len(classes), RATIOS, seed)
-    return Dataset(root, classes, split, "class-folders", seed)
+    keys, source, unmatched = P.find_keys([p for p, _ in files], options.patient_regex)
+    split = P.group_split(files, keys, len(classes), RATIOS, seed) if keys else \
+        _stratified_split(files, len(classes), RATIOS, seed)
+    return _with_patients(Dataset(root, classes, split, "class-folders", seed), options, keys, source, unmatched,
+                          "by patient (seeded, stratified)" if keys else None)
 
 
-def scan_eval(root: str | Path) -> Dataset:
+def _with_patients(ds: Dataset, options: DataOptions, keys: dict, source, unmatched: int, how: str | None,
+                   table: dict | None = None) -> Dataset:
+    info = {} if options.is_default() else {"options": options.to_dict()}
+    if table:
+        info["table"] = table
+    block = P.describe(ds.splits, keys, source, unmatched, how or "given (folders or split column)")
+    if block:
+        info["patients"] = block
+    dicom = dicom_summary(p for files in ds.splits.values() for p, _ in files)
+    if dicom:
+        info["dicom"] = dicom
+    return Dataset(ds.root, ds.classes, ds.splits, ds.layout, ds.seed, keys or None, info or None)
+
+
+def _scan_table(table: Path, seed: int, options: DataOptions, evaluate: bool = False) -> Dataset:
+    rows, info = read_table(table, options)
+    classes = tuple(sorted({r.label for r in rows}))
+    if len(classes) < 2:
+        raise CxrError(f"--data {table}: {len(classes)} label left ({', '.join(classes)}); at least 2 are needed")
+    files = [(r.path, classes.index(r.label)) for r in rows]
+    keys, source, unmatched = P.find_keys([r.path for r in rows], options.patient_regex,
+                                          {r.path: r.patient for r in rows if r.patient})
+    root = table.parent.resolve()
+    given = {r.split for r in rows}
+    if given == {None} and evaluate:  # an external test table: every row is a test image
+        split, how, layout, seed = {"test": tuple(sorted(files))}, "every row as test", "test-only", None
+    elif given == {None}:
+        split = P.group_split(files, keys, len(classes), RATIOS, seed) if keys else \
+            _stratified_split(files, len(classes), RATIOS, seed)
+        how, layout = ("by patient (seeded, stratified)" if keys else None), "table"
+    else:
+        if None in given:
+            first = next(r for r in rows if r.split is None)
+            raise CxrError(f"--data {table} line {first.line}: empty split (every row needs one, or drop the column)")
+        for required in ("train", "test"):
+            if required not in given:
+                raise CxrError(f"--data {table}: the split column has no {required} rows")
+        by = {s: tuple(sorted(f for f, r in zip(files, rows) if r.split == s)) for s in SPLITS}
+        how, layout, seed_used = "given (split column)", "table-splits", None
+        if not by["val"]:
+            carved = (P.group_split(list(by["train"]), keys, len(classes), (0.85, 0.15, 0.0), seed) if keys
+                      else _stratified_split(list(by["train"]), len(classes), (0.85, 0.15, 0.0), seed))
+            by = {"train": carved["train"], "val": carved["val"], "test": by["test"]}
+            how += "; val carved from train" + (" by patient" if keys else "")
+            seed_used = seed
+        split, seed = by, seed_used
+    ds = Dataset(root, classes, split, layout, seed)
+    return _with_patients(ds, options, keys, source, unmatched, how, {"file": table.name, **info})
+
+
+def scan_eval(root: str | Path, options: DataOptions | None = None) -> Dataset:
     """A folder to evaluate on: the split folders it has (train/ not required), or every image of
-    `DIR/<class>/` as the test split (layout "test-only")."""
+    `DIR/<class>/` as the test split (layout "test-only"); a label table: its split column, else every row."""
     root = Path(root)
+    if root.suffix.lower() in TABLE_SUFFIXES and not root.is_dir():
+        return _scan_table(root, 0, options or DataOptions(), evaluate=True)
     if not root.is_dir():
         raise CxrError(f"--data {root}: " + ("folder not found" if not root.exists() else "not a folder"))
     present = [s for s in SPLITS if (root / s).is_dir()]
@@ -97,11 +172,15 @@ def scan_eval(root: str | Path) -> Dataset:
 
 def scan_recorded(data: dict, root: str | Path | None = None) -> Dataset:
     """Re-open the dataset a run.json `data` block describes: its path (or `root` instead) with the
-    split seed it recorded (None for a splits layout, where the seed does not matter)."""
-    return scan(root if root is not None else data["path"], seed=data.get("split_seed") or 0)
+    split seed and the --data options (label table, patients) it recorded."""
+    path = Path(root if root is not None else data["path"])
+    table = (data.get("table") or {}).get("file")
+    if table and path.is_dir():
+        path = path / table
+    return scan(path, seed=data.get("split_seed") or 0, options=DataOptions.from_dict(data.get("options")))
 
 
-def _scan_split_layout(root: Path, present: list[str], seed: int) -> Dataset:
+def _scan_split_layout(root: Path, present: list[str], seed: int, options: DataOptions) -> Dataset:
     for required in ("train", "test"):
         if required not in present:
             raise CxrError(f"--data {root}: has {', '.join(present)}/ but no {required}/ folder")
@@ -112,11 +191,16 @@ def _scan_split_layout(root: Path, present: list[str], seed: int) -> Dataset:
             raise CxrError(f"--data {root}: class folders differ between train/ ({', '.join(classes)}) "
                            f"and {s}/ ({', '.join(cls)})")
     splits = {s: tuple(files) for s, (_, files) in per_split.items()}
+    keys, source, unmatched = P.find_keys([p for files in splits.values() for p, _ in files], options.patient_regex)
     if "val" in splits:
-        return Dataset(root, classes, {s: splits[s] for s in SPLITS}, "splits")
-    carved = _stratified_split(list(splits["train"]), len(classes), (0.85, 0.15, 0.0), seed)
-    return Dataset(root, classes, {"train": carved["train"], "val": carved["val"], "test": splits["test"]},
-                   "splits-val-from-train", seed)
+        ds = Dataset(root, classes, {s: splits[s] for s in SPLITS}, "splits")
+        return _with_patients(ds, options, keys, source, unmatched, "given (folders)")
+    carved = P.group_split(list(splits["train"]), keys, len(classes), (0.85, 0.15, 0.0), seed) if keys else \
+        _stratified_split(list(splits["train"]), len(classes), (0.85, 0.15, 0.0), seed)
+    ds = Dataset(root, classes, {"train": carved["train"], "val": carved["val"], "test": splits["test"]},
+                 "splits-val-from-train", seed)
+    return _with_patients(ds, options, keys, source, unmatched,
+                          "given (folders); val carved from train" + (" by patient" if keys else ""))
 
 
 def _class_folders(folder: Path, min_classes: int = 2) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
@@ -125,10 +209,9 @@ def _class_folders(folder: Path, min_classes: int = 2) -> tuple[tuple[str, ...],
         raise CxrError(f"--data {folder}: no class folders inside (expected <class>/ image folders)")
     files: list[tuple[Path, int]] = []
     for label, d in enumerate(dirs):
-        imgs = sorted(p for p in d.iterdir()
-                      if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+        imgs = sorted(p for p in d.iterdir() if not p.name.startswith(".") and is_image_file(p))
         if not imgs:
-            raise CxrError(f"--data {d}: class folder has no images (.png/.jpg)")
+            raise CxrError(f"--data {d}: class folder has no images (.png/.jpg/.dcm)")
         files.extend((p, label) for p in imgs)
     if len(dirs) < min_classes:
         raise CxrError(f"--data {folder}: found 1 class folder ({dirs[0].name}); at least 2 classes are needed")

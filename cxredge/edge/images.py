@@ -2,6 +2,9 @@
 
 Any size, PNG or JPEG (anything Pillow reads), grayscale or colour; 16-bit grayscale is scaled to 8
 bits; gray is copied to 3 channels; resizing is bilinear. Scaling to [-1, 1] happens inside the model.
+DICOM (.dcm, or any file with the DICM preamble) goes through cxredge.edge.dicom's grayscale pipeline
+first, then the same resize: every verb decodes through `load_image`, so train and the device see the
+same pixels.
 """
 from __future__ import annotations
 
@@ -10,15 +13,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from cxredge.edge.dicom import DICOM_SUFFIXES, RASTER_SUFFIXES, is_dicom
 from cxredge.errors import CxrError
 
 IMG_SIZE = 224
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {*RASTER_SUFFIXES, *DICOM_SUFFIXES}
+
+
+def is_image_file(path: Path) -> bool:
+    """A file the decoder takes: an image suffix, or no suffix and the DICOM preamble (PACS exports)."""
+    if not path.is_file():
+        return False
+    suffix = path.suffix.lower()
+    return suffix in IMAGE_SUFFIXES or (suffix == "" and is_dicom(path))
 
 
 def load_image(path: str | Path, size: int = IMG_SIZE) -> np.ndarray:
     """Return a (size, size, 3) uint8 array, or raise CxrError naming the file."""
     path = Path(path)
+    if is_dicom(path):
+        return _from_dicom(path, size)
     try:
         with Image.open(path) as im:
             im.load()
@@ -30,6 +44,16 @@ def load_image(path: str | Path, size: int = IMG_SIZE) -> np.ndarray:
         raise CxrError(f"{path}: image not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise CxrError(f"{path}: unreadable or corrupt image ({type(exc).__name__}: {exc})") from None
+
+
+def _from_dicom(path: Path, size: int) -> np.ndarray:
+    from cxredge.edge.dicom import decode
+
+    pixels, _ = decode(path)
+    im = Image.fromarray(pixels, "L" if pixels.ndim == 2 else "RGB")
+    if im.size != (size, size):  # resizing gray then copying it to 3 channels = resizing the RGB copy, 3x cheaper
+        im = im.resize((size, size), Image.BILINEAR)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
 
 
 def to_8bit(im: Image.Image) -> Image.Image:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxredge.edge.bench import ModelEntry
-from cxredge.edge.dataset import Dataset, _class_folders, scan, scan_eval
+from cxredge.edge.dataset import Dataset, _class_folders, scan_eval, scan_recorded
 from cxredge.edge.runtime import check_tflite_file
 from cxredge.edge.sidecar import PRECISIONS, read_labels_file, read_sidecar
+from cxredge.edge.table import DataOptions
 from cxredge.errors import CxrError
 from cxredge.io import read_json
 
@@ -110,16 +111,20 @@ def dataset_for(source: Source, data: Path | None, split: str) -> tuple[Dataset,
     run_data = (source.run or {}).get("data") or {}
     seed = run_data.get("split_seed") or 0
     path = run_data.get("path")
+    table = (run_data.get("table") or {}).get("file")
+    if table and path:
+        path = str(Path(path) / table)
+    on_disk = bool(path) and Path(path).exists()
     if data is not None:
-        if path and Path(path).is_dir() and Path(data).resolve() == Path(path).resolve():
-            return scan(data, seed=seed), f"--data {data} (the run's dataset, its split seed {seed})"
-        ds = scan_eval(data)
+        if on_disk and Path(data).resolve() == Path(path).resolve():
+            return scan_recorded(run_data, data), f"--data {data} (the run's dataset, its split seed {seed})"
+        ds = scan_eval(data, DataOptions.from_dict(run_data.get("options")))
         how = {"test-only": "every image as test", "splits-without-train": "its split folders"}.get(ds.layout)
         return ds, f"--data {data}" + (f" ({how})" if how else "")
     if source.test_images is not None:
         return folder_dataset(source.test_images, split), f"{source.origin} test images"
-    if path and Path(path).is_dir():
-        return scan(path, seed=seed), f"the run's dataset (run.json data.path, split seed {seed})"
+    if on_disk:
+        return scan_recorded(run_data), f"the run's dataset (run.json data.path, split seed {seed})"
     where = f" (run.json data.path {path} is not on this machine)" if path else ""
     raise CxrError(f"no labelled images to evaluate on{where}: pass --data DIR, or export the bundle "
                    "--with-test-images")

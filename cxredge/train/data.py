@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cxredge.edge.dataset import SPLITS, Dataset, Loaded, count_leaks, load_split, scan
+from cxredge.edge.table import DataOptions
 
 
 @dataclass
@@ -34,10 +35,12 @@ def progress_bar(console: Console) -> Progress:
                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False)
 
 
-def load_data(root: str | Path, seed: int = 0, skip_bad: bool = False, console: Console | None = None) -> TrainData:
+def load_data(root: str | Path, seed: int = 0, skip_bad: bool = False, console: Console | None = None,
+              options: DataOptions | None = None) -> TrainData:
     """Scan, decode every split, count skipped images and cross-split duplicates (leakage)."""
     console = console or Console()
-    ds = scan(root, seed=seed)
+    ds = scan(root, seed=seed, options=options)
+    report_data(ds, console)
     splits: dict[str, Loaded] = {}
     with progress_bar(console) as bar:
         for split in SPLITS:
@@ -53,3 +56,19 @@ def load_data(root: str | Path, seed: int = 0, skip_bad: bool = False, console: 
         console.print(f"[yellow]warning: leakage:[/] {total} image(s) with identical pixels sit in two splits "
                       f"({pairs}); test metrics will be optimistic")
     return data
+
+
+def report_data(ds: Dataset, console: Console) -> None:
+    """What a label table dropped, how patients were split, and patients found in two splits (leakage)."""
+    table, patients = (ds.info or {}).get("table"), (ds.info or {}).get("patients")
+    if table:
+        console.print(f"label table {table['file']}: {table['kept']} of {table['rows']} rows kept "
+                      f"({table['dropped_by_label_map']} dropped by --label-map, {table['dropped_multi_label']} "
+                      f"multi-label, {table['duplicate_rows_merged']} duplicate rows merged)")
+    if patients:
+        console.print(f"patients: {patients['patients']} ({patients['source']}); split {patients['split']}")
+    leaks = ds.patient_leaks()
+    if leaks:
+        pairs = ", ".join(f"{k}: {v}" for k, v in leaks.items())
+        console.print(f"[yellow]warning: leakage:[/] {sum(leaks.values())} patient(s) have images in two splits "
+                      f"({pairs}); test metrics will be optimistic")

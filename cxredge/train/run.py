@@ -16,6 +16,7 @@ from cxredge.edge import validation
 from cxredge.edge.clinical import Resampler
 from cxredge.edge.metrics import classification_metrics
 from cxredge.edge.dataset import scan
+from cxredge.edge.table import DataOptions
 from cxredge.errors import CxrError
 from cxredge.io import write_json
 from cxredge.keras import keras, tf
@@ -57,10 +58,11 @@ def train_run(data_dir: str | Path, out: str | Path, settings: TrainSettings, co
     fitting.set_determinism(settings.seed)
     deadline = time.time() + 60 * settings.max_minutes if settings.max_minutes else None
     weights = resolve_weights(settings.weights, settings.alpha)
-    if settings.pair_weight != 1.0 and not pair_indices(classes := scan(data_dir).classes):
+    options = DataOptions.from_dict(settings.data_options)
+    if settings.pair_weight != 1.0 and not pair_indices(classes := scan(data_dir, options=options).classes):
         raise CxrError(f"--pair-weight {settings.pair_weight}: the classes of {data_dir} "
                        f"({', '.join(classes)}) have no Bacterial/Viral pneumonia pair")
-    data = load_data(data_dir, seed=settings.seed, skip_bad=settings.skip_bad, console=console)
+    data = load_data(data_dir, seed=settings.seed, skip_bad=settings.skip_bad, console=console, options=options)
     audit = pre_training_audit(data, out, settings.seed, console) if settings.audit else None
     strategy = fitting.make_strategy(settings.strategy)
     cuts, feats = _cache(data, settings, weights, console)

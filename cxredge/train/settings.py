@@ -49,6 +49,7 @@ class TrainSettings:
     finetune_augment: str = "none"  # finetune phase 2 augmentation preset (train/augment.py); none won on val over 3 seeds
     max_minutes: float = 0.0  # stop training when the next epoch would end past this budget (0 = none)
     audit: bool = True  # duplicates + shortcut probe on the decoded images before training (audit.json)
+    data_options: dict | None = None  # --data table columns, --label-map, --patient-regex (edge/table.DataOptions)
 
     def __post_init__(self) -> None:
         checks = [

@@ -12,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cxredge.edge.audit.features import WORK
 from cxredge.edge.audit.jpeg import estimate_quality
+from cxredge.edge.dicom import is_dicom
 from cxredge.edge.images import to_8bit
 from cxredge.errors import CxrError
 
@@ -26,6 +27,7 @@ class FileFacts:
     jpeg_quality: int | None = None
     jpeg_exact: bool | None = None  # the tables are exactly libjpeg's for that quality
     colour: bool | None = None  # RGB(A) whose channels really differ (None: not an RGB file)
+    view_position: str | None = None  # DICOM View Position (PA, AP, LL...), a known shortcut
 
     def quality_label(self) -> str:
         if self.jpeg_quality is None:
@@ -41,13 +43,30 @@ def header_facts(im: Image.Image, path: Path) -> FileFacts:
                      jpeg_quality=q["quality"] if q else None, jpeg_exact=q["exact"] if q else None)
 
 
+def dicom_facts(path: Path) -> FileFacts:
+    """A DICOM file's facts: format DICOM, mode '<photometric> <bits stored>-bit', its View Position."""
+    from cxredge.edge.dicom import read_facts
+
+    d = read_facts(path)
+    return FileFacts(format="DICOM", mode=f"{d.photometric} {d.bits_stored}-bit", width=d.columns, height=d.rows,
+                     bytes=path.stat().st_size, view_position=d.view_position or None)
+
+
 def read_header(path: Path) -> FileFacts:
+    if is_dicom(path):
+        return dicom_facts(path)
     with _open(path) as im:
         return header_facts(im, path)
 
 
 def read_image(path: Path) -> tuple[FileFacts, np.ndarray, np.ndarray]:
     """(facts, native 8-bit gray at the file's size, 224x224 gray work view); CxrError names a bad file."""
+    if is_dicom(path):  # the decoder's grayscale pipeline gives the native 8-bit view
+        from cxredge.edge.dicom import decode
+
+        pixels, _ = decode(path)
+        native = Image.fromarray(pixels, "L" if pixels.ndim == 2 else "RGB").convert("L")
+        return dicom_facts(path), np.asarray(native), work_view(native)
     with _open(path) as im:
         facts = header_facts(im, path)
         try:
@@ -125,4 +144,5 @@ def categories(f: FileFacts) -> dict[str, str]:
         "image size": next(label for limit, label in ((256, "< 256 px"), (512, "256-511 px"), (1024, "512-1023 px"),
                                                       (2048, "1024-2047 px"), (10 ** 9, ">= 2048 px")) if side < limit),
         "aspect ratio": "portrait" if aspect < 0.95 else "landscape" if aspect > 1.05 else "square",
+        "view position": f.view_position or "not recorded",
     }
