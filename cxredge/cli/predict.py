@@ -39,8 +39,7 @@ def predict(
 ) -> None:
     """Classify X-ray images with a TFLite model, without TensorFlow.
 
-    Exit status: 0 answered; 1 an error (an unreadable image, a bad model); 3 with --strict when no input can
-    be trusted (all out of distribution, or no OOD guard).
+    Exit status: 0 answered; 1 an error (unreadable image, bad model); 3 with --strict when no input can be trusted.
     """
     from cxredge.edge.bench import resolve_delegate
     from cxredge.edge.ood_flags import Guard

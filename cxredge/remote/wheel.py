@@ -119,12 +119,14 @@ def source_hash(files: dict[str, bytes]) -> str:
 
 
 def write_wheel(path: Path, files: dict[str, bytes]) -> None:
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        for name, data in files.items():
-            info = zipfile.ZipInfo(name, STAMP)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, data)
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+            for name, data in files.items():
+                info = zipfile.ZipInfo(name, STAMP)
+                info.external_attr = 0o644 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(info, data)
+        os.chmod(tmp, 0o644)  # a wheel anyone may read, like pip's
 
 
 def cache_root() -> Path:
