@@ -173,7 +173,8 @@ class DeviceRun:
             py = self.f["python"]
             if rs.install is not None:
                 self.pip(py, list(rs.install))
-            self.check_cxredge(py, f"{rs.python} has no cxredge: pip install cxredge there, or add --remote-venv DIR")
+            self.check_cxredge(py, f"{rs.python} has no cxredge: add --remote-venv DIR (the device wheel "
+                               "is installed there), or install it there: python -m cxredge.remote.wheel")
             return py, list(rs.install) if rs.install is not None else None
         venv = self.f["venv"]
         py = f"{venv}/bin/python"
