@@ -3,14 +3,14 @@
 The loopback tests need sshd (openssh-server; .ci/run installs it) and are skipped, with the reason
 shown by pytest -ra, only where it cannot be had. The remote side reuses this venv's Python
 (--remote-python sys.executable, PYTHONPATH = this checkout), except the venv test, which creates a
-venv there and pip-installs a wheel of this checkout built offline.
+venv there and pip-installs the device wheel of this checkout (tests/test_device_wheel.py: without
+--remote-install, into a venv that never saw cxredge).
 """
 from __future__ import annotations
 
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -24,6 +24,7 @@ from cxredge.cli.main import app
 from cxredge.errors import CxrError
 from cxredge.remote.session import BenchJob, DeviceRun, RemoteSettings, remote_failure
 from cxredge.remote.ssh import SshSettings, Target, parse_target, ssh_error
+from cxredge.remote.wheel import device_wheel
 from edge_fixtures import make_run
 
 runner = CliRunner()
@@ -66,10 +67,13 @@ def error_lines(output: str) -> list[str]:
 def test_loopback_bench_matches_local_and_reports(sshd, run_dir, tmp_path):
     local = bench(run_dir, tmp_path / "local")
     assert local.exit_code == 0, local.output
-    res = bench(run_dir, tmp_path, *remote(sshd), "--remote-prefix", "env CXREDGE_DEVICE_NOTE='loopback sshd'")
+    res = bench(run_dir, tmp_path, *remote(sshd), "--remote-prefix", "env CXREDGE_DEVICE_NOTE='loopback sshd'",
+                "--name", "ward B", "--ci", "150")
     assert res.exit_code == 0, res.output
     dev = tmp_path / "devices" / f"127.0.0.1-{sshd.port}"
     doc = json.loads((dev / "bench.json").read_text())
+    # --name and --ci reach the device (issue 22 cause 16: they were dropped)
+    assert doc["dataset"]["name"] == "ward B" and doc["clinical"]["resamples"] == 150
     mine = json.loads((tmp_path / "local" / "bench.json").read_text())
     assert doc["remote"]["target"] == sshd.target and doc["remote"]["python"] == sys.executable
     assert doc["device"]["note"] == "loopback sshd"  # --remote-prefix ran before python there
@@ -131,19 +135,6 @@ def test_disk_full_there_is_caught_before_copying(sshd, run_dir, tmp_path):
     assert res.exit_code == 1 and len(lines) == 1 and "disk full there: 1 MB free in" in lines[0], res.output
 
 
-def build_wheel(tmp: Path) -> Path:
-    src = tmp / "src"
-    shutil.copytree(REPO / "cxredge", src / "cxredge", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, src / name)
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                          "--no-index", "-w", str(tmp / "dist"), str(src)], capture_output=True, text=True)
-    wheels = list((tmp / "dist").glob("cxredge-*.whl"))
-    if res.returncode or not wheels:
-        pytest.skip(f"cannot build a wheel of this checkout offline: {res.stderr.strip().splitlines()[-1:]}")
-    return wheels[0]
-
-
 def test_venv_created_there_and_pip_failure_named(sshd, run_dir, tmp_path):
     """--remote-venv: created with `python -m venv`, pip install fails with one line, then installs a wheel."""
     venv = tmp_path / "remote venv"  # a space: paths are quoted for the remote shell
@@ -154,7 +145,7 @@ def test_venv_created_there_and_pip_failure_named(sshd, run_dir, tmp_path):
     lines = error_lines(res.output)
     assert res.exit_code == 1 and len(lines) == 1 and "pip install --no-index no-such-package-cxr failed" in lines[0]
     assert (venv / "bin" / "python").exists()  # the venv was made before pip failed
-    wheel = build_wheel(tmp_path)
+    wheel = device_wheel(tmp_path / "dist").path  # --remote-install ARGS replaces the default device wheel
     res = bench(run_dir, tmp_path, *base, "--remote-install", f"--no-index --no-deps {wheel}", one_model=True)
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "devices" / f"127.0.0.1-{sshd.port}" / "bench.json").read_text())
@@ -178,6 +169,13 @@ def test_targets_and_refused_options():
     assert SshSettings((("StrictHostKeyChecking", "accept-new"),)).strict == "accept-new"
     res = runner.invoke(app, ["bench", "--remote", "a@h", "--remote", "b@h"])
     assert res.exit_code == 1 and "two devices would write devices/h/" in res.output
+
+
+@pytest.mark.parametrize("ci", ["-5", "5", "1000001"])
+def test_ci_out_of_range_is_refused_before_any_device(ci):
+    for where in ([], ["--remote", "u@unreachable.invalid"]):
+        res = runner.invoke(app, ["bench", "--ci", ci, *where])
+        assert res.exit_code == 1 and f"--ci {ci}: bootstrap resamples must be 0" in res.output, res.output
 
 
 def test_error_mapping_from_ssh_and_remote_stderr():

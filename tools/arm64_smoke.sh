@@ -8,7 +8,9 @@
 # Env: RUN=runs/full (a run with <VARIANT>/int8.tflite + sidecar), VARIANT=two_conv, N=3 images per class
 # from the bundled sample's test split, SMOKE=../shared/tools/arm64-smoke/smoke.sh (the emulator
 # wrapper: debootstrap + qemu-user, see its README), A=/tmp/arm64 (its work dir; kept between runs),
-# QEMU_CPU=cortex-a72 (Pi 4) | cortex-a76 (Pi 5). Needs root, apt and the pip registry.
+# QEMU_CPU=cortex-a72 (Pi 4) | cortex-a76 (Pi 5), WHEEL=a cxredge wheel to install (default: this folder,
+# built with pip wheel), TEST_DIR=<class folders> (default cxredge/data/sample/test). Needs root, apt and
+# the pip registry. tools/arm64_wheel_smoke.sh runs it with the device wheel and tiny models.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -28,7 +30,7 @@ fail() { log "$*"; echo "FAIL: $*"; exit 1; }
 # 1. A small labelled set (N per class of the bundled sample's test split) and a bundle with the int8 model.
 STAGE=$(mktemp -d /tmp/cxredge-arm64.XXXX)
 trap 'rm -rf "$STAGE"' EXIT
-for d in cxredge/data/sample/test/*/; do
+for d in "${TEST_DIR:-cxredge/data/sample/test}"/*/; do
   cls=$(basename "$d")
   mkdir -p "$STAGE/data/train/$cls" "$STAGE/data/val/$cls" "$STAGE/data/test/$cls"
   ls "$d" | sort | head -n "$N" | while read -r f; do cp "$d/$f" "$STAGE/data/test/$cls/"; cp "$d/$f" "$STAGE/data/train/$cls/"; cp "$d/$f" "$STAGE/data/val/$cls/"; done
@@ -45,14 +47,14 @@ log "x86: $(grep -c '"label"' "$STAGE/predict_x86.json") predictions"
 
 # 3. The base install on emulated aarch64 (PROJECT=. is built to a wheel; REQS = the base dependencies).
 mkdir -p "$STAGE/nomodels"
-PROJECT="$ROOT" MODELS="$STAGE/nomodels" "$SMOKE" install > "$STAGE/install.log" 2>&1 || { tail -20 "$STAGE/install.log"; fail "arm64 install"; }
+PROJECT="${WHEEL:-$ROOT}" MODELS="$STAGE/nomodels" "$SMOKE" install > "$STAGE/install.log" 2>&1 || { tail -20 "$STAGE/install.log"; fail "arm64 install"; }
 R=$A/rootfs
 rm -rf "$R/smoke/stage"; cp -r "$STAGE/stage" "$R/smoke/stage"
 CMD="python -c 'import platform, sys; print(\"arm64 python\", platform.machine(), sys.version.split()[0])' && \
 python -c 'import cxredge.edge.bench, sys; assert not [m for m in sys.modules if m.startswith(\"tensorflow\")]; print(\"no tensorflow\")' && \
 python -m cxredge predict stage/bundle.zip stage/images --variant $VARIANT --json > stage/predict_arm64.json && \
 python -m cxredge bench stage/bundle.zip --runs 3 --warmup 1 --out stage/bench"
-PROJECT="$ROOT" MODELS="$STAGE/nomodels" SMOKE_CMD="$CMD" "$SMOKE" run > "$STAGE/run.log" 2>&1 || { tail -30 "$STAGE/run.log"; fail "arm64 run"; }
+PROJECT="${WHEEL:-$ROOT}" MODELS="$STAGE/nomodels" SMOKE_CMD="$CMD" "$SMOKE" run > "$STAGE/run.log" 2>&1 || { tail -30 "$STAGE/run.log"; fail "arm64 run"; }
 grep -E "arm64 python|no tensorflow|XNNPACK delegate" "$STAGE/run.log" | sort -u >&2 || true
 
 # 4. Same int8 answers? Compare class and raw output per image; show the bench row.

@@ -15,7 +15,8 @@ from cxredge.paths import SAMPLE_DATA
 
 @handle_errors
 def audit(
-    data: Path = typer.Argument(SAMPLE_DATA, help="DIR/{train,val,test}/<class>/ or DIR/<class>/ (default: the bundled sample)."),
+    data: Path = typer.Argument(SAMPLE_DATA, show_default="the bundled sample",
+                                help="DIR/SPLIT/CLASS/ images (SPLIT: train, val, test) or DIR/CLASS/."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for audit.json / audit.md / audit.html (default runs/audit/<DATA name>)."),
     seed: int = typer.Option(0, "--seed", help="Seeds the probe's folds (and the 70/15/15 split of a DIR/<class>/ layout, as train's --seed)."),
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds of the shortcut probe (2..20)."),

@@ -14,6 +14,8 @@ from cxredge.cli.bench_remote import REMOTE, REMOTE_HELP
 from cxredge.errors import CxrError
 from cxredge.paths import DEFAULT_RUN
 
+MIN_CI, MAX_CI = 100, 100_000  # fewer resamples give a noisy 95% interval; more only cost time
+
 
 @handle_errors
 def bench(
@@ -26,7 +28,8 @@ def bench(
     split: str = typer.Option("test", "--split", help="train | val | test | all."),
     name: Optional[str] = typer.Option(None, "--name", help="Name of the dataset in bench.json and the report "
                                        "(default: the folder's name)."),
-    ci: int = typer.Option(2000, "--ci", help="Bootstrap resamples for the 95% confidence intervals (0 = none)."),
+    ci: int = typer.Option(2000, "--ci", help="Bootstrap resamples for the 95% confidence intervals: "
+                           "0 (none) or 100 to 100000."),
     threads: str = typer.Option("1", "--threads", help="Thread counts, e.g. 1,2,4."),
     delegate: str = typer.Option("xnnpack", "--delegate",
                                  help="xnnpack | none | edgetpu | gpu | PATH.so, comma-separated."),
@@ -56,6 +59,8 @@ def bench(
                              delegate_options=parse_options(delegate_option or []), runs=runs, warmup=warmup)
     if limit is not None and limit < 1:
         raise CxrError(f"--limit {limit}: must be >= 1")
+    if ci != 0 and not MIN_CI <= ci <= MAX_CI:
+        raise CxrError(f"--ci {ci}: bootstrap resamples must be 0 (no confidence intervals) or {MIN_CI} to {MAX_CI}")
     check_out_dir(out)
     if remote:  # the models and the chosen images go to each device over SSH (cxredge/remote/)
         if skip_bad:
@@ -65,9 +70,7 @@ def bench(
 
         rs = remote_settings(remote, remote_python, remote_venv, remote_install, remote_env, ssh_option, ssh_config,
                              remote_prefix)
-        return bench_remote(models or [], run, labels, data, split, limit, settings, out, rs)
-    if ci < 0:
-        raise CxrError(f"--ci {ci}: must be >= 0 (0 = no confidence intervals)")
+        return bench_remote(models or [], run, labels, data, split, limit, settings, out, rs, name=name, ci=ci)
     with contextlib.ExitStack() as stack:
         source = resolve_source(models or [], run, labels, stack, out)
         doc, out_dir = execute(source, data, split, limit, settings, out, name=name, ci=ci, skip_bad=skip_bad)

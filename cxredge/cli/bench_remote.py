@@ -1,7 +1,8 @@
 """cxredge bench --remote: the same bench on other machines over SSH, one device after another. TF-free.
 
-The models and the chosen labelled images are packed once into a bundle (cxredge/remote/pack.py);
-each device gets it over ssh, runs `python -m cxredge bench` there and sends bench.json back, which is
+The models and the chosen labelled images are packed once into a bundle (cxredge/remote/pack.py), and the
+cxredge running here into a device wheel (cxredge/remote/wheel.py) for the venv there; each device gets them
+over ssh, runs `python -m cxredge bench` there and sends bench.json back, which is
 written under <out>/devices/<label>/ as soon as it arrives. A failed device is one red line; the
 others still run and keep their results.
 """
@@ -19,8 +20,8 @@ REMOTE_HELP = {
               "results in <out>/devices/<NAME or HOST>/bench.json.",
     "python": "Python there: used as is (it must have cxredge), or, with --remote-venv, the one that creates the venv.",
     "venv": "venv there to use, created when missing (default ~/.cache/cxredge/venv unless --remote-python alone).",
-    "install": "pip install arguments there when cxredge is missing (default: cxredge); local files named here "
-               "(a wheel) are copied over first, e.g. --remote-install dist/cxredge-0.1.0-py3-none-any.whl.",
+    "install": "pip install these arguments there instead of the device wheel of this cxredge (the default: "
+               "built here, copied, installed with its dependencies); local files named here are copied first.",
     "env": "KEY=VALUE set for cxredge there (repeatable), e.g. LD_LIBRARY_PATH for a delegate.",
     "prefix": "Words run before python for the bench there, e.g. --remote-prefix 'taskset -c 3' to pin it to a core.",
     "ssh_option": "Passed to ssh as -o KEY=VALUE (repeatable), e.g. IdentityFile=~/.ssh/pi_ed25519. Keys/agent only; "
@@ -73,13 +74,14 @@ def bench_args(settings) -> tuple[str, ...]:
     return tuple(args)
 
 
-def bench_remote(models, run, labels, data, split, limit, settings, out, rs) -> None:
-    from cxredge.cli.bench import resolve_source
+def bench_remote(models, run, labels, data, split, limit, settings, out, rs, name=None, ci=2000) -> None:
+    from cxredge.cli.bench import dataset_name, resolve_source
     from cxredge.cli.common import console
     from cxredge.edge import sources
     from cxredge.io import scratch_dir
     from cxredge.remote.pack import device_bundle
     from cxredge.remote.session import BenchJob
+    from cxredge.remote.wheel import device_wheel
 
     with contextlib.ExitStack() as stack:
         source = resolve_source(models, run, labels, stack, out)
@@ -89,7 +91,13 @@ def bench_remote(models, run, labels, data, split, limit, settings, out, rs) -> 
         chosen = device_bundle(tmp / "bundle.zip", source, ds, split, limit, where)
         console.print(f"{len(source.entries)} models, {chosen['n']} {split} images from {where} -> "
                       f"{len(rs.targets)} device(s), one after another")
-        job = BenchJob(tmp / "bundle.zip", split, bench_args(settings), chosen, labels)
+        wheel = device_wheel() if rs.use_venv and rs.install is None else None  # this cxredge, for the venv there
+        if wheel is not None:
+            console.print(f"device wheel: {wheel.path.name} ({wheel.path.stat().st_size / 1e6:.2f} MB, "
+                          f"sha256 {wheel.sha256[:12]})", highlight=False)
+        # the device's bench.json names the dataset as a local bench would, with the same bootstrap
+        args = (*bench_args(settings), "--name", name or dataset_name(ds.root), "--ci", str(ci))
+        job = BenchJob(tmp / "bundle.zip", split, args, chosen, labels, wheel)
         done, failed = run_devices(rs, job, out_dir)
     report(done, failed, len(rs.targets))
 

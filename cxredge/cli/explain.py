@@ -37,8 +37,7 @@ def explain(
     precision: str = typer.Option("int8", "--precision", help="Which model of a bundle."),
     as_json: bool = typer.Option(False, "--json", help="Print explain.json to stdout instead of a table."),
 ) -> None:
-    """Heatmaps of where a model looks (occlusion saliency), the share of it on the image border, and
-    float-vs-int8 agreement of the maps (--compare)."""
+    """Heatmaps of where a model looks (occlusion saliency), its share on the image border, float-vs-int8 maps."""
     from cxredge.cli.predict import expand_images, model_in_bundle
     from cxredge.edge.explain import OcclusionSettings, parse_fill
 

@@ -1,10 +1,15 @@
 """The `cxredge` command: one small module per verb, registered here."""
 from __future__ import annotations
 
+import os
+
 import typer
 
 from cxredge import __version__
 from cxredge.cli import audit, bench, ensemble, explain, export, predict, quantize, report, train
+from cxredge.cli.help_style import flags_without_type
+
+flags_without_type()
 
 app = typer.Typer(
     name="cxredge",
@@ -23,8 +28,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+                                       help="Print the version and exit."),
+          verbose: bool = typer.Option(False, "--verbose", help="Show TensorFlow's own log lines (CUDA probing, "
+                                       "oneDNN, converter warnings), silenced by default; or CXREDGE_VERBOSE=1.")
+          ) -> None:
     """cxredge: train -> quantize -> bench, for chest X-ray classifiers on edge devices."""
+    if verbose:  # read by cxredge/keras.py, which every TensorFlow import goes through, before TF loads
+        os.environ["CXREDGE_VERBOSE"] = "1"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
 
 
 app.command("train")(train.train)

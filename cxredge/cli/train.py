@@ -40,7 +40,9 @@ def parse_blocks(value: str) -> int | str:
 
 @handle_errors
 def train(
-    data: Path = typer.Option(SAMPLE_DATA, "--data", help="DIR/{train,val,test}/<class>/, DIR/<class>/ (70/15/15 split) or a label TABLE.csv (path,label[,patient_id][,split]); images PNG/JPEG/DICOM."),
+    data: Path = typer.Option(SAMPLE_DATA, "--data", show_default="the bundled sample",
+                              help="DIR/SPLIT/CLASS/ images (SPLIT: train, val, test), DIR/CLASS/ (split 70/15/15) "
+                                   "or a label TABLE.csv (path,label[,patient_id][,split]); PNG, JPEG or DICOM."),
     out: Path = typer.Option(DEFAULT_RUN, "--out", help="Run directory to write."),
     variant: str = typer.Option("all", "--variant", help="fc | one_conv | two_conv | all (the three) | finetune, or a comma list."),
     alpha: float = typer.Option(0.75, "--alpha", help="MobileNet width multiplier: 0.25, 0.5, 0.75 or 1.0."),
@@ -67,10 +69,12 @@ def train(
     finetune_patience: int = typer.Option(6, "--finetune-patience", help="finetune: stop phase 2 after this many epochs without a val macro-F1 gain (0 = off); the best epoch's weights are kept."),
     warmup_epochs: float = typer.Option(1.0, "--warmup-epochs", help="finetune: linear learning-rate warm-up, then cosine decay to 0."),
     weight_decay: float = typer.Option(0.05, "--weight-decay", help="finetune: AdamW decoupled weight decay, not on BatchNorm or biases (0 = Adam)."),
-    bn_mode: str = typer.Option("inference", "--bn-mode", help="finetune: BatchNorm frozen on its ImageNet statistics (inference; default: val tie over 3 seeds, int8 98.5-99.3% agreement against 95.5-96.7%) or on batch statistics (train)."),
+    bn_mode: str = typer.Option("inference", "--bn-mode", help="finetune: BatchNorm frozen on its ImageNet statistics (inference: higher int8 agreement, "
+                                 "docs/training.md) or on batch statistics (train)."),
     bn_freeze_blocks: int = typer.Option(0, "--bn-freeze-blocks", help="finetune with --bn-mode train: BatchNorm of the stem and blocks 1..K keeps its ImageNet statistics (int8 fidelity: their drift inflates the folded weights); 0 = none."),
     finetune_head: str = typer.Option("linear", "--finetune-head", help="finetune: linear (dropout + Dense(C) on the logits) or mlp (Dense 1024/512/C)."),
-    finetune_augment: str = typer.Option("none", "--finetune-augment", help="finetune: none (default; val 0.865 vs 0.852 over 3 seeds) | light (rotation 0.03, translation 0.05, zoom 0.08, contrast 0.15) | standard (--augment's)."),
+    finetune_augment: str = typer.Option("none", "--finetune-augment", help="finetune: none (the best on val, docs/training.md) | light (small rotation, shift, zoom, "
+                                        "contrast) | standard (--augment's)."),
     pair_weight: float = typer.Option(1.0, "--pair-weight", help="finetune: multiply the loss weight of the Bacterial and Viral pneumonia images (the hard pair) by this (1 = off)."),
     ema: float = typer.Option(0.0, "--ema", help="finetune: score and keep an exponential moving average of the weights with this decay (e.g. 0.998; 0 = off)."),
     max_minutes: float = typer.Option(0.0, "--max-minutes", help="Stop training before an epoch that would end past this many minutes from the start, keeping the best weights so far (0 = no budget)."),

@@ -89,9 +89,10 @@ def rich_table(doc: dict):
     ds = doc.get("dataset", {})
     title = f"clinical metrics on {ds.get('name') or ds.get('path')} ({ds.get('n')} images" + (
         f", 95% CI from {c['resamples']} bootstrap resamples)" if c.get("resamples") else ", no CI)")
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-    for h in ["model", "acc (95% CI)", "AUC (95% CI)", "ECE", "vs fp32 (95% CI)", "McNemar p"]:
-        table.add_column(h, justify="left" if h == "model" else "right", no_wrap=h == "model")
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
+    # short headers, each interval on its own line under its value: fits 80 columns, no number is cut
+    for h in ["model", "acc (95% CI)", "AUC (95% CI)", "ECE", "vs fp32", "McNemar"]:
+        table.add_column(h, justify="left" if h == "model" else "right", overflow="fold")
     for row in summary_rows(doc):
-        table.add_row(row[0], row[1], row[3], row[5], row[6], row[7])
+        table.add_row(*[str(v).replace(" (", "\n(", 1) for v in (row[0], row[1], row[3], row[5], row[6], row[7])])
     return table

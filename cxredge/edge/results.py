@@ -130,7 +130,7 @@ def rich_table(doc: dict, title: str = "cxredge bench", width: int = 120):
     longest = max([len(r["model"]) for r in doc["results"]] + [5])
     for h in columns:
         table.add_column(SHORT.get(h, h), justify="left" if h in ("model", "delegate", "status") else "right",
-                         no_wrap=True, min_width=longest if h == "model" else None)
+                         no_wrap=h == "model", overflow="fold", min_width=longest if h == "model" else None)
     for r in doc["results"]:
         cells = row_cells(r)
         row = [cells[i] for i in idx]

@@ -5,8 +5,10 @@ Steps (each failure is one CxrError line naming the device):
             the Python there and its version, the venv and the cxredge version it has
  2. python  --remote-python PATH alone: that interpreter, used as it is (it must have cxredge).
             Otherwise a venv (--remote-venv, default ~/.cache/cxredge/venv): created with
-            `python3 -m venv` (or --remote-python) when missing, `pip install cxredge` (or
-            --remote-install ARGS) when it lacks cxredge or when --remote-install is given
+            `python3 -m venv` (or --remote-python) when missing; then the device wheel of the cxredge
+            running here (cxredge/remote/wheel.py) is copied and pip-installed there, its dependencies
+            from the device's index, unless the venv already holds that very wheel (same sha256, noted
+            in VENV/cxredge-wheel.sha256). --remote-install ARGS replaces the wheel with ARGS.
  3. upload  the bundle (and any local file named in --remote-install) streamed through ssh
  4. bench   `[--remote-prefix] python -m cxredge bench WORK/bundle.zip --split ... --threads ... --out WORK/out`
  5. fetch   WORK/out as a tar stream; bench.json is checked, gains a `remote` block, and is written
@@ -26,11 +28,13 @@ from pathlib import Path
 from cxredge.errors import CxrError
 from cxredge.io import sha256_file, write_bytes, write_json
 from cxredge.remote.ssh import Connection, SshSettings, Target, last_line
+from cxredge.remote.wheel import DeviceWheel
 
 DEFAULT_VENV = "~/.cache/cxredge/venv"
 INSTALL_MB = 400  # a base install is ~210 MB; pip needs room to download and unpack the wheels too
 PY_MIN = (3, 10)
 MAX_FETCH = 64 * 2**20
+MARKER = "cxredge-wheel.sha256"  # in the venv there: the sha256 of the device wheel installed last
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class BenchJob:
     bench_args: tuple[str, ...]
     chosen: dict  # where the images came from on this machine (dataset block)
     labels: Path | None = None
+    wheel: "DeviceWheel | None" = None  # the cxredge running here, for a venv there (cxredge/remote/wheel.py)
 
 
 def rq(path: str) -> str:
@@ -93,6 +98,7 @@ if [ -n "$V" ]; then
   echo "venv=$V"
   echo "venv_free_kb=$(df -Pk "$d" | awk 'NR==2 {{print $4}}')"
   C=""; [ -x "$V/bin/python" ] && C="$V/bin/python" && echo "venv_python=$C"
+  [ -f "$V/{MARKER}" ] && echo "wheel_sha256=$(head -c 64 "$V/{MARKER}")"
 fi
 [ -n "$C" ] && echo "cxredge=$({env_prefix(rs)}"$C" -m cxredge --version 2>/dev/null)"
 exit 0
@@ -167,7 +173,8 @@ class DeviceRun:
             py = self.f["python"]
             if rs.install is not None:
                 self.pip(py, list(rs.install))
-            self.check_cxredge(py, f"{rs.python} has no cxredge: pip install cxredge there, or add --remote-venv DIR")
+            self.check_cxredge(py, f"{rs.python} has no cxredge: add --remote-venv DIR (the device wheel "
+                               "is installed there), or install it there: python -m cxredge.remote.wheel")
             return py, list(rs.install) if rs.install is not None else None
         venv = self.f["venv"]
         py = f"{venv}/bin/python"
@@ -179,13 +186,38 @@ class DeviceRun:
             if rc != 0:
                 hint = "; on Debian / Pi OS: sudo apt install python3-venv" if "ensurepip" in err else ""
                 raise CxrError(str(remote_failure(self.t, f"python3 -m venv {venv}", rc, err)) + hint)
-        args = list(rs.install) if rs.install is not None else (["cxredge"] if not self.f.get("cxredge") or
-                                                                  not self.f.get("venv_python") else None)
-        if args is not None:
+        if rs.install is not None:
             self.need_space("venv_free_kb", INSTALL_MB, venv)
-            self.pip(py, args)
+            self.pip(py, list(rs.install))
+            args = list(rs.install)
+        else:
+            args = self.install_wheel(py, venv)
         self.check_cxredge(py, f"cxredge does not run in the venv {venv}")
         return py, args
+
+    def install_wheel(self, py: str, venv: str) -> list[str] | None:
+        """pip install the device wheel there unless the venv holds that very wheel; the pip args, or None."""
+        wheel = self.job.wheel
+        if wheel is None:
+            raise CxrError(f"{self.t}: no device wheel to install (internal error)")
+        if self.f.get("venv_python") and self.f.get("cxredge") and self.f.get("wheel_sha256") == wheel.sha256:
+            return None
+        self.need_space("venv_free_kb", INSTALL_MB, venv)
+        self.f.pop("wheel_sha256", None)
+        dest = f"{self.work}/{wheel.path.name}"
+        self.send(wheel.path, dest, f"sending {wheel.path.name} ({wheel.path.stat().st_size / 1e6:.2f} MB)")
+        what = f"pip install {wheel.path.name}"
+        self.view.phase(f"{what} and its dependencies", 1)
+        q, env = shlex.quote, env_prefix(self.rs)
+        pip = f"{env}{q(py)} -m pip --disable-pip-version-check"
+        cmd = (f"{pip} uninstall -y -q {q('cxredge')} >/dev/null 2>&1; {pip} install {q(dest)} && "
+               f"printf '%s\\n' {wheel.sha256} > {rq(venv)}/{MARKER}")
+        rc, _, err = self.conn.run(cmd, what, timeout=3600)
+        if rc != 0:
+            raise remote_failure(self.t, what, rc, err)
+        self.view.advance(1)
+        self.f["wheel_sha256"] = wheel.sha256
+        return [wheel.path.name]
 
     def pip(self, py: str, args: list[str]) -> None:
         """pip install ARGS there; local files among ARGS (a wheel, an sdist) are sent first."""
@@ -270,6 +302,14 @@ class DeviceRun:
             except CxrError:
                 pass
 
+    def wheel_record(self, installed) -> dict | None:
+        """The device wheel in the venv there: its version and sha256, and whether this run installed it."""
+        w = self.job.wheel
+        if w is None or not self.rs.use_venv or self.rs.install is not None:
+            return None
+        return {**w.to_dict(), "installed_now": installed is not None,
+                "in_venv": self.f.get("wheel_sha256") == w.sha256}
+
     def save(self, out_dir: Path, files: dict[str, bytes], python: str, installed, wall_s: float) -> tuple[Path, dict]:
         """Write the device's files under out_dir/devices/<label>/, bench.json last and atomically."""
         try:
@@ -286,6 +326,7 @@ class DeviceRun:
         doc["remote"] = {"target": str(self.t), "label": self.t.label, "python": python,
                          "venv": self.f.get("venv") if self.rs.use_venv else None, "installed": installed,
                          "cxredge": self.f.get("cxredge"), "bundle_sha256": sha256_file(self.job.bundle),
+                         "wheel": self.wheel_record(installed),
                          "env": dict(self.rs.env), "prefix": list(self.rs.prefix), "wall_s": round(wall_s, 2),
                          "transport": "system OpenSSH client (BatchMode, host key checked)"}
         return write_json(dest / "bench.json", doc), doc
