@@ -153,3 +153,15 @@ def test_bench_markdown_escapes_names_and_errors():
            "notes": ["<script>alert(4)</script>"]}
     text = bench_markdown(doc, plots=["bench (1).png"])
     assert_safe(text, HOSTILE_CLASS, "<script>alert(4)</script>")
+
+
+def test_int8_debug_markdown_escapes_layer_names():
+    """Layer names come from the model file (a foreign .keras): the int8_debug.md table escapes them too."""
+    from cxredge.convert.debug import report_markdown
+
+    row = {"rank": 1, "op": "CONV|2D", "tensor": f"model/{HOSTILE_CLASS}|`x`", "rmse_over_scale": 0.5,
+           "max_abs_error": 0.1, "scale": 0.02}
+    text = report_markdown(f"v{HOSTILE_CLASS}", [row], 8)
+    assert_safe(text, HOSTILE_CLASS)
+    assert cells(text)[6:8] == ["1", "CONV|2D"]  # the `|` did not split the op's cell
+    assert escaped(HOSTILE_CLASS) in cells(text)[8] and "x" in cells(text)[8]
