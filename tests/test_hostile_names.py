@@ -20,7 +20,7 @@ from cxredge import markdown as md
 from cxredge.cli.main import app
 
 runner = CliRunner()
-HOSTILE_CLASS = "<img src=x onerror=alert(1)>"
+HOSTILE_CLASS = "[link=https:x]<img src=x onerror=alert(1)>"  # rich markup, then HTML
 HOSTILE_FILE = "a|b`<svg onload=alert(2)>`_x_ # *y*.png"
 TAGS = ("<img src=x", "<svg", "<script")  # as real tags: escaped they start with &lt;
 
@@ -97,6 +97,7 @@ def test_audit_with_hostile_and_non_utf8_names(hostile_data, tmp_path):
     res = runner.invoke(app, ["audit", str(hostile_data), "--out", str(out), "--folds", "2"])
     assert res.exit_code == 0, res.output
     assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "warning (shortcut): [link=https:x]<img" in res.output  # shown as text, not taken as rich markup
     a = json.loads((out / "audit.json").read_text(encoding="utf-8"))
     names = json.dumps(a)
     assert "scan\\\\xff\\\\xfe.png" in names  # the bytes as \xNN (JSON doubles the backslash)
@@ -153,3 +154,15 @@ def test_bench_markdown_escapes_names_and_errors():
            "notes": ["<script>alert(4)</script>"]}
     text = bench_markdown(doc, plots=["bench (1).png"])
     assert_safe(text, HOSTILE_CLASS, "<script>alert(4)</script>")
+
+
+def test_int8_debug_markdown_escapes_layer_names():
+    """Layer names come from the model file (a foreign .keras): the int8_debug.md table escapes them too."""
+    from cxredge.convert.debug import report_markdown
+
+    row = {"rank": 1, "op": "CONV|2D", "tensor": f"model/{HOSTILE_CLASS}|`x`", "rmse_over_scale": 0.5,
+           "max_abs_error": 0.1, "scale": 0.02}
+    text = report_markdown(f"v{HOSTILE_CLASS}", [row], 8)
+    assert_safe(text, HOSTILE_CLASS)
+    assert cells(text)[6:8] == ["1", "CONV|2D"]  # the `|` did not split the op's cell
+    assert escaped(HOSTILE_CLASS) in cells(text)[8] and "x" in cells(text)[8]

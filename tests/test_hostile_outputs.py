@@ -244,3 +244,13 @@ def test_bench_unpacks_a_bundle_under_its_output_folder(tmp_path, monkeypatch):
     assert "stop here" in one_error_line(res)
     assert seen[0].parent == tmp_path / "out" and seen[0].name.startswith(".cxredge-bundle-")
     assert not seen[0].exists()
+
+
+def test_an_error_naming_a_hostile_file_is_still_one_printable_line(tmp_path):
+    """A CxrError or OSError whose path holds a newline or bytes that are not UTF-8 prints as one line."""
+    data = tmp_path / "data"
+    bad = os.path.join(os.fsencode(data), b"x\nerror: fake\xff")
+    os.makedirs(bad)
+    res = runner.invoke(app, ["audit", os.fsdecode(bad), "--out", str(tmp_path / "out")])
+    line = one_error_line(res)
+    assert "x\\x0aerror: fake\\xff" in line and len(res.output.strip().splitlines()) == 1

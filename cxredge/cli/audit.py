@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from cxredge.cli import data_options as D
 from cxredge.cli.common import check_out_dir, console, handle_errors
@@ -63,7 +64,8 @@ def audit(
     console.print(summary_table(result))
     print_warnings(console, result)
     if rows.unreadable:
-        console.print(f"[yellow]skipped {len(rows.unreadable)} unreadable image(s)[/] (--skip-bad), first: {result['unreadable'][0]}")
+        console.print(f"[yellow]skipped {len(rows.unreadable)} unreadable image(s)[/] (--skip-bad), first: "
+                      f"{escape(result['unreadable'][0])}", highlight=False, soft_wrap=True)
     t = result["seconds"]
     console.print(f"{len(result['warnings'])} warning(s); {t['total']:.1f} s (read {t['read']:.1f}, duplicates "
                   f"{t['duplicates']:.1f}, probe {t['probe']:.1f}); wrote {', '.join(str(p) for p in paths)}")

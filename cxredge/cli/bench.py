@@ -142,7 +142,7 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_
     ds, where = sources.eval_dataset(source, data, split)
     n_split = len(ds.paths(split))
     used = f"{n_split if limit is None else min(limit, n_split)} of {n_split}"
-    console.print(f"evaluating on {used} {split} images of {where}" + (f" (--limit {limit})" if limit else ""),
+    console.print(f"evaluating on {used} {split} images of {escape(str(where))}" + (f" (--limit {limit})" if limit else ""),
                   highlight=False, soft_wrap=True)
     out_dir = out or source.run_dir or Path(".")
     with bar() as progress:
@@ -153,7 +153,7 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_
     counts = {c: int((loaded.y == i).sum()) for i, c in enumerate(ds.classes)}
     missing = [c for c, n in counts.items() if n == 0]
     if missing:
-        console.print(f"[yellow]note[/] no images of {', '.join(missing)}: their sensitivity, F1 and AUC are null",
+        console.print(f"[yellow]note[/] no images of {escape(', '.join(missing))}: their sensitivity, F1 and AUC are null",
                       highlight=False)
     dataset = {"source": where, "path": str(ds.root), "split": split, "n": int(len(loaded.y)),
                "classes": list(ds.classes), "limit": limit, "name": name or dataset_name(ds.root),

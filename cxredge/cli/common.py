@@ -45,7 +45,8 @@ def handle_errors(fn: F) -> F:
 
 
 def fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    """One line whatever the message holds: a name's newline or undecodable bytes are shown as \\xNN."""
+    err_console.print(f"[bold red]error:[/] {escape(shown(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1) from None
 
 

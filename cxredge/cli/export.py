@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from cxredge.cli.common import check_out_file, console, handle_errors, split_list
 from cxredge.errors import CxrError
@@ -67,4 +68,4 @@ def show(out: Path, manifest: dict) -> None:
     for m in manifest["models"]:
         t.add_row(m["path"], f"{m['size_bytes'] / 1e6:.2f}", m["sha256"][:16])
     console.print(t)
-    console.print(f"classes: {', '.join(manifest['classes'])}; test images: {manifest['test_images']}")
+    console.print(f"classes: {escape(', '.join(manifest['classes']))}; test images: {manifest['test_images']}")

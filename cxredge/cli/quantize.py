@@ -7,7 +7,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cxredge.cli.common import console, handle_errors, split_list
+from cxredge.cli.common import check_out_dir, console, handle_errors, split_list
 from cxredge.convert.bias_correction import DEFAULT_IMAGES
 from cxredge.convert.calibration import DEFAULT_SIZE
 from cxredge.errors import CxrError
@@ -75,6 +75,7 @@ def quantize(
     if bias_correction_images < 1:
         raise CxrError(f"--bias-correction-images {bias_correction_images}: must be >= 1")
     run_doc = load_run(run)
+    check_out_dir(run, "--run")  # the models are written into the run: fail before converting anything
     settings = QuantizeSettings(
         run=run, variants=parse_variants(variant, run_doc.get("variants")), modes=parse_modes(mode), io=io,
         calibration_size=calibration_size, calibration_file=calibration_file,

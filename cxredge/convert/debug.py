@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from cxredge import markdown as md
 from cxredge.convert.calibration import input_range_anchor
 from cxredge.keras import tf
 
@@ -65,12 +66,13 @@ def short_name(tensor: str) -> str:
 
 
 def report_markdown(variant: str, rows: list[dict], n_images: int, top: int = 10) -> str:
-    lines = [f"# int8 per-layer quantization error: {variant}", "",
+    lines = [f"# int8 per-layer quantization error: {md.text(variant)}", "",
              f"TFLite QuantizationDebugger on {n_images} calibration images. rmse/scale is the RMS error a",
              "layer adds by itself, in units of its quantization step (pure rounding = 0.29).", "",
              "| rank | op | layer | rmse/scale | max abs error | scale |", "|---:|---|---|---:|---:|---:|"]
     for r in rows[:top]:
-        lines.append(f"| {r['rank']} | {r['op']} | `{short_name(r['tensor'])}` | {r['rmse_over_scale']:.3f} | "
+        name = md.cell(f"`{short_name(r['tensor'])}`", spans=True)  # layer names come from the model file
+        lines.append(f"| {r['rank']} | {md.cell(r['op'])} | {name} | {r['rmse_over_scale']:.3f} | "
                      f"{r['max_abs_error']:.4g} | {r['scale']:.4g} |")
     lines += ["", f"{len(rows)} quantized layers in all; full list in the JSON next to this file.", ""]
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cxredge.edge.audit.features import GROUPS
@@ -24,11 +25,13 @@ def summary_table(a: dict) -> Table:
         for g in GROUPS + ("all",):
             v = f"{p['accuracy_by_cue'][g]:.3f}"
             cells.append(f"[bold yellow]{v}[/]" if p["flagged"] and g == p["cue"] else v)
-        table.add_row(" vs ".join(p["classes"]), str(p["n"]), f"{p['chance']:.3f}", *cells,
+        table.add_row(escape(" vs ".join(p["classes"])), str(p["n"]), f"{p['chance']:.3f}", *cells,
                       "[yellow]yes[/]" if p["flagged"] else "no")
     return table
 
 
 def print_warnings(console: Console, a: dict, prefix: str = "warning") -> None:
     for w in a["warnings"]:
-        console.print(f"[yellow]{prefix} ({w['kind']}):[/] {w['message']}", highlight=False, soft_wrap=True)
+        # class and file names are text, not rich markup: a folder named [/] must not end a style
+        console.print(f"[yellow]{prefix} ({escape(w['kind'])}):[/] {escape(w['message'])}", highlight=False,
+                      soft_wrap=True)
