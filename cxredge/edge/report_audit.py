@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cxredge.edge.report_inputs import check_audit
+from cxredge.errors import CxrError
 from cxredge.io import read_json
 
 
-def audit_section(doc, run_dir: Path) -> None:
+def audit_section(doc, run_dir: Path) -> dict | None:
+    """The section; returns audit.json (checked) for the summary card, or None (absent or unusable)."""
     from cxredge.edge.audit.writers import probe_section  # here: writers imports report, report imports this
 
     path = run_dir / "audit.json"
     if not path.is_file():
         doc.notes.append(f"{run_dir}: no audit.json (trained with --no-audit?): data audit left out")
-        return
-    a = read_json(path)
+        return None
+    try:
+        a = check_audit(path, read_json(path))
+    except CxrError as exc:
+        doc.warnings.append(f"data audit left out: {exc}")
+        return None
     d = a.get("duplicates", {})
     doc.h(2, "Data audit: shortcuts, duplicates, leakage")
     doc.p(f"From `{path.name}` ({a.get('source', '?')}): {len(a.get('warnings', []))} warning(s); duplicate groups: "
@@ -24,3 +31,4 @@ def audit_section(doc, run_dir: Path) -> None:
         doc.p(f"Warning ({w['kind']}): {w['message']}")
     if a.get("probe"):
         probe_section(doc, a["probe"], level=3)
+    return a

@@ -67,7 +67,10 @@ def clinical_blocks(doc, path: Path, b: dict, assets: Path) -> None:
         for kind, caption in (("roc", "ROC curves, one class vs rest (dot: sensitivity at 95% specificity)"),
                               ("reliability", "reliability diagram (accuracy per bin of top-1 probability)")):
             name = f"{kind}_{slug(key)}.png"
-            doc.img(drawn.get(name) or path.parent / name, f"{key}: {caption}")
+            if name in drawn:
+                doc.img(drawn[name], f"{key}: {caption}")
+            else:
+                doc.img(path.parent / name, f"{key}: {caption}", root=path.parent)
 
 
 def _change(a, b, points: bool = True) -> str:
