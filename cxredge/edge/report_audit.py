@@ -22,12 +22,12 @@ def audit_section(doc, run_dir: Path) -> dict | None:
     except CxrError as exc:
         doc.warnings.append(f"data audit left out: {exc}")
         return None
-    d = a.get("duplicates", {})
+    d = {k: v or [] for k, v in (a.get("duplicates") or {}).items()}
     doc.h(2, "Data audit: shortcuts, duplicates, leakage")
-    doc.p(f"From `{path.name}` ({a.get('source', '?')}): {len(a.get('warnings', []))} warning(s); duplicate groups: "
+    doc.p(f"From `{path.name}` ({a.get('source', '?')}): {len(a.get('warnings') or [])} warning(s); duplicate groups: "
           f"exact {len(d.get('exact', []))}, near {len(d.get('near', []))}, across classes {len(d.get('cross_class', []))}, "
           f"across splits {len(d.get('cross_split', []))}.")
-    for w in a.get("warnings", []):
+    for w in a.get("warnings") or []:
         doc.p(f"Warning ({w['kind']}): {w['message']}")
     if a.get("probe"):
         probe_section(doc, a["probe"], level=3)

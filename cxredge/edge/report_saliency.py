@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cxredge.edge.results import fmt
 from cxredge.edge.report_inputs import check_explain
+from cxredge.edge.results import fmt
 from cxredge.errors import CxrError
 from cxredge.io import read_json
 
