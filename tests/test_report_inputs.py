@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 
 from cxredge.cli.main import app
 from cxredge.edge.report import build
-from cxredge.edge.report_inputs import check_audit, check_bench, check_explain
 from cxredge.errors import CxrError
 
 runner = CliRunner()
@@ -87,6 +86,8 @@ def test_report_refuses_a_non_png_inside_the_run(tmp_path):
 ])
 def test_bench_json_shape_is_checked(mutate, key):
     """cause 12: a bench.json of the wrong shape is one error naming the file and the key."""
+    from cxredge.edge.report_inputs import check_bench
+
     doc = json.loads(json.dumps(synthetic_bench()))
     mutate(doc)
     with pytest.raises(CxrError, match=r"^b\.json: not a usable bench\.json \(" + key.replace(".", r"\.")
@@ -95,6 +96,8 @@ def test_bench_json_shape_is_checked(mutate, key):
 
 
 def test_explain_and_audit_shapes_are_checked():
+    from cxredge.edge.report_inputs import check_audit, check_explain
+
     check_explain("e.json", explain_doc("grid.png"))
     with pytest.raises(CxrError, match=r"e\.json: .*settings\.patch: missing"):
         bad = explain_doc("g.png")
@@ -122,7 +125,8 @@ def test_a_bad_device_bench_is_skipped_with_a_warning(tmp_path):
     assert "Traceback" not in res.output
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=False) | st.text(max_size=8),
+SCALAR = st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=False) | st.text(max_size=8)
+JSON = st.recursive(SCALAR,
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
                     max_leaves=8)
 BASE = synthetic_bench(resamples=50)
@@ -147,6 +151,8 @@ def test_fuzz_bench_json_either_refused_or_reported(where, value, drop, tmp_path
     """cause 12, property: any one key of a real bench.json replaced or removed -> the check refuses it
     with CxrError, or the whole report builds (never another exception). Tables only (no matplotlib),
     to keep the example budget fast."""
+    from cxredge.edge.report_inputs import check_bench
+
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     doc = copy.deepcopy(BASE)
     parent = doc
