@@ -216,8 +216,10 @@ def read_run_json(run_dir: Path | None) -> dict:
 
 
 def short_device(b: dict) -> str:
-    d = b.get("device") or {}
-    return str((b.get("remote") or {}).get("label") or d.get("hostname") or "?")
+    """'host / dataset' of a bench, for the summary card."""
+    d, ds = b.get("device") or {}, b.get("dataset") or {}
+    host = str((b.get("remote") or {}).get("label") or d.get("hostname") or "?")
+    return f"{host} / {ds['name']}" if ds.get("name") else host
 
 
 def machine_load_text(b: dict) -> str:
@@ -293,7 +295,7 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:1320px;margin:1.2em auto
        ".card{border:2px solid #2b6cb0;border-radius:8px;padding:10px 18px 12px;background:#f7fbff}"
        ".card h2{margin:.1em 0 .2em;border:0}.card .rule{font-size:13px;color:#444;margin:.2em 0 .6em}"
        ".cols{display:grid;grid-template-columns:minmax(0,1.1fr) minmax(0,1fr);gap:0 28px}"
-       ".card table{font-size:14px;width:100%}.card th{text-align:left;width:34%}.card td{text-align:left}"
+       ".card table{font-size:14px;width:100%}.card .facts th{text-align:left;width:34%}.card td{text-align:left}"
        ".warn{margin:.3em 0;padding-left:1.2em;font-size:14px}.warn li{margin:.15em 0;color:#8a4b00}"
        ".warnh{color:#b03a00;margin:.4em 0 .1em;font-size:15px}.ok{color:#2f7d32}"
        ".toc{font-size:14px;columns:3;margin:.8em 0;padding-left:1.2em}.toc li{margin:.1em 0}")
@@ -335,7 +337,7 @@ def card_html(card) -> str:
             + "".join(f"<li>{e(w)}</li>" for w in card.warnings) + "</ul>") if card.warnings else \
         "<div class='warnh ok'>Warnings: none</div>"
     return (f"<section class='card' id='summary'><h2>{title}</h2><p class='rule'>{e(RULE)}</p>"
-            f"<div class='cols'><div><table>{facts}</table></div><div>{classes}{warn}</div></div></section>")
+            f"<div class='cols'><div><table class='facts'>{facts}</table>{classes}</div><div>{warn}</div></div></section>")
 
 
 def block_html(b: tuple) -> str:

@@ -79,8 +79,11 @@ def recommend(b: dict) -> tuple[str | None, str, list[str]]:
 
 def latency_text(benches: list[tuple[Path, dict]], key: str, name) -> list[tuple[str, str]]:
     """One fact per device: the model's median latency on its first ok row, noisy rows marked."""
-    out = []
+    out, seen = [], set()
     for path, b in benches:
+        host = (b.get("remote") or {}).get("label") or (b.get("device") or {}).get("hostname")
+        if host in seen:  # one latency per device (the same device benched on another dataset adds nothing)
+            continue
         r = next((r for r in b.get("results") or [] if r["model"] == key and r.get("status") == "ok"
                   and (r.get("latency_ms") or {}).get("median") is not None), None)
         if r is None:
@@ -89,7 +92,8 @@ def latency_text(benches: list[tuple[Path, dict]], key: str, name) -> list[tuple
         text = f"{lat['median']:.2f} ms median ({Path(str(r.get('delegate'))).name}, {r.get('threads')} thread(s))"
         if noisy(r):
             text += f" NOISY: p90/median {spread(r):.2f}, not to be trusted"
-        out.append((f"latency on {name(b)}", text))
+        seen.add(host)
+        out.append((f"latency on {host or '?'}", text))
     return out
 
 
