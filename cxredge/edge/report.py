@@ -150,7 +150,8 @@ def bench_section(doc: Doc, benches: list[tuple[Path, dict]], assets: Path) -> N
         doc.h(3, device_name(b) + (f" on {dataset_label(b)}" if b.get("dataset", {}).get("n") else ""))
         doc.p(bench_summary(path, b))
         doc.table(["model", "delegate", "threads", "MB", "accuracy", "macro F1", "agree fp32", "init ms", "first ms",
-                   "median ms", "p90 ms", "p99 ms", "vs fp32", "status"], [bench_cells(r, b["results"]) for r in b["results"]])
+                   "median ms", "p90 ms", "p99 ms", "vs fp32", "status"],
+                  [bench_cells(r, b["results"]) for r in b["results"]])
         if any(noisy(r) for r in b["results"]):
             doc.p("NOISY latency: p90/median > 1.5 even after one re-measurement (another process shared the CPU); "
                   "such rows give no speed-up (vs fp32 '-'). " + machine_load_text(b))
@@ -337,7 +338,8 @@ def card_html(card) -> str:
             + "".join(f"<li>{e(w)}</li>" for w in card.warnings) + "</ul>") if card.warnings else \
         "<div class='warnh ok'>Warnings: none</div>"
     return (f"<section class='card' id='summary'><h2>{title}</h2><p class='rule'>{e(RULE)}</p>"
-            f"<div class='cols'><div><table class='facts'>{facts}</table>{classes}</div><div>{warn}</div></div></section>")
+            f"<div class='cols'><div><table class='facts'>{facts}</table>{classes}</div><div>{warn}</div></div>"
+            "</section>")
 
 
 def block_html(b: tuple) -> str:
