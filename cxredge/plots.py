@@ -72,7 +72,7 @@ def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path
 def _save(fig, path: str | Path, plt) -> Path:
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")  # no clipped axis label
     finally:
         plt.close(fig)
     return Path(path)

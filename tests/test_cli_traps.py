@@ -27,7 +27,7 @@ def run_dir(edge_models, tiny_data, tmp_path_factory):
 def bench_ok(run_dir) -> Path:
     res = runner.invoke(app, ["bench", "--run", str(run_dir), "--runs", "2", "--warmup", "1"])
     assert res.exit_code == 0, res.output
-    return run_dir / "bench.json"
+    return run_dir / "bench" / "test" / "bench.json"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def bench_all_failed(run_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("all_failed")
     res = runner.invoke(app, ["bench", str(run_dir / "two_conv" / "int8.tflite"), "--delegate", BAD_DELEGATE,
                               "--threads", "1,2", "--runs", "1", "--warmup", "0", "--out", str(out)])
-    return res, out / "bench.json"
+    return res, out / "bench.failed.json"
 
 
 def one_line(text: str) -> str:
@@ -47,7 +47,7 @@ def one_line(text: str) -> str:
 def test_bench_exits_nonzero_when_every_row_failed(bench_all_failed):
     res, path = bench_all_failed
     assert res.exit_code == 1, res.output
-    doc = json.loads(path.read_text())  # still written: it records each row's error
+    doc = json.loads(path.read_text())  # bench.failed.json records each row's error (bench.json is not replaced)
     assert [r["status"] for r in doc["results"]] == ["failed", "failed"]
     out = one_line(res.output)
     assert "error: all 2 rows failed, nothing measured (first: two_conv/int8 lib[gpu]delegate.so x1:" in out

@@ -74,9 +74,9 @@ def test_ensemble_quantizes_and_benches_as_a_variant(runs, tiny_data, tmp_path):
     assert side["variant"] == "ensemble" and side["source"]["model"] == "ensemble/model.keras"
     result = invoke("bench", "--run", run, "--runs", "2", "--warmup", "1", "--threads", "1", "--ci", "0")
     assert result.exit_code == 0, result.output
-    rows = read(run / "bench.json")["results"]
+    rows = read(run / "bench" / "test" / "bench.json")["results"]
     assert {r["model"] for r in rows if r.get("status") == "ok"} >= {"ensemble/float32", "ensemble/int8"}
-    result = invoke("report", "--run", run, "--bench", run / "bench.json")
+    result = invoke("report", "--run", run, "--bench", run / "bench" / "test" / "bench.json")
     assert result.exit_code == 0, result.output
     report = (run / "report.md").read_text()
     assert "| ensemble |" in report and "ensemble: some figures missing" not in report

@@ -36,7 +36,7 @@ def bench(*args):
 def test_internal_bench_has_the_clinical_block(run_dir, tiny_data):
     res = bench("--run", run_dir, "--ci", "300")
     assert res.exit_code == 0, res.output
-    doc = json.loads((run_dir / "bench.json").read_text())
+    doc = json.loads((run_dir / "bench" / "test" / "bench.json").read_text())
     assert doc["dataset"]["n"] == 16 and doc["dataset"]["name"] == tiny_data.name
     assert doc["clinical"]["resamples"] == 300 and doc["clinical"]["missing_classes"] == []
     for row in doc["results"]:
@@ -55,11 +55,11 @@ def test_internal_bench_has_the_clinical_block(run_dir, tiny_data):
     p8 = np.array(doc["models"]["two_conv/int8"]["predicted"].split(), dtype=int)
     p32 = np.array(doc["models"]["two_conv/float32"]["predicted"].split(), dtype=int)
     assert int8["accuracy_diff"] == pytest.approx((p8 == y).mean() - (p32 == y).mean())
-    md = (run_dir / "bench.md").read_text()
+    md = (run_dir / "bench" / "test" / "bench.md").read_text()
     assert "## Clinical metrics" in md and "sensitivity (95% CI)" in md
     assert "clinical metrics on" in res.output and "95% CI" in res.output  # the console's clinical table
     for name in ("roc_two_conv_int8.png", "reliability_two_conv_int8.png"):
-        assert (run_dir / name).read_bytes()[:4] == b"\x89PNG"
+        assert (run_dir / "bench" / "test" / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_external_test_only_folder_is_benched_whole(run_dir, tiny_data, tmp_path):

@@ -64,7 +64,8 @@ def test_report_without_matplotlib(reported_run, tmp_path, monkeypatch):
 
 def test_report_bench_only_and_bad_inputs(reported_run, tmp_path):
     run, pi = reported_run
-    res = runner.invoke(app, ["report", "--bench", str(pi), "--bench", str(run / "bench.json"), "--out", str(tmp_path)])
+    res = runner.invoke(app, ["report", "--bench", str(pi), "--bench", str(run / "bench" / "test" / "bench.json"),
+                              "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "Side by side" in (tmp_path / "report.md").read_text()
     bad = tmp_path / "bad.json"

@@ -35,7 +35,7 @@ def bench_a(edge_models, tiny_data, tmp_path_factory) -> Path:
     run = make_run(tmp_path_factory.mktemp("devices_run"), edge_models, tiny_data)
     res = runner.invoke(app, ["bench", "--run", str(run), "--runs", "3", "--warmup", "1"])
     assert res.exit_code == 0, res.output
-    return run / "bench.json"
+    return run / "bench" / "test" / "bench.json"
 
 
 def test_benchmark_model_fixture_is_a_latency_only_bench():

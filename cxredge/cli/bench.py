@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -74,13 +76,14 @@ def bench(
     with contextlib.ExitStack() as stack:
         source = resolve_source(models or [], run, labels, stack, out)
         doc, out_dir = execute(source, data, split, limit, settings, out, name=name, ci=ci, skip_bad=skip_bad)
-    console.print(f"wrote [bold]{out_dir / 'bench.json'}[/], bench.md" + (", plots" if doc.get("plots") else ""))
     failed = results.failures(doc)
     for line in failed:
         console.print(f"[red]failed[/] {escape(line)}", highlight=False, soft_wrap=True)
     none_ok = no_row_ok(doc)
-    if none_ok:
-        raise CxrError(none_ok)  # exit 1: nothing was measured, though bench.json records each error
+    if none_ok:  # exit 1: nothing was measured; bench.failed.json records each error, bench.json is kept
+        raise CxrError(none_ok)
+    console.print(f"wrote [bold]{escape(str(out_dir / 'bench.json'))}[/], bench.md"
+                  + (", plots" if doc.get("plots") else ""), highlight=False, soft_wrap=True)
     if failed:
         console.print(f"[yellow]{len(failed)} of {len(doc['results'])} rows failed; the others ran[/]")
 
@@ -93,8 +96,10 @@ def no_row_ok(doc: dict) -> str | None:
     if not rows:
         return "no row was benched: nothing measured"
     first = next((r for r in rows if r.get("error")), rows[0])
-    return (f"all {len(rows)} rows failed, nothing measured (first: {first['model']} {Path(str(first['delegate'])).name} "
-            f"x{first['threads']}: {first.get('error')}); bench.json records each error")
+    where = f"{first['model']} {Path(str(first['delegate'])).name}"
+    return (f"all {len(rows)} rows failed, nothing measured (first: {where} "
+            f"x{first['threads']}: {first.get('error')}); bench.failed.json records each error, "
+            "a previous bench.json is kept")
 
 
 def parse_options(items: list[str]) -> tuple[tuple[str, str], ...]:
@@ -129,8 +134,8 @@ def resolve_source(models: list[Path], run: Path | None, labels: Path | None, st
 
 
 def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_bad=False):
-    from cxredge.edge import clinical_tables, device, ood_flags, results, sources, validation
-    from cxredge.edge.bench import run_bench
+    from cxredge.edge import bench_store, clinical_tables, device, ood_flags, results, sources, validation
+    from cxredge.edge.bench import machine_load, run_bench
     from cxredge.edge.clinical_plots import clinical_plots
     from cxredge.edge.dataset import load_split
     from cxredge.edge.plots import bench_plots
@@ -138,13 +143,13 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_
     from cxredge.io import shown
 
     t_start = time.perf_counter()
+    load = {"before": machine_load()}
     runtime = find_runtime()
     ds, where = sources.eval_dataset(source, data, split)
     n_split = len(ds.paths(split))
     used = f"{n_split if limit is None else min(limit, n_split)} of {n_split}"
     console.print(f"evaluating on {used} {split} images of {escape(str(where))}" + (f" (--limit {limit})" if limit else ""),
                   highlight=False, soft_wrap=True)
-    out_dir = out or source.run_dir or Path(".")
     with bar() as progress:
         task = progress.add_task(f"decoding {split} images", total=len(ds.paths(split)) if limit is None else limit)
         loaded = load_split(ds, split, skip_bad=skip_bad, limit=limit, progress=lambda n: progress.advance(task, n))
@@ -155,9 +160,10 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_
     if missing:
         console.print(f"[yellow]note[/] no images of {escape(', '.join(missing))}: their sensitivity, F1 and AUC are null",
                       highlight=False)
+    own = is_run_data(source, data)
     dataset = {"source": where, "path": str(ds.root), "split": split, "n": int(len(loaded.y)),
                "classes": list(ds.classes), "limit": limit, "name": name or dataset_name(ds.root),
-               "layout": ds.layout, "missing_classes": missing, "counts": counts}
+               "layout": ds.layout, "missing_classes": missing, "counts": counts, "internal": own}
     if skip_bad:  # bench.json says which files the numbers leave out
         dataset["skipped"] = [shown(p) for p in loaded.skipped]
         if loaded.skipped:
@@ -166,24 +172,47 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_
     doc = results.bench_document(device.device_info(runtime), settings.to_dict(), dataset, outcome.models,
                                  outcome.rows)
     doc["origin"] = source.origin
+    doc["machine_load"] = load  # load average before / after, governor: is the latency to be trusted?
     from cxredge.edge.fingerprint import annotate
 
     annotate(doc, loaded.paths, loaded.y, outcome.predictions, list(ds.classes))  # image ids, predictions
     validation.attach(doc, outcome, loaded.y, list(ds.classes), resamples=ci)  # sens/spec, AUC, CIs
     ood_flags.attach(doc, source.entries, loaded.x, loaded.paths, ds.root)  # OOD guard: bench.json `ood`
-    plots, note = bench_plots(doc, out_dir)
-    plots += clinical_plots(doc, out_dir, doc["dataset"]["name"])  # ROC + reliability per model
-    doc["plots"] = [p.name for p in plots]
-    if note:
-        doc["notes"] = doc["notes"] + [note]
-        console.print(note)
-    doc["wall_s"] = round(time.perf_counter() - t_start, 2)
-    results.write_bench(out_dir, doc, doc["plots"])
+    load["after"] = machine_load()
+    place = bench_store.dataset_folder_name(own, split, name, ds.root)  # <run>/bench/<place>/: one per dataset
+    out_dir = out if out is not None else bench_store.bench_place(source.run_dir or Path("."), place, ds.root, split)
+    staged = bench_store.stage(out_dir)  # bench.json, bench.md and plots are one unit (bench_store.py)
+    try:
+        plots, note = bench_plots(doc, staged)
+        plots += clinical_plots(doc, staged, doc["dataset"]["name"])  # ROC + reliability per model
+        doc["plots"] = [p.name for p in plots]
+        if note:
+            doc["notes"] = doc["notes"] + [note]
+            console.print(note)
+        doc["wall_s"] = round(time.perf_counter() - t_start, 2)
+        if no_row_ok(doc):  # nothing measured: the previous good bench stays where it is
+            bench_store.write_failed(out_dir, doc)
+        else:
+            results.write_bench(staged, doc, doc["plots"])
+            if out is None:
+                bench_store.commit_folder(staged, out_dir)
+            else:
+                bench_store.commit_files(staged, out_dir, bench_store.previous_plots(out_dir))
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     console.print(results.rich_table(doc, width=console.width))
     console.print(clinical_tables.rich_table(doc))
     for line in ood_flags.bench_lines(doc["ood"]):
         console.print(line, highlight=False, soft_wrap=True)
     return doc, out_dir
+
+
+def is_run_data(source, data: Path | None) -> bool:
+    """True when the images are the run's own dataset (run.json data.path), not another folder."""
+    if data is None:  # the run's dataset, or the bundle's / run's own test images
+        return True
+    path = ((source.run or {}).get("data") or {}).get("path")
+    return bool(path) and Path(path).is_dir() and Path(data).resolve() == Path(path).resolve()
 
 
 def dataset_name(root: Path) -> str:

@@ -39,7 +39,8 @@ def roc_plot(plt, key: str, m: dict, path: Path, label: str = "") -> Path:
         if not pts:
             continue
         v = m["per_class"][c]
-        line, = ax.step(pts["fpr"], pts["tpr"], where="post", lw=1.6, label=f"{c}: AUC {v['auc']:.3f}")
+        legend = f"{c}: AUC {v['auc']:.3f}" if v.get("auc") is not None else c
+        line, = ax.step(pts["fpr"], pts["tpr"], where="post", lw=1.6, label=legend)
         if v.get("sens_at_spec95") is not None:
             ax.plot([0.05], [v["sens_at_spec95"]], "o", color=line.get_color(), ms=5)
     ax.set(xlabel="1 - specificity (false-positive rate)", ylabel="sensitivity", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01),

@@ -43,26 +43,42 @@ def bench_plots(doc: dict, out_dir: Path, prefix: str = "bench_") -> tuple[list[
     ok = [r for r in doc["results"] if r["status"] == "ok"]
     if not ok:
         return [], "plots skipped: no row finished"
-    return [accuracy_latency(plt, ok, out_dir / f"{prefix}accuracy_latency.png"),
+    return [accuracy_latency(plt, ok, out_dir / f"{prefix}accuracy_latency.png", doc.get("models")),
             latency_bars(plt, ok, out_dir / f"{prefix}latency.png")], None
 
 
-def accuracy_latency(plt, rows: list[dict], path: Path) -> Path:
+def accuracy_floor(lows: list[float]) -> float:
+    """A sensible bottom for an accuracy axis: a multiple of 0.1 at least 0.05 under the lowest value
+    (CI low where known) and never above 0.8, so the axis spans >= 0.2 and one image cannot look like a gap."""
+    if not lows:
+        return 0.0
+    return max(0.0, min(0.8, int(10 * (min(lows) - 0.05)) / 10))
+
+
+def accuracy_latency(plt, rows: list[dict], path: Path, doc_models: dict | None = None) -> Path:
     first: dict[str, dict] = {}
     for r in rows:
         first.setdefault(r["model"], r)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    models = doc_models or {}
+    lows = []
     for key, r in first.items():
         if r.get("accuracy") is None:
             continue
         marker = "o" if r["precision"] == "float32" else ("s" if "int8" in r["precision"] else "^")
-        ax.scatter(r["latency_ms"]["median"], r["accuracy"], marker=marker, s=50)
-        ax.annotate(key, (r["latency_ms"]["median"], r["accuracy"]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
+        ci = ((models.get(key) or {}).get("ci95") or {}).get("accuracy")
+        x, y = r["latency_ms"]["median"], r["accuracy"]
+        lows.append(ci[0] if ci else y)
+        if ci:  # the 95% CI: a one-image difference stays inside it
+            ax.errorbar([x], [y], yerr=[[y - ci[0]], [ci[1] - y]], fmt="none", ecolor="0.6", capsize=3, lw=1)
+        ax.scatter(x, y, marker=marker, s=50, zorder=3)
+        ax.annotate(key, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    bottom = accuracy_floor(lows)
+    ax.set_ylim(bottom, 1.0)
     any_row = next(iter(first.values()))
     ax.set_xlabel(f"median latency, ms ({any_row['delegate']}, {any_row['threads']} thread(s))")
-    ax.set_ylabel("accuracy")
-    ax.set_title("accuracy vs latency per model")
+    ax.set_ylabel("accuracy (bars: 95% CI)")
+    ax.set_title("accuracy vs latency per model" + (f" (accuracy axis from {bottom:.1f})" if bottom else ""))
     ax.grid(alpha=0.3)
     return save(fig, path)
 

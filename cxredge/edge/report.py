@@ -18,10 +18,13 @@ from cxredge.edge import plots as P
 from cxredge.edge.report_audit import audit_section
 from cxredge.edge.report_clinical import clinical_blocks, dataset_label, datasets_section
 from cxredge.edge.report_devices import bench_summary, devices_section, heading
+from cxredge.edge.report_inputs import embeddable, is_png
 from cxredge.edge.report_saliency import saliency_section
-from cxredge.edge.results import fmt
+from cxredge.edge.report_summary import RULE, build_card
+from cxredge.edge.results import fmt, noisy
 from cxredge.edge.sidecar import read_sidecar
 from cxredge.edge.sources import VARIANT_ORDER, run_models
+from cxredge.errors import CxrError
 from cxredge.io import read_json, write_text
 
 # Test accuracy reported by the transfer-learning study cxredge builds on (MobileNet v1, 4 classes).
@@ -34,6 +37,7 @@ class Doc:
     """Blocks rendered twice: ("h", level, text) ("p", text) ("table", headers, rows) ("img", path, caption)."""
     blocks: list[tuple] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # inputs skipped or refused: shown on the summary card
 
     def h(self, level: int, text: str):
         self.blocks.append(("h", level, text))
@@ -45,8 +49,19 @@ class Doc:
         if rows:
             self.blocks.append(("table", headers, rows))
 
-    def img(self, path: Path | None, caption: str):
-        if path is not None and path.is_file():
+    def img(self, path: Path | None, caption: str, root: Path | None = None):
+        """An image to embed. With `root`, only a PNG file inside it (resolved: no `..`, no symlink out) is
+        embedded; anything else is left out with a warning (issue 22 cause 4)."""
+        if path is None:
+            return
+        if root is not None:
+            real = embeddable(path, root)
+            if real is None or not is_png(real):
+                if path.exists() or path.is_symlink():  # a missing plot is simply absent
+                    self.warnings.append(f"{path}: not embedded (only PNG files inside {root} are)")
+                return
+            path = real
+        if path.is_file():
             self.blocks.append(("img", path, caption))
 
 
@@ -104,8 +119,14 @@ def figures(doc: Doc, dirs: list[Path], assets: Path) -> None:
         if (trained and curves is None) or confusion is None:
             doc.notes.append(f"{d.name}: some figures missing ({P.MISSING})")
         if trained:
-            doc.img(curves, f"{d.name}: loss and accuracy per epoch")
-        doc.img(confusion, f"{d.name}: confusion matrix on the test split (rows = true class)")
+            doc.img(curves, f"{d.name}: loss and accuracy per epoch", root=own(curves, assets, d))
+        doc.img(confusion, f"{d.name}: confusion matrix on the test split (rows = true class)",
+                root=own(confusion, assets, d))
+
+
+def own(path: Path | None, assets: Path, d: Path) -> Path | None:
+    """None (drawn by this report: no check) for a figure in the report's assets, else the run's folder."""
+    return None if path is None or path.parent == assets else d
 
 
 def quant_section(doc: Doc, run_dir: Path) -> None:
@@ -130,10 +151,14 @@ def bench_section(doc: Doc, benches: list[tuple[Path, dict]], assets: Path) -> N
         doc.h(3, device_name(b) + (f" on {dataset_label(b)}" if b.get("dataset", {}).get("n") else ""))
         doc.p(bench_summary(path, b))
         doc.table(["model", "delegate", "threads", "MB", "accuracy", "macro F1", "agree fp32", "init ms", "first ms",
-                   "median ms", "p90 ms", "p99 ms", "vs fp32", "status"], [bench_cells(r) for r in b["results"]])
+                   "median ms", "p90 ms", "p99 ms", "vs fp32", "status"],
+                  [bench_cells(r, b["results"]) for r in b["results"]])
+        if any(noisy(r) for r in b["results"]):
+            doc.p("NOISY latency: p90/median > 1.5 even after one re-measurement (another process shared the CPU); "
+                  "such rows give no speed-up (vs fp32 '-'). " + machine_load_text(b))
         for name in b.get("plots") or []:
             if name.startswith("bench_"):
-                doc.img(path.parent / name, f"{device_name(b)}: {name}")
+                doc.img(path.parent / name, f"{device_name(b)}: {name}", root=path.parent)
         clinical_blocks(doc, path, b, assets)  # cxredge/edge/report_clinical.py
     if len({heading(b) for _, b in benches}) > 1:  # several devices: compared (and mismatches flagged)
         devices_section(doc, benches, assets)  # cxredge/edge/report_devices.py
@@ -144,24 +169,33 @@ def device_name(b: dict) -> str:
     return heading(b)
 
 
-def bench_cells(r: dict) -> list[str]:
+def bench_cells(r: dict, rows: list[dict] | None = None) -> list[str]:
     lat = r.get("latency_ms") or {}
-    s = r.get("speedup_vs_float32")
+    s = None if noisy(r) or float_noisy(r, rows or []) else r.get("speedup_vs_float32")
     mb = r["size_bytes"] / 1e6 if r.get("size_bytes") is not None else None
     return [r["model"], Path(r["delegate"]).name, str(r["threads"]), fmt(mb, ".2f"),
             fmt(r.get("accuracy")), fmt(r.get("macro_f1")), fmt(r.get("agreement_with_float")), fmt(lat.get("init"), ".1f"),
             fmt(lat.get("first"), ".2f"), fmt(lat.get("median"), ".2f"), fmt(lat.get("p90"), ".2f"),
             fmt(lat.get("p99"), ".2f"), f"{s:.2f}x" if s else "-",
-            r["status"] if r["status"] == "ok" else f"failed: {r.get('error')}"]
+            ("ok, NOISY latency" if noisy(r) else "ok") if r["status"] == "ok" else f"failed: {r.get('error')}"]
 
 
-def build(run_dir: Path | None, benches: list[tuple[Path, dict]], assets: Path) -> Doc:
-    doc = Doc()
+def float_noisy(r: dict, rows: list[dict]) -> bool:
+    """Whether the float32 row a speed-up of `r` is measured against is noisy."""
+    return any(noisy(f) for f in rows if f.get("precision") == "float32" and f.get("variant") == r.get("variant")
+               and f.get("delegate") == r.get("delegate") and f.get("threads") == r.get("threads"))
+
+
+def build(run_dir: Path | None, benches: list[tuple[Path, dict]], assets: Path,
+          warnings: list[str] | None = None) -> Doc:
+    doc = Doc(warnings=list(warnings or []))
     doc.h(1, "cxredge report")
+    card_at = len(doc.blocks)
     datasets_section(doc, benches, assets)  # internal vs external first, when benches span datasets
+    audit = None
     if run_dir is not None:
         run_section(doc, run_dir, assets)
-        audit_section(doc, run_dir)
+        audit = audit_section(doc, run_dir)
         quant_section(doc, run_dir)
         saliency_section(doc, run_dir)
     bench_section(doc, benches, assets)
@@ -169,14 +203,70 @@ def build(run_dir: Path | None, benches: list[tuple[Path, dict]], assets: Path) 
         doc.h(2, "Notes")
         for n in doc.notes:
             doc.p(n)
+    run = read_run_json(run_dir)
+    card = build_card(benches, audit, run, doc.warnings, short_device)
+    doc.blocks[card_at:card_at] = [("card", card), ("toc",)]
     return doc
+
+
+def read_run_json(run_dir: Path | None) -> dict:
+    try:
+        run = read_json(run_dir / "run.json") if run_dir is not None and (run_dir / "run.json").is_file() else {}
+    except CxrError:
+        return {}
+    return run if isinstance(run, dict) else {}
+
+
+def short_device(b: dict) -> str:
+    """'host / dataset' of a bench, for the summary card."""
+    d, ds = b.get("device") or {}, b.get("dataset") or {}
+    host = str((b.get("remote") or {}).get("label") or d.get("hostname") or "?")
+    return f"{host} / {ds['name']}" if ds.get("name") else host
+
+
+def machine_load_text(b: dict) -> str:
+    load = (b.get("machine_load") or {}).get("before") or {}
+    avg = load.get("loadavg")
+    if not isinstance(avg, list) or not avg:
+        return "This bench recorded no load average."
+    return (f"Load average at the start: {avg[0]} on {load.get('cores')} cores; governor "
+            f"{load.get('cpu_governor') or 'not readable'}.")
+
+
+def anchor(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")[:60] or "section"
+
+
+def gh_anchor(text: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    return "".join(ch for ch in text.lower().replace(" ", "-") if ch.isalnum() or ch in "-_")
+
+
+def toc_entries(doc: Doc) -> list[tuple[str, str]]:
+    return [(anchor(b[2]), b[2]) for b in doc.blocks if b[0] == "h" and b[1] == 2]
+
+
+def card_markdown(card) -> list[str]:
+    parts = ["## Summary" + (f": deploy {md.text(card.model, False)}" if card.model else ""), md.rich(RULE)]
+    if card.facts:
+        parts.append("\n".join(f"- **{md.text(k, False)}**: {md.rich(v)}" for k, v in card.facts))
+    if card.class_rows:
+        parts.append(md.table(["class", "n", "sensitivity (95% CI)", "specificity (95% CI)"], card.class_rows))
+    parts.append(f"**Warnings ({len(card.warnings)})**" + ("" if card.warnings else ": none"))
+    if card.warnings:
+        parts.append("\n".join(f"- {md.rich(w)}" for w in card.warnings))
+    return parts
 
 
 def to_markdown(doc: Doc, out_dir: Path) -> str:
     """The Markdown twin; every piece of text goes through cxredge/markdown.py (as to_html's through html.escape)."""
     parts = []
     for b in doc.blocks:
-        if b[0] == "h":
+        if b[0] == "card":
+            parts += card_markdown(b[1])
+        elif b[0] == "toc":
+            parts.append("Contents: " + " · ".join(f"[{md.text(t, False)}](#{gh_anchor(t)})" for _, t in toc_entries(doc)))
+        elif b[0] == "h":
             parts.append("#" * b[1] + " " + md.text(b[2]))
         elif b[0] == "p":
             parts.append(md.rich(b[1]))
@@ -195,24 +285,69 @@ def relpath(path: Path, base: Path) -> str:
     return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
 
 
-CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-       "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px}"
-       "th{background:#f2f2f2}td{text-align:right}td:first-child{text-align:left}figure{margin:1em 0}"
-       "img{max-width:100%}figcaption{font-size:13px;color:#555}code{background:#f4f4f4;padding:0 3px}")
+CSS = ("body{font-family:system-ui,sans-serif;max-width:1320px;margin:1.2em auto;padding:0 1em;color:#222}"
+       "h1{margin:.2em 0 .4em}h2{border-bottom:1px solid #ddd;padding-bottom:2px;margin-top:1.6em}"
+       "table{border-collapse:collapse;margin:.6em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px}"
+       "th{background:#f2f2f2}td{text-align:right}td:first-child{text-align:left}figure{margin:.5em 0}"
+       "img{max-width:100%}figcaption{font-size:13px;color:#555}code{background:#f4f4f4;padding:0 3px}"
+       ".figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(600px,1fr));gap:8px 24px;align-items:end}"
+       ".card{border:2px solid #2b6cb0;border-radius:8px;padding:10px 18px 12px;background:#f7fbff}"
+       ".card h2{margin:.1em 0 .2em;border:0}.card .rule{font-size:13px;color:#444;margin:.2em 0 .6em}"
+       ".cols{display:grid;grid-template-columns:minmax(0,1.1fr) minmax(0,1fr);gap:0 28px}"
+       ".card table{font-size:14px;width:100%}.card .facts th{text-align:left;width:34%}.card td{text-align:left}"
+       ".warn{margin:.3em 0;padding-left:1.2em;font-size:14px}.warn li{margin:.15em 0;color:#8a4b00}"
+       ".warnh{color:#b03a00;margin:.4em 0 .1em;font-size:15px}.ok{color:#2f7d32}"
+       ".toc{font-size:14px;columns:3;margin:.8em 0;padding-left:1.2em}.toc li{margin:.1em 0}")
 
 
 def to_html(doc: Doc) -> str:
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>cxredge report</title>",
              f"<style>{CSS}</style></head><body>"]
-    parts += [block_html(b) for b in doc.blocks]
+    figs: list[str] = []
+    for b in doc.blocks:
+        if b[0] == "img":
+            figs.append(block_html(b))
+            continue
+        if figs:  # consecutive figures side by side (two columns at 1400 px)
+            parts.append("<div class='figs'>" + "".join(figs) + "</div>")
+            figs = []
+        parts.append(toc_html(doc) if b[0] == "toc" else block_html(b))
+    if figs:
+        parts.append("<div class='figs'>" + "".join(figs) + "</div>")
     return "\n".join(parts + ["</body></html>"]) + "\n"
+
+
+def toc_html(doc: Doc) -> str:
+    e = html.escape
+    return ("<nav><b>Contents</b><ol class='toc'>" + "".join(f"<li><a href='#{a}'>{e(t)}</a></li>"
+                                                            for a, t in toc_entries(doc)) + "</ol></nav>")
+
+
+def card_html(card) -> str:
+    e = html.escape
+    title = f"Summary: deploy {e(card.model)}" if card.model else "Summary: no recommendation"
+    facts = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in card.facts)
+    classes = ""
+    if card.class_rows:
+        head = "".join(f"<th>{h}</th>" for h in ("class", "n", "sensitivity (95% CI)", "specificity (95% CI)"))
+        classes = (f"<table><tr>{head}</tr>" + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>"
+                                                       for r in card.class_rows) + "</table>")
+    warn = (f"<div class='warnh'>Warnings ({len(card.warnings)})</div><ul class='warn'>"
+            + "".join(f"<li>{e(w)}</li>" for w in card.warnings) + "</ul>") if card.warnings else \
+        "<div class='warnh ok'>Warnings: none</div>"
+    return (f"<section class='card' id='summary'><h2>{title}</h2><p class='rule'>{e(RULE)}</p>"
+            f"<div class='cols'><div><table class='facts'>{facts}</table>{classes}</div><div>{warn}</div></div>"
+            "</section>")
 
 
 def block_html(b: tuple) -> str:
     """One Doc block as HTML (images base64-embedded)."""
     e = html.escape
+    if b[0] == "card":
+        return card_html(b[1])
     if b[0] == "h":
-        return f"<h{b[1]}>{e(b[2])}</h{b[1]}>"
+        ident = f" id='{anchor(b[2])}'" if b[1] == 2 else ""
+        return f"<h{b[1]}{ident}>{e(b[2])}</h{b[1]}>"
     if b[0] == "p":
         return f"<p>{inline_code(e(b[1]))}</p>"
     if b[0] == "table":
@@ -234,10 +369,11 @@ def inline_code(text: str) -> str:
     return "".join(out)
 
 
-def write_report(out_dir: Path, run_dir: Path | None, benches: list[tuple[Path, dict]]) -> tuple[Path, Path, Doc]:
+def write_report(out_dir: Path, run_dir: Path | None, benches: list[tuple[Path, dict]],
+                 warnings: list[str] | None = None) -> tuple[Path, Path, Doc]:
     assets = out_dir / ASSETS
     assets.mkdir(parents=True, exist_ok=True)
-    doc = build(run_dir, benches, assets)
+    doc = build(run_dir, benches, assets, warnings)
     html_path = write_text(out_dir / "report.html", to_html(doc))
     md_path = write_text(out_dir / "report.md", to_markdown(doc, out_dir))
     if not any(assets.iterdir()):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cxredge.edge import clinical_tables as T
 from cxredge.edge.clinical_plots import clinical_plots, slug
-from cxredge.edge.plots import matplotlib_pyplot, save
+from cxredge.edge.plots import accuracy_floor, matplotlib_pyplot, save
 from cxredge.edge.results import fmt
 
 
@@ -67,7 +67,10 @@ def clinical_blocks(doc, path: Path, b: dict, assets: Path) -> None:
         for kind, caption in (("roc", "ROC curves, one class vs rest (dot: sensitivity at 95% specificity)"),
                               ("reliability", "reliability diagram (accuracy per bin of top-1 probability)")):
             name = f"{kind}_{slug(key)}.png"
-            doc.img(drawn.get(name) or path.parent / name, f"{key}: {caption}")
+            if name in drawn:
+                doc.img(drawn[name], f"{key}: {caption}")
+            else:
+                doc.img(path.parent / name, f"{key}: {caption}", root=path.parent)
 
 
 def _change(a, b, points: bool = True) -> str:
@@ -150,7 +153,7 @@ def datasets_plot(first: dict, others: list[dict], path: Path) -> Path | None:
     width = 0.8 / len(benches)
     lows = [((b["models"][k].get("ci95") or {}).get("accuracy") or [b["models"][k].get("accuracy") or 0.0])[0]
             for b in benches for k in keys]
-    bottom = max(0.0, int(10 * (min(lows) - 0.05)) / 10)
+    bottom = accuracy_floor(lows)
     for j, b in enumerate(benches):
         xs = [i + (j - (len(benches) - 1) / 2) * width for i in range(len(keys))]
         acc = [b["models"][k].get("accuracy") or 0.0 for k in keys]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cxredge.edge import plots as P
 from cxredge.edge.fingerprint import predictions_by_id
-from cxredge.edge.results import device_line, fmt
+from cxredge.edge.results import device_line, fmt, noisy
 from cxredge.edge.sidecar import PRECISIONS
 from cxredge.edge.sources import VARIANT_ORDER
 
@@ -67,7 +67,7 @@ def latency_cell(r: dict | None) -> str:
         return "failed"
     lat = r.get("latency_ms") or {}
     if lat.get("median") is not None:
-        return f"{lat['median']:.2f}"
+        return f"{lat['median']:.2f}" + (" NOISY" if noisy(r) else "")
     return f"{lat['mean']:.2f} avg" if lat.get("mean") is not None else "-"
 
 
@@ -152,14 +152,24 @@ def latency_table(doc, devs: list[Dev], keys: list[tuple]) -> None:
 
 
 def speedup_table(doc, devs: list[Dev]) -> list[tuple]:
-    keys = [k for k in latency_keys(devs) if any((find(d, k) or {}).get("speedup_vs_float32") for d in devs)
+    keys = [k for k in latency_keys(devs) if any(trusted_speedup(d, k) for d in devs)
             and not any((find(d, k) or {}).get("precision") == "float32" for d in devs)]
     rows = []
     for k in keys:
-        cells = [(find(d, k) or {}).get("speedup_vs_float32") for d in devs]
+        cells = [trusted_speedup(d, k) for d in devs]
         rows.append([k[0], k[1], str(k[2] if k[2] is not None else "-")] + [f"{s:.2f}x" if s else "-" for s in cells])
     doc.table(["model", "delegate", "threads", *[f"{d.tag} vs float32" for d in devs]], rows)
     return keys
+
+
+def trusted_speedup(dev: Dev, key: tuple) -> float | None:
+    """A row's speed-up over float32, or None when that row or its float32 row has noisy latency."""
+    r = find(dev, key)
+    if r is None or noisy(r):
+        return None
+    ref = next((f for f in dev.rows() if f.get("precision") == "float32" and f.get("variant") == r.get("variant")
+                and row_key(f)[1:] == key[1:]), None)
+    return None if ref is not None and noisy(ref) else r.get("speedup_vs_float32")
 
 
 def model_sha(dev: Dev, model: str) -> str | None:
@@ -302,7 +312,7 @@ def devices_section(doc, benches: list[tuple[Path, dict]], assets: Path) -> None
     keys = latency_keys(devs)
     doc.h(3, "Latency (median ms; 'avg' = benchmark_model average where it printed no median)")
     latency_table(doc, devs, keys)
-    doc.h(3, "Speed-up over float32 (same device, delegate and threads)")
+    doc.h(3, "Speed-up over float32 (same device, delegate and threads; none from a NOISY row)")
     sp_keys = speedup_table(doc, devs)
     doc.h(3, "Accuracy across devices")
     flags = sha_flags(devs) + dataset_flags(devs) + accuracy_table(doc, devs)
@@ -327,13 +337,14 @@ def devices_section(doc, benches: list[tuple[Path, dict]], assets: Path) -> None
         doc.img(speedup_plot(plt, devs, sp_keys, assets / "compare_speedup.png"), "speed-up over float32 per device")
 
 
-def grouped_bars(plt, devs: list[Dev], keys: list[tuple], value, path: Path, ylabel: str, log: bool) -> Path:
+def grouped_bars(plt, devs: list[Dev], keys: list[tuple], value, path: Path, ylabel: str, log: bool,
+                 per_dev: bool = False) -> Path:
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(max(6.5, 0.9 * len(keys) + 2), 4.2))
     width = 0.8 / len(devs)
     for j, dev in enumerate(devs):
-        vals, hatch = zip(*(value(find(dev, k)) for k in keys))
+        vals, hatch = zip(*((value(dev, k) if per_dev else value(find(dev, k))) for k in keys))
         bars = ax.bar(np.arange(len(keys)) + j * width - 0.4 + width / 2, [np.nan if v is None else v for v in vals],
                       width, label=f"{dev.tag} {dev.name}")
         for bar, h, v in zip(bars, hatch, vals):
@@ -359,5 +370,7 @@ def latency_plot(plt, devs, keys, path: Path) -> Path:
 
 
 def speedup_plot(plt, devs, keys, path: Path) -> Path:
-    return grouped_bars(plt, devs, keys, lambda r: ((r or {}).get("speedup_vs_float32"), False), path,
-                        "x faster than float32", False)
+    def value(dev, k):
+        return trusted_speedup(dev, k), False
+    return grouped_bars(plt, devs, keys, value, path, "x faster than float32 (noisy rows left out)", False,
+                        per_dev=True)

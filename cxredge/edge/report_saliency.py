@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cxredge.edge.report_inputs import check_explain
 from cxredge.edge.results import fmt
 from cxredge.errors import CxrError
 from cxredge.io import read_json
@@ -26,11 +27,15 @@ def saliency_section(doc, run_dir: Path) -> None:
     if path is None:
         return
     try:
-        ex = read_json(path)
+        ex = check_explain(path, read_json(path))
         keys = [m["key"] for m in ex["models"]]
         per = ex["summary"]["per_class"]
-    except (CxrError, KeyError, TypeError) as exc:
-        doc.notes.append(f"{path}: explain output unreadable, saliency section left out ({exc})")
+        for name, g in [*per.items(), ("all", ex["summary"]["all"])]:
+            for k in keys:
+                if not isinstance(g.get(k), dict) or not isinstance(g.get("n"), int):
+                    raise CxrError(f"{path}: not a usable explain.json (summary {name}.{k}: missing)")
+    except CxrError as exc:
+        doc.warnings.append(f"saliency section left out: {exc}")
         return
     reg = ex["regions"]
     s = ex["settings"]
@@ -41,7 +46,9 @@ def saliency_section(doc, run_dir: Path) -> None:
           f"(red: evidence for the class). Border share: the share of the positive saliency in the {reg['definition']}; "
           f"the strip is {reg['border_area_share']:.1%} of the area, so a share well above that means the model "
           "leans on the film's edges (labels, markers, collimation, body outline) more than on the lungs.")
-    doc.img(path.parent / ex.get("grid", "grid.png"), "heatmaps per class (rows); columns: images x models")
+    # only a PNG inside the run folder is embedded (a crafted `grid` must not put another file in the page)
+    doc.img(path.parent / ex.get("grid", "grid.png"), "heatmaps per class (rows); columns: images x models",
+            root=run_dir)
     headers = ["class", "n"] + [h for k in keys for h in (f"{k} accuracy", f"{k} border share")]
     headers += [h for k in keys[1:] for h in (f"Pearson {k} vs {keys[0]}", f"Spearman {k} vs {keys[0]}", "same class")]
     rows = [row(c, g, keys) for c, g in per.items()] + [row("all", ex["summary"]["all"], keys)]

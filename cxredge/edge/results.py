@@ -30,6 +30,9 @@ NOTES = [
     "includes every model loaded before; rss_mb is the resident size at that moment.",
     "accuracy, macro_* and agreement_with_float are computed once per model (on models[key].evaluated_with) "
     "and copied to each of its ok rows.",
+    "latency_check: a row whose p90/median exceeds the threshold is timed once more and the run with the lower "
+    "p90 kept; latency_noisy = still above it. No speed-up is computed from a noisy row (speedup_withheld). "
+    "machine_load: load average and cpufreq governor before and after the bench.",
 ]
 
 
@@ -47,6 +50,27 @@ def read_bench(path: str | Path) -> dict:
     return doc
 
 
+NOISY_SPREAD = 1.5  # as cxredge/edge/bench.py: p90 / median above this = the row's latency is not to be trusted
+
+
+def spread(r: dict) -> float | None:
+    """p90 / median of a row's latency, where both are known."""
+    lat = r.get("latency_ms") or {}
+    med, p90 = lat.get("median"), lat.get("p90")
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (med, p90))
+    return p90 / med if ok and med > 0 else None
+
+
+def noisy(r: dict) -> bool:
+    """A row flagged by bench (latency_noisy), or, in an older bench.json, one whose p90/median is high."""
+    if r.get("status") != "ok":
+        return False
+    if r.get("latency_noisy") is not None:
+        return bool(r["latency_noisy"])
+    s = spread(r)
+    return s is not None and s > NOISY_SPREAD
+
+
 def fmt(value, spec: str = ".3f", none: str = "-") -> str:
     return none if value is None else format(value, spec)
 
@@ -54,6 +78,8 @@ def fmt(value, spec: str = ".3f", none: str = "-") -> str:
 def row_cells(r: dict) -> list[str]:
     lat = r.get("latency_ms") or {}
     status = r["status"] if r["status"] == "ok" else f"failed: {r.get('error') or ''}"
+    if r["status"] == "ok" and r.get("latency_noisy"):
+        status = f"ok, noisy (p90/median {(r.get('latency_check') or {}).get('spread')})"
     return [r["model"], r["delegate"], str(r["threads"]), f"{r['size_bytes'] / 1e6:.2f}",
             fmt(r.get("accuracy")), fmt(r.get("macro_f1")), fmt(r.get("agreement_with_float")),
             fmt(lat.get("init"), ".1f"), fmt(lat.get("first"), ".2f"), fmt(lat.get("median"), ".2f"),
@@ -75,6 +101,17 @@ def device_line(device: dict) -> str:
             f"Python {device.get('python')}, {device.get('runtime')} {device.get('runtime_version')}{t}{th}")
 
 
+def load_line(doc: dict) -> str:
+    """Load average before -> after and the governor; and how many rows were flagged noisy."""
+    load = doc.get("machine_load") if isinstance(doc.get("machine_load"), dict) else {}
+    before, after = (load.get("before") or {}), (load.get("after") or {})
+    avg = lambda x: "/".join(f"{v:.2f}" for v in x) if isinstance(x, list) and x else "?"  # noqa: E731
+    noisy = sum(1 for r in doc.get("results") or [] if r.get("latency_noisy"))
+    return (f"load average (1/5/15 min) {avg(before.get('loadavg'))} before, {avg(after.get('loadavg'))} after, "
+            f"{before.get('cores') or '?'} cores; governor {before.get('cpu_governor') or 'not readable'}; "
+            f"{noisy} row(s) with noisy latency")
+
+
 def md_table(headers: list[str], rows: list[list[str]]) -> str:
     return md.table(headers, rows)  # every cell escaped (cxredge/markdown.py): names come from outside
 
@@ -89,6 +126,7 @@ def bench_markdown(doc: dict, plots: list[str] | None = None) -> str:
         f"classes {md.text(', '.join(ds.get('classes', [])))}",
         f"- timing: {s.get('warmup')} warm-up + {s.get('runs')} timed invoke() per row, threads {s.get('threads')}, "
         f"delegates {s.get('delegates')}" + (f", wall time {doc['wall_s']:.1f} s" if doc.get("wall_s") else ""),
+        f"- machine load: {load_line(doc)}",
         "", md_table(HEADERS, [row_cells(r) for r in doc["results"]]), "",
         "## Per class (recall / precision / F1)", "",
     ]
@@ -135,7 +173,7 @@ def rich_table(doc: dict, title: str = "cxredge bench", width: int = 120):
         cells = row_cells(r)
         row = [cells[i] for i in idx]
         row[1] = Path(row[1]).name
-        row[-1] = "ok" if r["status"] == "ok" else "[red]failed[/]"
+        row[-1] = ("[yellow]noisy[/]" if r.get("latency_noisy") else "ok") if r["status"] == "ok" else "[red]failed[/]"
         table.add_row(*row)
     return table
 
