@@ -49,6 +49,7 @@ def bench(
     """Bench accuracy (vs the labels) and latency (init, first, median/p90/p99) of TFLite models, without TensorFlow."""
     from cxredge.edge import results
     from cxredge.edge.bench import BenchSettings
+    from cxredge.edge.runtime import check_threads
 
     settings = BenchSettings(threads=tuple(split_ints(threads, "--threads")),
                              delegates=tuple(split_list(delegate, "--delegate")),
@@ -61,6 +62,8 @@ def bench(
         rs = remote_settings(remote, remote_python, remote_venv, remote_install, remote_env, ssh_option, ssh_config,
                              remote_prefix)
         return bench_remote(models or [], run, labels, data, split, limit, settings, out, rs)
+    for t in settings.threads:  # here; a remote device checks its own --threads against its own cores
+        check_threads(t)
     if ci < 0:
         raise CxrError(f"--ci {ci}: must be >= 0 (0 = no confidence intervals)")
     with contextlib.ExitStack() as stack:
