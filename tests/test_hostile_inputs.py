@@ -255,7 +255,7 @@ def rewrite(src: Path, dst: Path, manifest=None, extra: dict | None = None, drop
 @pytest.mark.parametrize("member", [".", "a/./b.txt", "a//b.txt", "x\\..\\evil.txt"])
 def test_bundle_member_names_must_be_plain(good_bundle, tmp_path, member):
     bad = rewrite(good_bundle, tmp_path / "bad.zip", extra={member: b"x"})
-    one_error(cli("bench", bad), "bad.zip", "unsafe member")
+    one_error(cli("bench", bad, "--out", tmp_path / "b"), "bad.zip", "unsafe member")
 
 
 @pytest.mark.parametrize("models,words", [("fc/int8.tflite", ["models must be a list"]), ([1], ["models[0]"]),
@@ -264,7 +264,7 @@ def test_bundle_member_names_must_be_plain(good_bundle, tmp_path, member):
                                            ["models[0].sha256"])])
 def test_bundle_models_must_be_a_list_of_objects(good_bundle, tmp_path, models, words):
     bad = rewrite(good_bundle, tmp_path / "bad.zip", manifest=lambda m: {**m, "models": models})
-    one_error(cli("bench", bad), "bad.zip", *words)
+    one_error(cli("bench", bad, "--out", tmp_path / "b"), "bad.zip", *words)
     one_error(cli("predict", bad, tmp_path), "bad.zip", *words)
 
 
@@ -272,7 +272,7 @@ def test_unlisted_tflite_member_is_refused(good_bundle, edge_models, tmp_path):
     extra = {"two_conv/int8.tflite": edge_models["int8"].read_bytes(),
              "two_conv/int8.json": b"{}"}
     bad = rewrite(good_bundle, tmp_path / "bad.zip", extra=extra)
-    one_error(cli("bench", bad), "bad.zip", "two_conv/int8.tflite is not listed in bundle.json")
+    one_error(cli("bench", bad, "--out", tmp_path / "b"), "bad.zip", "two_conv/int8.tflite is not listed in bundle.json")
 
 
 def test_duplicate_member_is_refused(good_bundle, tmp_path):
@@ -281,7 +281,7 @@ def test_duplicate_member_is_refused(good_bundle, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # zipfile warns about the duplicate name it writes
         bad = rewrite(good_bundle, tmp_path / "bad.zip", extra={"fc/int8.tflite": b"TFL3 not the listed bytes"})
-    one_error(cli("bench", bad), "bad.zip", "appears twice")
+    one_error(cli("bench", bad, "--out", tmp_path / "b"), "bad.zip", "appears twice")
 
 
 # --- cause 17: class folders differing only by case -----------------------------------------
