@@ -272,7 +272,17 @@ def test_unlisted_tflite_member_is_refused(good_bundle, edge_models, tmp_path):
     extra = {"two_conv/int8.tflite": edge_models["int8"].read_bytes(),
              "two_conv/int8.json": b"{}"}
     bad = rewrite(good_bundle, tmp_path / "bad.zip", extra=extra)
-    one_error(cli("bench", bad, "--out", tmp_path / "b"), "bad.zip", "two_conv/int8.tflite is not listed in bundle.json")
+    one_error(cli("bench", bad, "--out", tmp_path / "b"), "bad.zip",
+              "two_conv/int8.tflite is not listed in bundle.json")
+
+
+def test_every_bundle_member_is_hash_checked(good_bundle, tmp_path):
+    listed = {f["path"] for f in json.loads(zipfile.ZipFile(good_bundle).read("bundle.json"))["files"]}
+    assert {"labels.txt", "fc/int8.json", "fc/metrics.json", "run.json"} <= listed
+    bad = rewrite(good_bundle, tmp_path / "bad.zip", drop=("fc/metrics.json",), extra={"fc/metrics.json": b"{}"})
+    one_error(cli("bench", bad, "--out", tmp_path / "b"), "bad.zip", "fc/metrics.json does not match its sha256")
+    bad = rewrite(good_bundle, tmp_path / "bad2.zip", extra={"notes.txt": b"x"})
+    one_error(cli("bench", bad, "--out", tmp_path / "b"), "bad2.zip", "notes.txt is not listed in bundle.json")
 
 
 def test_duplicate_member_is_refused(good_bundle, tmp_path):

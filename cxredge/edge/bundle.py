@@ -11,12 +11,15 @@ Layout inside the zip (the run directory's own layout, so a bundle reads like a 
 Reading checks everything before extracting anything: every member name is plain names joined by '/'
 (no absolute path, drive letter, backslash, '.', '..' or empty part), no links, no name twice (also by
 case), a bounded member count and total size (counted again while unpacking); bundle.json is an object
-whose `models` is a list of {path, sha256, size_bytes} naming .tflite members; a .tflite member that
-bundle.json does not list is refused (nothing could verify it). After unpacking, every listed model's
-size and sha256 are checked; each sidecar is then checked against its model by `read_sidecar`.
+whose `models` is a list of {path, sha256, size_bytes} naming .tflite members, and `files` (written since
+issue 22; older bundles lack it) the same for every other member; a .tflite member that bundle.json does
+not list is refused (nothing could verify it), and with `files` so is any unlisted member. After
+unpacking, every listed member's size and sha256 are checked; each sidecar is then checked against its
+model by `read_sidecar`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import stat
@@ -37,16 +40,24 @@ CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def write_bundle(out: Path, files: dict[str, Path], meta: dict) -> dict:
-    """Write `files` ({member name: source path}) + bundle.json + labels.txt atomically into `out`."""
-    models = [{"path": name, "sha256": sha256_file(src), "size_bytes": src.stat().st_size}
-              for name, src in files.items() if name.endswith(".tflite")]
+    """Write `files` ({member name: source path}) + bundle.json + labels.txt atomically into `out`.
+    bundle.json lists the models and, under `files`, every other member with its sha256 and size."""
+    def entry(name: str, data_or_path) -> dict:
+        if isinstance(data_or_path, bytes):
+            return {"path": name, "sha256": hashlib.sha256(data_or_path).hexdigest(), "size_bytes": len(data_or_path)}
+        return {"path": name, "sha256": sha256_file(data_or_path), "size_bytes": data_or_path.stat().st_size}
+
+    labels = "".join(f"{c}\n" for c in meta["classes"]).encode()
+    models = [entry(name, src) for name, src in files.items() if name.endswith(".tflite")]
+    others = [entry("labels.txt", labels)] + [entry(name, src) for name, src in files.items()
+                                              if not name.endswith(".tflite")]
     manifest = {"format": BUNDLE_FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                **meta, "models": models,
+                **meta, "models": models, "files": others,
                 "test_images": sum(1 for n in files if n.startswith("test_images/"))}
     with atomic_path(out) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("bundle.json", json.dumps(manifest, indent=2) + "\n")
-            zf.writestr("labels.txt", "".join(f"{c}\n" for c in meta["classes"]))
+            zf.writestr("labels.txt", labels)
             for name, src in files.items():
                 method = zipfile.ZIP_STORED if src.suffix.lower() in STORED_SUFFIXES else zipfile.ZIP_DEFLATED
                 zf.write(src, name, compress_type=method)
@@ -128,38 +139,52 @@ def check_members(path: Path, infos: list[zipfile.ZipInfo]) -> dict[str, zipfile
     return names
 
 
-def check_manifest(manifest, names: dict[str, zipfile.ZipInfo]) -> dict:
-    """bundle.json's schema: format, `models` a list of {path, sha256, size_bytes} naming .tflite members
-    of the zip (each once), `classes` a label list when present. A .tflite member that bundle.json does
-    not list is refused: its bytes could not be checked against anything."""
-    from cxredge.edge.sidecar import SHA256, check_labels
+def check_entries(entries, key: str, names: dict[str, zipfile.ZipInfo], suffix: str = "") -> set[str]:
+    """A manifest list of {path, sha256, size_bytes} naming members of the zip, each once: their paths."""
+    from cxredge.edge.sidecar import SHA256
 
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise CxrError(f"bundle.json is not {BUNDLE_FORMAT}")
-    models = manifest.get("models")
-    if not isinstance(models, list):
-        raise CxrError("bundle.json: models must be a list of {path, sha256, size_bytes} objects")
-    listed = set()
-    for i, m in enumerate(models):
+    if not isinstance(entries, list):
+        raise CxrError(f"bundle.json: {key} must be a list of {{path, sha256, size_bytes}} objects")
+    listed: set[str] = set()
+    for i, m in enumerate(entries):
         if not isinstance(m, dict):
-            raise CxrError(f"bundle.json: models[{i}] must be an object, got {type(m).__name__}")
+            raise CxrError(f"bundle.json: {key}[{i}] must be an object, got {type(m).__name__}")
         p, sha, size = m.get("path"), m.get("sha256"), m.get("size_bytes")
-        if not isinstance(p, str) or not p.endswith(".tflite"):
-            raise CxrError(f"bundle.json: models[{i}].path must name a .tflite member")
+        if not isinstance(p, str) or not p.endswith(suffix):
+            raise CxrError(f"bundle.json: {key}[{i}].path must name a{' ' + suffix if suffix else ''} member")
         p = member_name(p).as_posix()
         if not isinstance(sha, str) or not SHA256.fullmatch(sha):
-            raise CxrError(f"bundle.json: models[{i}].sha256 must be 64 lowercase hex digits")
+            raise CxrError(f"bundle.json: {key}[{i}].sha256 must be 64 lowercase hex digits")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise CxrError(f"bundle.json: models[{i}].size_bytes must be a non-negative integer")
+            raise CxrError(f"bundle.json: {key}[{i}].size_bytes must be a non-negative integer")
         if p in listed:
-            raise CxrError(f"bundle.json: models[{i}].path {p} is listed twice")
+            raise CxrError(f"bundle.json: {key}[{i}].path {p} is listed twice")
         if p not in names:
             raise CxrError(f"bundle.json lists {p} but the zip does not hold it")
         listed.add(p)
+    return listed
+
+
+def check_manifest(manifest, names: dict[str, zipfile.ZipInfo]) -> dict:
+    """bundle.json's schema: format, `models` a list of {path, sha256, size_bytes} naming .tflite members
+    of the zip (each once), `files` (bundles since issue 22) the same for every other member, `classes` a
+    label list when present. A .tflite member that bundle.json does not list is refused: its bytes could
+    not be checked against anything; so is any unlisted member of a bundle that has `files`."""
+    from cxredge.edge.sidecar import check_labels
+
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise CxrError(f"bundle.json is not {BUNDLE_FORMAT}")
+    listed = check_entries(manifest.get("models"), "models", names, ".tflite")
     unlisted = sorted(n for n in names if n.lower().endswith(".tflite") and n not in listed)
     if unlisted:
         raise CxrError(f"{unlisted[0]} is not listed in bundle.json: an unlisted model cannot be verified, so the "
                        "bundle is refused (re-export it with `cxredge export`)")
+    if manifest.get("files") is not None:
+        listed |= check_entries(manifest["files"], "files", names)
+        unlisted = sorted(n for n in names if n not in listed and n != "bundle.json")
+        if unlisted:
+            raise CxrError(f"{unlisted[0]} is not listed in bundle.json: its bytes cannot be verified, so the "
+                           "bundle is refused")
     if manifest.get("classes") is not None:
         check_labels(manifest["classes"], "bundle.json: classes")
     return manifest
@@ -183,8 +208,8 @@ def extract(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], dest: Path) -> No
 
 
 def verify_models(path: Path, dest: Path, manifest: dict) -> None:
-    """Every model bundle.json lists: its size and sha256 as the manifest says."""
-    for m in manifest["models"]:
+    """Every member bundle.json lists (models, and `files` where present): its size and sha256."""
+    for m in manifest["models"] + (manifest.get("files") or []):
         f = dest.joinpath(*member_name(m["path"]).parts)
         if not f.is_file():
             raise CxrError(f"{path}: bundle.json lists {m['path']} but the zip does not hold it")
