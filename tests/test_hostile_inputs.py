@@ -217,6 +217,17 @@ def test_bad_sidecar_is_one_line_naming_file_and_key(run_dir, tiny_data, tmp_pat
     one_error(cli("bench", model, "--data", tiny_data, "--out", tmp_path / "b"), "int8.json", *words)
 
 
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"size_bytes": ' + "9" * 5000 + "}", "\ud800"])
+def test_json_that_python_cannot_hold_is_one_line(tmp_path, text):
+    """Nesting past the recursion limit, a 5000-digit integer: read_json's CxrError, not a traceback."""
+    from cxredge.io import read_json
+
+    path = tmp_path / "int8.json"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    with pytest.raises(CxrError, match="int8.json: not valid JSON"):
+        read_json(path)
+
+
 def test_label_files_are_checked_like_sidecars(tmp_path):
     from cxredge.edge.sidecar import read_labels_file
 
