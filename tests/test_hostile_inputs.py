@@ -130,14 +130,18 @@ def test_pixel_limit_is_checked_before_decoding(tmp_path, monkeypatch):
         images.load_image(big)
 
 
-def test_default_pixel_limit_refuses_a_real_10000_square_png(tmp_path):
-    """A real 10000x10000 PNG (100 MP) is refused from its header, not decoded to ~570 MB."""
+def test_default_pixel_limit_refuses_a_real_64_megapixel_png(tmp_path):
+    """A real 8000x8000 PNG (64 MP: under Pillow's 89 MP warning, so main decoded it, ~256 MB as RGB) is
+    refused from its header by the 60 MP limit; a 10000x10000 header likewise."""
     from cxredge.edge.images import MAX_PIXELS, load_image
 
     assert 40_000_000 <= MAX_PIXELS <= 60_000_000
     path = tmp_path / "huge.png"
+    Image.fromarray(np.zeros((8000, 8000), np.uint8)).save(path, compress_level=1)
+    with pytest.raises(CxrError, match="huge.png: 8000x8000 pixels"):
+        load_image(path)
     path.write_bytes(png_header(10000, 10000))
-    with pytest.raises(CxrError, match="huge.png"):
+    with pytest.raises(CxrError, match="huge.png: refused, a decompression bomb"):  # Pillow's 89 MP warning, first
         load_image(path)
 
 
