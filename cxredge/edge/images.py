@@ -43,12 +43,20 @@ def open_image(path: str | Path) -> Image.Image:
             im = Image.open(path)
     except Exception as exc:  # Pillow parses untrusted bytes: any failure is a bad file, never a traceback
         raise image_error(path, exc) from None
-    w, h = im.size
-    if w * h > MAX_PIXELS or w < 1 or h < 1:
+    try:
+        check_size(path, *im.size)
+    except CxrError:
         im.close()
-        raise CxrError(f"{path}: {w}x{h} pixels is outside 1 pixel..{MAX_PIXELS // 1_000_000} megapixels "
-                       "(the limit for one image; a real chest X-ray is under 40 MP)")
+        raise
     return im
+
+
+def check_size(path: Path, width: int, height: int) -> None:
+    """CxrError unless 1 <= width x height <= MAX_PIXELS: call it with a header's size before decoding
+    (any decoder: Pillow's here, DICOM's Rows x Columns)."""
+    if width * height > MAX_PIXELS or width < 1 or height < 1:
+        raise CxrError(f"{path}: {width}x{height} pixels is outside 1 pixel..{MAX_PIXELS // 1_000_000} megapixels "
+                       "(the limit for one image; a real chest X-ray is under 40 MP)")
 
 
 def load_image(path: str | Path, size: int = IMG_SIZE) -> np.ndarray:
