@@ -1,6 +1,6 @@
 """Peak memory of decoding one large X-ray (issue 22: a 10000x10000 image decoded to ~570 MB).
 
-    .venv/bin/python benchmarks/decode_memory.py [--side 7000]
+    .venv/bin/python benchmarks/data/decode_memory.py [--side 7000]
 
 Each case runs in a fresh subprocess that reports its peak RSS (VmHWM, which exec resets) minus its RSS just before
 the decode, side by side in one run:
@@ -8,19 +8,20 @@ the decode, side by side in one run:
   B  cxredge now (load_image): the same pixels, resized while gray, then copied to 3 channels;
   C  a 10000x10000 gray PNG (100 MP) through the previous decoder, and D through load_image, which
      refuses it from its header (MAX_PIXELS = 60 MP) before decoding a pixel.
-A and B must give identical arrays (checked). Writes benchmarks/results/decode_memory.{json,md}.
+A and B must give identical arrays (checked). Writes benchmarks/results/data/decode_memory.{json,md}.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 CHILD = r"""
@@ -78,15 +79,17 @@ def main() -> None:
                 "D load_image, 10000^2 gray": run("new", huge)}
     keys = list(rows)
     same = rows[keys[0]][1] == rows[keys[1]][1]
-    doc = {"cpu": cpu, "python": platform.python_version(), "side": args.side, "identical_pixels_A_B": same,
+    doc = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "side": args.side,
+           "identical_pixels_A_B": same,
            "peak_rss_delta_mb": {k: round(v[0], 1) for k, v in rows.items()},
            "result": {k: v[1][:100] for k, v in rows.items()},
            "ratio_B_over_A": round(rows[keys[1]][0] / rows[keys[0]][0], 3)}
-    lines = ["# Decode memory (benchmarks/decode_memory.py)", "", f"CPU: {cpu}; Python {doc['python']}.", "",
+    lines = ["# Decode memory (benchmarks/data/decode_memory.py)", "",
+             f"CPU: {cpu} ({doc['cores']} cores, lscpu model name); Python {doc['python']}.", "",
              "| case | peak RSS over baseline, MB | result |", "|---|---:|---|"]
     lines += [f"| {k} | {v[0]:.1f} | {v[1][:70]} |" for k, v in rows.items()]
     lines += ["", f"B / A = {doc['ratio_B_over_A']:.3f}; A and B give identical pixels: {same}."]
-    out = ROOT / "benchmarks" / "results"
+    out = ROOT / "benchmarks" / "results" / "data"
     (out / "decode_memory.json").write_text(json.dumps(doc, indent=2) + "\n")
     (out / "decode_memory.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
