@@ -242,8 +242,8 @@ def read_json(path: str | os.PathLike) -> Any:
         raise CxrError(f"{path}: file not found")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CxrError(f"{path}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, 5000-digit ints, nesting
+        raise CxrError(f"{path}: not valid JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def sha256_file(path: str | os.PathLike) -> str:

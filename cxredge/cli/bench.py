@@ -55,6 +55,7 @@ def bench(
     """Bench accuracy (vs the labels) and latency (init, first, median/p90/p99) of TFLite models, without TensorFlow."""
     from cxredge.edge import results
     from cxredge.edge.bench import BenchSettings
+    from cxredge.edge.runtime import check_threads
 
     settings = BenchSettings(threads=tuple(split_ints(threads, "--threads")),
                              delegates=tuple(split_list(delegate, "--delegate")),
@@ -73,6 +74,8 @@ def bench(
         rs = remote_settings(remote, remote_python, remote_venv, remote_install, remote_env, ssh_option, ssh_config,
                              remote_prefix)
         return bench_remote(models or [], run, labels, data, split, limit, settings, out, rs, name=name, ci=ci)
+    for t in settings.threads:  # here; a remote device checks its own --threads against its own cores
+        check_threads(t)
     with contextlib.ExitStack() as stack:
         source = resolve_source(models or [], run, labels, stack, out)
         doc, out_dir = execute(source, data, split, limit, settings, out, name=name, ci=ci, skip_bad=skip_bad)

@@ -18,9 +18,12 @@ def parse_weights(value: str | None) -> list[float] | None:
     out = []
     for item in split_list(value, "--weights"):
         try:
-            out.append(float(item))
+            w = float(item)
         except ValueError:
             raise CxrError(f"--weights {item}: not a number") from None
+        if not 0 <= w < float("inf"):  # also refuses nan
+            raise CxrError(f"--weights {item}: expected a finite number >= 0")
+        out.append(w)
     return out
 
 

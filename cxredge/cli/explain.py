@@ -42,7 +42,9 @@ def explain(
     from cxredge.edge.explain import OcclusionSettings, parse_fill
 
     settings = OcclusionSettings(patch, stride, parse_fill(fill), border)
-    threads = threads or default_threads()
+    from cxredge.edge.runtime import check_threads
+
+    threads = default_threads() if threads is None else check_threads(threads)
     if method not in ("auto", "occlusion", "gradcam"):
         raise CxrError(f"--method {method}: expected auto, occlusion or gradcam")
     with contextlib.ExitStack() as stack:

@@ -43,7 +43,7 @@ def predict(
     """
     from cxredge.edge.bench import resolve_delegate
     from cxredge.edge.ood_flags import Guard
-    from cxredge.edge.runtime import TFLiteModel, check_tflite_file
+    from cxredge.edge.runtime import check_tflite_file, check_threads, open_model
     from cxredge.edge.sidecar import model_labels
 
     if not 0 <= margin < 1:
@@ -52,9 +52,7 @@ def predict(
         path = model_in_bundle(model, variant, precision, stack) if model.suffix.lower() == ".zip" else model
         check_tflite_file(path)
         names = model_labels(path, labels)
-        m = TFLiteModel(path, threads=threads, delegate=resolve_delegate(delegate))
-        if m.num_classes != len(names):
-            raise CxrError(f"{path}: {m.num_classes} outputs but {len(names)} labels ({', '.join(names)})")
+        m = open_model(path, names, threads=check_threads(threads), delegate=resolve_delegate(delegate))
         files = expand_images(images)
         guard = Guard.for_model(path, str(model), m.image_size)  # OOD guard; no `ood` key: no guard, said below
         who = identify(model, path)

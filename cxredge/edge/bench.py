@@ -24,6 +24,7 @@ from cxredge.edge.metrics import agreement, classification_metrics
 from cxredge.edge.results import NOISY_SPREAD  # p90 / median above which a row's latency is flagged
 from cxredge.edge.runtime import Runtime, TFLiteModel
 from cxredge.errors import CxrError
+from cxredge.io import sha256_file
 
 DELEGATE_ALIASES = {"edgetpu": "libedgetpu.so.1", "gpu": "libtensorflowlite_gpu_delegate.so"}
 RUN_ERRORS = (CxrError, RuntimeError, ValueError, OSError)
@@ -62,9 +63,11 @@ class ModelEntry:
     sidecar: dict | None = None
     reference: Path | None = None  # the float32 model of the same variant, for agreement
     size_bytes: int = field(init=False)
+    sha256: str = field(init=False)  # computed from the file here, never copied from the sidecar
 
     def __post_init__(self):
         self.size_bytes = self.path.stat().st_size
+        self.sha256 = sha256_file(self.path)
 
 
 def resolve_delegate(name: str) -> str:
@@ -162,7 +165,7 @@ def measure(entry: ModelEntry, delegate: str, threads: int, image: np.ndarray, s
 
 def base_row(entry: ModelEntry, delegate: str, threads: int) -> dict:
     return {"model": entry.key, "path": str(entry.path), "variant": entry.variant, "precision": entry.precision,
-            "sha256": (entry.sidecar or {}).get("sha256"),
+            "sha256": entry.sha256,
             "delegate": delegate, "threads": threads, "size_bytes": entry.size_bytes, "status": "ok",
             "error": None, "accuracy": None, "macro_f1": None, "macro_precision": None, "macro_recall": None,
             "agreement_with_float": None, "latency_ms": None, "speedup_vs_float32": None}

@@ -23,6 +23,7 @@ device block. Rows are latency only: random inputs, no labels, so accuracy is nu
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -31,13 +32,13 @@ from cxredge.edge.sources import VARIANT_ORDER
 from cxredge.errors import CxrError
 
 FORMAT = "benchmark_model-text"
-NUM = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+NUM = r"([-+]?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"  # ASCII digits only ('²'.isdigit() is True)
 GRAPH = re.compile(r"Graph: \[(.*?)\]")
-THREADS = re.compile(r"(?:Num threads|#threads used for CPU inference): \[(-?\d+)\]")
+THREADS = re.compile(r"(?:Num threads|#threads used for CPU inference): \[(-?[0-9]+)\]")
 FLAG = re.compile(r"Use (xnnpack|gpu|NNAPI|Hexagon|CoreML): \[(\w+)\]", re.IGNORECASE)
 EXTERNAL = re.compile(r"External delegate path: \[(.+?)\]")
 SIZE = re.compile(r"The input model file size \(MB\): " + NUM)
-COUNT = re.compile(r"\bcount=(\d+)(.*)$")
+COUNT = re.compile(r"\bcount=([0-9]+)(.*)$")
 PAIR = re.compile(r"(\w+)=" + NUM)
 TIMINGS = re.compile(r"Inference timings in us: Init: " + NUM + r", First inference: " + NUM
                      + r", Warmup \(avg\): " + NUM + r", Inference \(avg\): " + NUM)
@@ -63,41 +64,58 @@ def read_bench_file(path: str | Path) -> dict:
     return parse(text, path)
 
 
+def number(text: str) -> float:
+    """A time, size or memory figure: finite and >= 0, else ValueError (a damaged or hand-edited file)."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{text!r} is not a finite, non-negative number")
+    return value
+
+
 def new_run() -> dict:
     return {"graph": None, "threads": None, "flags": {}, "external": None, "size_mb": None, "counts": [],
             "timings": None, "memory": None}
 
 
-def parse_runs(text: str) -> tuple[list[dict], dict]:
-    """The runs of a benchmark_model output (each ended by its timings line) and the `# key: value` facts."""
+def parse_runs(text: str, where: str = "benchmark_model output") -> tuple[list[dict], dict]:
+    """The runs of a benchmark_model output (each ended by its timings line) and the `# key: value` facts.
+    A number that is not finite and >= 0 is a CxrError naming `where` and the line."""
     runs, cur, meta = [], new_run(), {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("#"):
-            key, sep, value = line[1:].partition(":")
-            if sep and key.strip().lower() in META:
-                meta[META[key.strip().lower()]] = value.strip()
-            continue
-        if m := GRAPH.search(line):
-            cur["graph"] = m.group(1)
-        elif m := THREADS.search(line):
-            cur["threads"] = int(m.group(1))
-        elif m := EXTERNAL.search(line):
-            cur["external"] = m.group(1)
-        elif m := SIZE.search(line):
-            cur["size_mb"] = float(m.group(1))
-        elif m := TIMINGS.search(line):
-            cur["timings"] = [float(v) for v in m.groups()]
-            runs.append(cur)
-            cur = new_run()
-        elif m := MEMORY.search(line):
-            target = runs[-1] if runs and cur["graph"] is None else cur
-            target["memory"] = {"init": float(m.group(2)), "overall": float(m.group(3)), "kind": m.group(1)}
-        elif m := COUNT.search(line):
-            cur["counts"].append({"count": int(m.group(1)), **{k: float(v) for k, v in PAIR.findall(m.group(2))}})
-        for m in FLAG.finditer(line):
-            cur["flags"][m.group(1).lower()] = m.group(2).lower() in ("1", "true")
+    for n, raw in enumerate(text.splitlines(), 1):
+        try:
+            cur = parse_line(raw.strip(), runs, cur, meta)
+        except (ValueError, OverflowError) as exc:
+            raise CxrError(f"{where}: line {n}: {' '.join(str(exc).split())[:120]}") from None
     return runs, meta
+
+
+def parse_line(line: str, runs: list[dict], cur: dict, meta: dict) -> dict:
+    """Fold one line into the current run (or `meta`); returns the run now current."""
+    if line.startswith("#"):
+        key, sep, value = line[1:].partition(":")
+        if sep and key.strip().lower() in META:
+            meta[META[key.strip().lower()]] = value.strip()
+        return cur
+    if m := GRAPH.search(line):
+        cur["graph"] = m.group(1)
+    elif m := THREADS.search(line):
+        cur["threads"] = int(m.group(1))
+    elif m := EXTERNAL.search(line):
+        cur["external"] = m.group(1)
+    elif m := SIZE.search(line):
+        cur["size_mb"] = number(m.group(1))
+    elif m := TIMINGS.search(line):
+        cur["timings"] = [number(v) for v in m.groups()]
+        runs.append(cur)
+        cur = new_run()
+    elif m := MEMORY.search(line):
+        target = runs[-1] if runs and cur["graph"] is None else cur
+        target["memory"] = {"init": number(m.group(2)), "overall": number(m.group(3)), "kind": m.group(1)}
+    elif m := COUNT.search(line):
+        cur["counts"].append({"count": int(m.group(1)), **{k: number(v) for k, v in PAIR.findall(m.group(2))}})
+    for m in FLAG.finditer(line):
+        cur["flags"][m.group(1).lower()] = m.group(2).lower() in ("1", "true")
+    return cur
 
 
 def model_name(graph: str | None) -> tuple[str, str, str]:
@@ -147,7 +165,7 @@ def typical_ms(row: dict) -> float | None:
 
 
 def parse(text: str, path: Path) -> dict:
-    runs, meta = parse_runs(text)
+    runs, meta = parse_runs(text, f"--bench {path}")
     if not runs:
         raise CxrError(f"--bench {path}: no complete benchmark_model run (an 'Inference timings in us' line)")
     rows = [to_row(r) for r in runs]
@@ -156,9 +174,11 @@ def parse(text: str, path: Path) -> dict:
         ref = floats.get((r["variant"], r["delegate"], r["threads"]))
         if ref is not None:
             stat = "median" if ref["latency_ms"]["median"] and r["latency_ms"]["median"] else "mean"
-            r["speedup_vs_float32"] = ref["latency_ms"][stat] / r["latency_ms"][stat]
+            ratio = ref["latency_ms"][stat] / r["latency_ms"][stat] if r["latency_ms"][stat] else None
+            r["speedup_vs_float32"] = ratio if ratio and math.isfinite(ratio) else None  # 0 us: hand-edited
+    cores = meta.get("cores", "")
     device = {"hostname": meta.get("hostname") or path.stem, "cpu_model": meta.get("cpu_model"),
-              "machine": meta.get("machine"), "cores": int(meta["cores"]) if meta.get("cores", "").isdigit() else None,
+              "machine": meta.get("machine"), "cores": int(cores) if re.fullmatch(r"[0-9]{1,4}", cores) else None,
               "os": meta.get("os"), "python": None, "runtime": "LiteRT benchmark_model",
               "runtime_version": meta.get("runtime_version")}
     return {"format": FORMAT, "created": None, "device": device, "origin": "benchmark_model",

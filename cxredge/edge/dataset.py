@@ -166,6 +166,7 @@ def scan_eval(root: str | Path, options: DataOptions | None = None) -> Dataset:
         return Dataset(root, classes, {"test": tuple(files)}, "test-only")
     per_split = {s: _class_folders(root / s, min_classes=1) for s in present}
     union = tuple(sorted({c for cls, _ in per_split.values() for c in cls}))
+    check_case(union, root)
     splits = {s: tuple((p, union.index(cls[y])) for p, y in files) for s, (cls, files) in per_split.items()}
     return Dataset(root, union, splits, "test-only" if present == ["test"] else "splits-without-train")
 
@@ -203,10 +204,22 @@ def _scan_split_layout(root: Path, present: list[str], seed: int, options: DataO
                           "given (folders); val carved from train" + (" by patient" if keys else ""))
 
 
+def check_case(names, folder: Path) -> None:
+    """Class folders that differ only by case (COVID/, covid/) are one class on some file systems and
+    two on others, and match one model label: an error, never merged silently."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(name.casefold(), name)
+        if other != name:
+            raise CxrError(f"--data {folder}: class folders '{other}' and '{name}' differ only by case; "
+                           "rename or merge them")
+
+
 def _class_folders(folder: Path, min_classes: int = 2) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not dirs:
         raise CxrError(f"--data {folder}: no class folders inside (expected <class>/ image folders)")
+    check_case([d.name for d in dirs], folder)
     files: list[tuple[Path, int]] = []
     for label, d in enumerate(dirs):
         imgs = sorted(p for p in d.iterdir() if not p.name.startswith(".") and is_image_file(p))

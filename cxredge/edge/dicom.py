@@ -156,6 +156,9 @@ def decode(path: str | Path) -> tuple[np.ndarray, DicomFacts]:
     path = Path(path)
     ds = read_dataset(path)
     check(ds, path)
+    from cxredge.edge.images import check_size  # images imports this module: the pixel limit of every decoder
+
+    check_size(path, int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0))
     try:
         stored = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt file, named

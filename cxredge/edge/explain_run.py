@@ -165,15 +165,12 @@ def tflite_explainer(path: Path, shown: Path, settings: OcclusionSettings, batch
     quantized model, 1 for a float one (batching int8 is 1.05-1.12x faster, float 0.92-0.99x: explain_speed.md)."""
     from cxredge.edge.bench import resolve_delegate
     from cxredge.edge.explain import DEFAULT_BATCH, BatchRunner, occlusion, positions
-    from cxredge.edge.runtime import TFLiteModel, check_tflite_file
+    from cxredge.edge.runtime import check_tflite_file, open_model
     from cxredge.edge.sidecar import model_labels, read_sidecar
 
     check_tflite_file(path)
     names = model_labels(path, labels_file)
-    m = TFLiteModel(path, threads=threads, delegate=resolve_delegate(delegate))
-    if m.num_classes != len(names):
-        raise CxrError(f"{path}: {m.num_classes} outputs but {len(names)} labels ({', '.join(names)})")
-    m.check_input((m.image_size, m.image_size, 3))
+    m = open_model(path, names, threads=threads, delegate=resolve_delegate(delegate))
     settings.check(m.image_size)
     if batch is None:
         batch = 1 if m.input_spec["dtype"].startswith("float") and m.output_spec["dtype"].startswith("float") else DEFAULT_BATCH

@@ -5,19 +5,27 @@ bits; gray is copied to 3 channels; resizing is bilinear. Scaling to [-1, 1] hap
 DICOM (.dcm, or any file with the DICM preamble) goes through cxredge.edge.dicom's grayscale pipeline
 first, then the same resize: every verb decodes through `load_image`, so train and the device see the
 same pixels.
+
+Hostile files (docs/security.md): `open_image` reads the header only and refuses an image over
+MAX_PIXELS (60 megapixels: a 43 x 43 cm detector at 70 um is 37 MP, so every real chest film fits) before
+any pixel is decoded, and turns Pillow's DecompressionBombWarning / DecompressionBombError into the same
+one-line CxrError; any other decoder failure on a damaged file is one too. A gray image is resized before
+it is copied to 3 channels (the same pixels, a third of the memory).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from cxredge.edge.dicom import DICOM_SUFFIXES, RASTER_SUFFIXES, is_dicom
 from cxredge.errors import CxrError
 
 IMG_SIZE = 224
 IMAGE_SUFFIXES = {*RASTER_SUFFIXES, *DICOM_SUFFIXES}
+MAX_PIXELS = 60_000_000
 
 
 def is_image_file(path: Path) -> bool:
@@ -28,22 +36,57 @@ def is_image_file(path: Path) -> bool:
     return suffix in IMAGE_SUFFIXES or (suffix == "" and is_dicom(path))
 
 
+def image_error(path: Path, exc: BaseException) -> CxrError:
+    """The one-line error for a file Pillow could not decode."""
+    if isinstance(exc, FileNotFoundError):
+        return CxrError(f"{path}: image not found")
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return CxrError(f"{path}: refused, a decompression bomb ({' '.join(str(exc).split())[:160]})")
+    text = " ".join(str(exc).split())[:160]
+    return CxrError(f"{path}: unreadable or corrupt image ({type(exc).__name__}: {text})")
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Image.open (header only) with the size limit checked; CxrError names the file. Close it (`with`)."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Exception as exc:  # Pillow parses untrusted bytes: any failure is a bad file, never a traceback
+        raise image_error(path, exc) from None
+    try:
+        check_size(path, *im.size)
+    except CxrError:
+        im.close()
+        raise
+    return im
+
+
+def check_size(path: Path, width: int, height: int) -> None:
+    """CxrError unless 1 <= width x height <= MAX_PIXELS: call it with a header's size before decoding
+    (any decoder: Pillow's here, DICOM's Rows x Columns)."""
+    if width * height > MAX_PIXELS or width < 1 or height < 1:
+        raise CxrError(f"{path}: {width}x{height} pixels is outside 1 pixel..{MAX_PIXELS // 1_000_000} megapixels "
+                       "(the limit for one image; a real chest X-ray is under 40 MP)")
+
+
 def load_image(path: str | Path, size: int = IMG_SIZE) -> np.ndarray:
     """Return a (size, size, 3) uint8 array, or raise CxrError naming the file."""
     path = Path(path)
     if is_dicom(path):
         return _from_dicom(path, size)
-    try:
-        with Image.open(path) as im:
+    with open_image(path) as im:
+        try:
             im.load()
-            im = _to_rgb(im)
+            im = to_8bit(im)
+            if im.mode not in ("L", "RGB"):
+                im = im.convert("RGB")
             if im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8).copy()
-    except FileNotFoundError:
-        raise CxrError(f"{path}: image not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise CxrError(f"{path}: unreadable or corrupt image ({type(exc).__name__}: {exc})") from None
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()  # L -> RGB copies gray into 3 channels
+        except Exception as exc:
+            raise image_error(path, exc) from None
 
 
 def _from_dicom(path: Path, size: int) -> np.ndarray:
@@ -64,11 +107,6 @@ def to_8bit(im: Image.Image) -> Image.Image:
         arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
         im = Image.fromarray(arr.round().astype(np.uint8), "L")
     return im
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    im = to_8bit(im)
-    return im if im.mode == "RGB" else im.convert("RGB")  # L -> RGB copies gray into 3 channels
 
 
 def load_batch(paths: list[Path], size: int = IMG_SIZE) -> np.ndarray:

@@ -19,6 +19,9 @@ from cxredge.errors import CxrError
 
 TFLITE_IDENT = b"TFL3"
 RUNTIME_ORDER = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+TENSOR_DTYPES = ("uint8", "int8", "int16", "float16", "float32")
+MIN_SIDE, MAX_SIDE = 16, 2048  # input sides load_image can resize an X-ray to
+CHANNELS = (1, 3)  # 3: RGB, gray copied; 1: the gray (luma) channel alone
 
 
 @dataclass(frozen=True)
@@ -64,14 +67,40 @@ def check_tflite_file(path: str | Path) -> Path:
     return path
 
 
+def max_threads() -> int:
+    """The most interpreter threads cxredge accepts: 4 per CPU core (at least 4); more only oversubscribes."""
+    import os
+
+    return 4 * max(1, os.cpu_count() or 1)
+
+
+def check_threads(threads: int, option: str = "--threads") -> int:
+    """`threads` if 1 <= threads <= max_threads(), else CxrError naming the option."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= max_threads():
+        raise CxrError(f"{option} {threads}: expected 1..{max_threads()} (4 per CPU core of this machine)")
+    return threads
+
+
 def tensor_spec(detail: dict) -> dict:
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return {"name": detail["name"], "shape": [int(s) for s in detail["shape"]],
             "dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zero_point)}
 
 
+def to_channels(x: np.ndarray, spec: dict) -> np.ndarray:
+    """RGB pixels (..., 3) for a 1-channel input: its luma (ITU-R 601, as Pillow's 'L'; gray stays gray)."""
+    shape = spec.get("shape") or []
+    if not shape or shape[-1] != 1 or x.ndim == 0 or x.shape[-1] != 3:
+        return x
+    if x.dtype == np.uint8:
+        w = x.astype(np.uint32)
+        return ((w[..., 0] * 299 + w[..., 1] * 587 + w[..., 2] * 114 + 500) // 1000).astype(np.uint8)[..., None]
+    return (x[..., :1] * 0.299 + x[..., 1:2] * 0.587 + x[..., 2:3] * 0.114).astype(x.dtype)
+
+
 def quantize(x: np.ndarray, spec: dict) -> np.ndarray:
     """Float (or raw uint8 pixels) -> the tensor's dtype, by its own scale and zero point."""
+    x = to_channels(x, spec)
     dtype = np.dtype(spec["dtype"])
     if dtype.kind == "f":
         return x.astype(dtype)
@@ -110,18 +139,55 @@ def load_external_delegate(mod, library: str, options: dict[str, str]):
         sys.unraisablehook = hook
 
 
+def check_io(path: Path, interpreter) -> tuple[dict, dict]:
+    """The (input, output) specs of a model cxredge can run, or one CxrError naming the file: one input
+    [1, S, S, C] (NHWC, square, MIN_SIDE <= S <= MAX_SIDE, C in CHANNELS) and one output [1, classes >= 2],
+    each of a dtype the (de)quantizer handles."""
+    ins, outs = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(ins) != 1 or len(outs) != 1:
+        raise CxrError(f"{path}: {len(ins)} input(s) and {len(outs)} output(s); cxredge runs models with one image "
+                       "input and one class-probabilities output")
+    i, o = tensor_spec(ins[0]), tensor_spec(outs[0])
+    shape, out = i["shape"], o["shape"]
+    if len(shape) != 4 or shape[0] != 1:
+        raise CxrError(f"{path}: input shape {shape} is not one image [1, height, width, channels] (NHWC)")
+    if shape[1] != shape[2] or not MIN_SIDE <= shape[1] <= MAX_SIDE:
+        raise CxrError(f"{path}: input shape {shape}: cxredge feeds square images of {MIN_SIDE} to {MAX_SIDE} "
+                       "pixels a side")
+    if shape[3] not in CHANNELS:
+        raise CxrError(f"{path}: input shape {shape}: {shape[3]} channels; cxredge feeds 3 (RGB, gray copied) "
+                       "or 1 (gray)")
+    if len(out) != 2 or out[0] != 1 or out[1] < 2:
+        raise CxrError(f"{path}: output shape {out} is not one row of class probabilities [1, classes >= 2]")
+    for what, spec in (("input", i), ("output", o)):
+        if spec["dtype"] not in TENSOR_DTYPES:
+            raise CxrError(f"{path}: {what} dtype {spec['dtype']}; cxredge handles {', '.join(TENSOR_DTYPES)}")
+        if spec["dtype"] in ("uint8", "int8", "int16") and spec["scale"] < 0:
+            raise CxrError(f"{path}: {what} has a negative quantization scale {spec['scale']}")
+    return i, o
+
+
+def open_model(path: str | Path, labels: list[str], threads: int = 1, delegate: str = "xnnpack",
+               delegate_options: dict[str, str] | None = None, runtime: Runtime | None = None) -> "TFLiteModel":
+    """What predict and explain open: the TFLite file, its I/O checked (`check_io`), one output per label."""
+    m = TFLiteModel(path, threads=threads, delegate=delegate, delegate_options=delegate_options, runtime=runtime)
+    if m.num_classes != len(labels):
+        raise CxrError(f"{m.path}: {m.num_classes} outputs but {len(labels)} labels ({', '.join(labels)})")
+    return m
+
+
 class TFLiteModel:
     """A loaded interpreter with one input (pixels) and one output (class probabilities)."""
 
     def __init__(self, path: str | Path, threads: int = 1, delegate: str = "xnnpack",
                  delegate_options: dict[str, str] | None = None, runtime: Runtime | None = None):
         self.path = check_tflite_file(path)
+        check_threads(threads)
         self.runtime = runtime or find_runtime()
         self.delegate = delegate
         self.threads = threads
         self.interpreter = self._make(delegate, threads, delegate_options or {})
-        self.input_spec = tensor_spec(self.interpreter.get_input_details()[0])
-        self.output_spec = tensor_spec(self.interpreter.get_output_details()[0])
+        self.input_spec, self.output_spec = check_io(self.path, self.interpreter)
         self._in = self.interpreter.get_input_details()[0]["index"]
         self._out = self.interpreter.get_output_details()[0]["index"]
 
@@ -150,9 +216,11 @@ class TFLiteModel:
         return int(self.input_spec["shape"][1])
 
     def check_input(self, image_shape: tuple[int, ...]) -> None:
-        """Fail with a clear message unless the model takes one (1, H, W, 3) image of this shape."""
+        """Fail with a clear message unless the model takes one (1, H, W, 3) image of this shape (or its gray
+        channel alone: (1, H, W, 1))."""
         shape = self.input_spec["shape"]
-        if len(shape) != 4 or shape[0] != 1 or tuple(shape[1:]) != tuple(image_shape):
+        wanted = tuple(image_shape[:2]) + ((1,) if shape[-1:] == [1] and image_shape[2:] == (3,) else image_shape[2:])
+        if len(shape) != 4 or shape[0] != 1 or tuple(shape[1:]) != wanted:
             raise CxrError(f"{self.path}: input shape {shape} does not take one {tuple(image_shape)} image "
                            f"(expected [1, {', '.join(map(str, image_shape))}])")
 

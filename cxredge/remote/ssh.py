@@ -87,7 +87,7 @@ def parse_target(text: str) -> Target:
     if not host or bad or (name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name)):
         raise CxrError(f"--remote {text}: expected [NAME=]USER@HOST[:PORT] (NAME: letters, digits, . _ -)")
     if port is not None:
-        if not port.isdigit() or not 0 < int(port) < 65536:
+        if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:  # '²'.isdigit() is True
             raise CxrError(f"--remote {text}: port {port!r} is not a number from 1 to 65535")
         port = int(port)
     return Target(host, user or None, port, name or None)

@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from cxredge.edge.audit.features import WORK
 from cxredge.edge.audit.jpeg import estimate_quality
 from cxredge.edge.dicom import is_dicom
-from cxredge.edge.images import to_8bit
-from cxredge.errors import CxrError
+from cxredge.edge.images import image_error, open_image, to_8bit
 
 
 @dataclass(frozen=True)
@@ -72,8 +71,8 @@ def read_image(path: Path) -> tuple[FileFacts, np.ndarray, np.ndarray]:
         try:
             im.load()
             native, colour = gray(im)
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise CxrError(f"{path}: unreadable or corrupt image ({type(exc).__name__}: {exc})") from None
+        except Exception as exc:  # any decoder failure on a damaged file: one line, never a traceback
+            raise image_error(path, exc) from None
     if colour is not None:
         facts = FileFacts(**{**facts.__dict__, "colour": colour})
     return facts, np.asarray(native), work_view(native)
@@ -97,12 +96,7 @@ def work_view(native: Image.Image | np.ndarray) -> np.ndarray:
 
 
 def _open(path: Path) -> Image.Image:
-    try:
-        return Image.open(path)
-    except FileNotFoundError:
-        raise CxrError(f"{path}: image not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise CxrError(f"{path}: unreadable or corrupt image ({type(exc).__name__}: {exc})") from None
+    return open_image(path)  # the size limit and decompression-bomb checks of every decoder (images.py)
 
 
 def summarise(facts: list[FileFacts]) -> dict:

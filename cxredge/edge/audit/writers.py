@@ -9,10 +9,10 @@ import html
 import io
 from pathlib import Path
 
-from PIL import Image
-
 from cxredge.edge.audit.features import GROUP_TITLES, GROUPS
+from cxredge.edge.images import open_image
 from cxredge.edge.report import CSS, Doc, block_html, to_markdown
+from cxredge.errors import CxrError
 from cxredge.io import json_text, shown, write_files
 
 MAX_GROUPS = 40  # duplicate groups listed in the md/html (all of them are in audit.json)
@@ -123,7 +123,7 @@ def _counter(c: dict) -> str:
 
 
 def thumbnail(path: Path) -> str:
-    with Image.open(path) as im:
+    with open_image(path) as im:  # the size limit and bomb checks of every decoder (images.py)
         im = im.convert("L")
         im.thumbnail((THUMB, THUMB))
         buf = io.BytesIO()
@@ -138,7 +138,7 @@ def thumbs_html(root: Path, names: list[str], files: dict[str, str] | None = Non
     for n in names:
         try:
             data = thumbnail(root / (files or {}).get(n, n))
-        except OSError:
+        except (OSError, CxrError):
             continue
         cells.append(f"<figure><img src='data:image/png;base64,{data}' width='{THUMB}' alt='{e(n)}'>"
                      f"<figcaption title='{e(n)}'>{e(Path(n).name)}</figcaption></figure>")
