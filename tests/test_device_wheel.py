@@ -73,6 +73,10 @@ def test_changed_source_changes_the_key(tmp_path, monkeypatch):
     b = device_wheel(package=pkg)
     assert a.source_sha256 != b.source_sha256 and a.path.parent != b.path.parent and a.sha256 != b.sha256
     assert "cxredge/edge/extra_module.py" in zipfile.ZipFile(b.path).namelist()
+    # run from an install (no pyproject.toml next to the package): the requirements come from its metadata
+    (pkg.parent / "pyproject.toml").unlink()
+    meta = zipfile.ZipFile(device_wheel(package=pkg).path).read(f"cxredge-{__version__}.dist-info/METADATA").decode()
+    assert "Requires-Dist: numpy" in meta and "ai-edge-litert" in meta and "extra" not in meta
 
 
 def dependency_site(dest: Path) -> Path:
