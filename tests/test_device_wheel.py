@@ -73,6 +73,10 @@ def test_changed_source_changes_the_key(tmp_path, monkeypatch):
     b = device_wheel(package=pkg)
     assert a.source_sha256 != b.source_sha256 and a.path.parent != b.path.parent and a.sha256 != b.sha256
     assert "cxredge/edge/extra_module.py" in zipfile.ZipFile(b.path).namelist()
+    # run from an install (no pyproject.toml next to the package): the requirements come from its metadata
+    (pkg.parent / "pyproject.toml").unlink()
+    meta = zipfile.ZipFile(device_wheel(package=pkg).path).read(f"cxredge-{__version__}.dist-info/METADATA").decode()
+    assert "Requires-Dist: numpy" in meta and "ai-edge-litert" in meta and "extra" not in meta
 
 
 def dependency_site(dest: Path) -> Path:
@@ -138,3 +142,11 @@ def test_bench_remote_installs_this_cxredge_on_a_fresh_device(sshd, edge_models,
     doc = json.loads((tmp_path / "out" / "devices" / f"127.0.0.1-{sshd.port}" / "bench.json").read_text())
     assert doc["remote"]["wheel"]["installed_now"] is False and doc["remote"]["wheel"]["in_venv"] is True
     assert doc["remote"]["installed"] is None
+    # --remote-install ARGS puts something else there: the venv forgets the wheel, the next plain run re-installs it
+    res = runner.invoke(app, [*args, "--remote-install", f"--no-deps --force-reinstall {wheel.path}"])
+    assert res.exit_code == 0, res.output
+    assert not (venv / "cxredge-wheel.sha256").exists()
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "out" / "devices" / f"127.0.0.1-{sshd.port}" / "bench.json").read_text())
+    assert doc["remote"]["wheel"]["installed_now"] is True

@@ -7,9 +7,10 @@ import typer
 
 from cxredge import __version__
 from cxredge.cli import audit, bench, ensemble, explain, export, predict, quantize, report, train
-from cxredge.cli.help_style import flags_without_type
+from cxredge.cli.help_style import flags_without_type, fold_not_cut
 
 flags_without_type()
+fold_not_cut()
 
 app = typer.Typer(
     name="cxredge",

@@ -188,6 +188,9 @@ class DeviceRun:
                 raise CxrError(str(remote_failure(self.t, f"python3 -m venv {venv}", rc, err)) + hint)
         if rs.install is not None:
             self.need_space("venv_free_kb", INSTALL_MB, venv)
+            # what ARGS install is not the device wheel: forget the wheel, so a later plain run re-installs it
+            self.conn.run(f"rm -f {rq(venv)}/{MARKER}", "forgetting the device wheel", timeout=60)
+            self.f.pop("wheel_sha256", None)
             self.pip(py, list(rs.install))
             args = list(rs.install)
         else:
