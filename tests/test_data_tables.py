@@ -252,3 +252,17 @@ def test_bench_and_quantize_reopen_a_table_run_with_its_options(tmp_path):
         again, where = dataset_for(source, given, "test")
         assert again.splits == ds.splits, where
     assert scan_recorded(data).splits == ds.splits
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--patient-regex", "person(\\d+"], "--patient-regex 'person(\\\\d+': not a regular expression"),
+    (["--label-map", "Viral"], "--label-map 'Viral': 'Viral' is not FROM=TO"),
+    (["--path-column", "file"], "no column 'file'"),
+])
+def test_audit_cli_data_option_errors(tmp_path, args, message):
+    write_pngs(tmp_path, ["a.png", "b.png"], lambda n: 0)
+    (tmp_path / "t.csv").write_text("path,label\na.png,x\nb.png,y\n")
+    result = invoke("audit", tmp_path / "t.csv", "--out", tmp_path / "out", *args)
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.output

@@ -238,3 +238,22 @@ def test_modality_lut_sequence_is_applied(tmp_path):
     lut = [16 * v + 8 for v in range(256)]
     path = write_dicom(tmp_path / "m.dcm", g, modality_lut=lut, window=(2048.5, 4081))
     assert np.array_equal(dicom.decode(path)[0], g)
+
+
+def test_rgb_secondary_capture_keeps_its_colours(tmp_path):
+    """An OT secondary capture in RGB (a screenshot-like export) is read as RGB, no grayscale pipeline."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    rgb = np.stack([real_png("Normal"), real_png("COVID"), 255 - real_png("Normal")], axis=-1)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.Modality = "OT"
+    ds.set_pixel_data(rgb, "RGB", 8)
+    path = tmp_path / "sc.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    pixels, facts = dicom.decode(path)
+    assert np.array_equal(pixels, rgb) and facts.voi == "none (RGB)"
