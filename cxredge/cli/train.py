@@ -40,7 +40,9 @@ def parse_blocks(value: str) -> int | str:
 
 @handle_errors
 def train(
-    data: Path = typer.Option(SAMPLE_DATA, "--data", help="DIR/{train,val,test}/<class>/, DIR/<class>/ (70/15/15 split) or a label TABLE.csv (path,label[,patient_id][,split]); images PNG/JPEG/DICOM."),
+    data: Path = typer.Option(SAMPLE_DATA, "--data", help="DIR/{train,val,test}/<class>/, DIR/<class>/ "
+                              "(70/15/15 split) or a label TABLE.csv (path,label[,patient_id][,split]); "
+                              "images PNG/JPEG/DICOM (docs/dicom.md)."),
     out: Path = typer.Option(DEFAULT_RUN, "--out", help="Run directory to write."),
     variant: str = typer.Option("all", "--variant", help="fc | one_conv | two_conv | all (the three) | finetune, or a comma list."),
     alpha: float = typer.Option(0.75, "--alpha", help="MobileNet width multiplier: 0.25, 0.5, 0.75 or 1.0."),
@@ -99,7 +101,8 @@ def train(
                              finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, warmup_epochs=warmup_epochs,
                              finetune_patience=finetune_patience,
                              weight_decay=weight_decay, bn_mode=bn_mode, bn_freeze_blocks=bn_freeze_blocks, finetune_head=finetune_head,
-                             finetune_augment=finetune_augment, pair_weight=pair_weight, ema=ema, max_minutes=max_minutes, audit=audit,
+                             finetune_augment=finetune_augment, pair_weight=pair_weight, ema=ema,
+                             max_minutes=max_minutes, audit=audit,
                              data_options=None if options.is_default() else options.to_dict())
     from cxredge.train.variants import resolve_weights
 
