@@ -257,3 +257,22 @@ def test_rgb_secondary_capture_keeps_its_colours(tmp_path):
     ds.save_as(path, enforce_file_format=True)
     pixels, facts = dicom.decode(path)
     assert np.array_equal(pixels, rgb) and facts.voi == "none (RGB)"
+
+
+def test_audit_flags_view_position_as_a_shortcut(tmp_path):
+    """AP films for one class, PA for the other (the classic confound: AP = bedside = sicker): the audit
+    names View Position as the file fact that tells the classes apart."""
+    from conftest import invoke, read
+
+    rng = np.random.default_rng(0)
+    for cls, view in (("sick", "AP"), ("well", "PA")):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(24):
+            noisy = np.clip(real_png("Normal").astype(int) + rng.integers(-20, 21, (128, 128)), 0, 255)
+            write_dicom(tmp_path / "data" / cls / f"{i}.dcm", noisy.astype(np.uint8), view=view, window=(128, 256))
+    result = invoke("audit", tmp_path / "data", "--out", tmp_path / "audit", "--folds", "2")
+    assert result.exit_code == 0, result.output
+    audit = read(tmp_path / "audit" / "audit.json")
+    cues = {w.get("fact") or w["message"] for w in audit["warnings"] if w["kind"] != "patient_leak"}
+    assert any("view position" in c for c in cues), audit["warnings"]
+    assert audit["formats"]["sick"] == {"DICOM": 24}
