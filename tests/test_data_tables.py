@@ -208,6 +208,9 @@ def test_given_splits_report_patients_in_two_splits(tmp_path):
     ("path,label,split\nimg.png,a,holdout\n", {}, "line 2: split 'holdout' is not train, val or test"),
     ("path,label\nimg.png,a\n", {"patient_column": "pid"}, "--patient-column pid: --data"),
     ("path,label\nimg.png,a\n", {"label_map": "a=-"}, "no rows left (1 rows, 1 dropped by --label-map"),
+    ("path,label\nimg.png,a\x00b\n", {}, "holds NUL bytes: not a text table"),
+    ("path,label\n\"" + "x" * 200_000 + "\",a\n", {}, "not a CSV row (field larger than field limit"),
+    ("pa\x00th,label\nimg.png,a\n", {}, "holds NUL bytes"),
 ])
 def test_table_errors_are_one_line_naming_the_table(tmp_path, table, options, message):
     Image.fromarray(synth_image(0, 0, 32), "L").save(tmp_path / "img.png")
