@@ -276,3 +276,15 @@ def test_audit_flags_view_position_as_a_shortcut(tmp_path):
     cues = {w.get("fact") or w["message"] for w in audit["warnings"] if w["kind"] != "patient_leak"}
     assert any("view position" in c for c in cues), audit["warnings"]
     assert audit["formats"]["sick"] == {"DICOM": 24}
+
+
+def test_dicom_decoding_and_tables_need_no_tensorflow(tmp_path):
+    """The device side: decoding a JPEG 2000 DICOM and scanning a label table with TensorFlow blocked."""
+    from tf_blocker import run_blocked
+
+    stored, kw = twelve_bit(real_png("Normal"))
+    write_dicom(tmp_path / "a.dcm", stored, syntax="j2k", **kw)
+    code = ("from cxredge.edge.images import load_image; from cxredge.edge import table, patients, dataset; "
+            "print(load_image('a.dcm').shape)")
+    res = run_blocked(tmp_path, "-c", code)
+    assert res.returncode == 0 and "(224, 224, 3)" in res.stdout, res.stderr
