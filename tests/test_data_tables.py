@@ -208,6 +208,9 @@ def test_given_splits_report_patients_in_two_splits(tmp_path):
     ("path,label,split\nimg.png,a,holdout\n", {}, "line 2: split 'holdout' is not train, val or test"),
     ("path,label\nimg.png,a\n", {"patient_column": "pid"}, "--patient-column pid: --data"),
     ("path,label\nimg.png,a\n", {"label_map": "a=-"}, "no rows left (1 rows, 1 dropped by --label-map"),
+    ("path,label\nimg.png,a\x00b\n", {}, "holds NUL bytes: not a text table"),
+    ("path,label\n\"" + "x" * 200_000 + "\",a\n", {}, "not a CSV row (field larger than field limit"),
+    ("pa\x00th,label\nimg.png,a\n", {}, "holds NUL bytes"),
 ])
 def test_table_errors_are_one_line_naming_the_table(tmp_path, table, options, message):
     Image.fromarray(synth_image(0, 0, 32), "L").save(tmp_path / "img.png")
@@ -252,3 +255,17 @@ def test_bench_and_quantize_reopen_a_table_run_with_its_options(tmp_path):
         again, where = dataset_for(source, given, "test")
         assert again.splits == ds.splits, where
     assert scan_recorded(data).splits == ds.splits
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--patient-regex", "person(\\d+"], "--patient-regex 'person(\\\\d+': not a regular expression"),
+    (["--label-map", "Viral"], "--label-map 'Viral': 'Viral' is not FROM=TO"),
+    (["--path-column", "file"], "no column 'file'"),
+])
+def test_audit_cli_data_option_errors(tmp_path, args, message):
+    write_pngs(tmp_path, ["a.png", "b.png"], lambda n: 0)
+    (tmp_path / "t.csv").write_text("path,label\na.png,x\nb.png,y\n")
+    result = invoke("audit", tmp_path / "t.csv", "--out", tmp_path / "out", *args)
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.output

@@ -238,3 +238,53 @@ def test_modality_lut_sequence_is_applied(tmp_path):
     lut = [16 * v + 8 for v in range(256)]
     path = write_dicom(tmp_path / "m.dcm", g, modality_lut=lut, window=(2048.5, 4081))
     assert np.array_equal(dicom.decode(path)[0], g)
+
+
+def test_rgb_secondary_capture_keeps_its_colours(tmp_path):
+    """An OT secondary capture in RGB (a screenshot-like export) is read as RGB, no grayscale pipeline."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    rgb = np.stack([real_png("Normal"), real_png("COVID"), 255 - real_png("Normal")], axis=-1)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.Modality = "OT"
+    ds.set_pixel_data(rgb, "RGB", 8)
+    path = tmp_path / "sc.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    pixels, facts = dicom.decode(path)
+    assert np.array_equal(pixels, rgb) and facts.voi == "none (RGB)"
+
+
+def test_audit_flags_view_position_as_a_shortcut(tmp_path):
+    """AP films for one class, PA for the other (the classic confound: AP = bedside = sicker): the audit
+    names View Position as the file fact that tells the classes apart."""
+    from conftest import invoke, read
+
+    rng = np.random.default_rng(0)
+    for cls, view in (("sick", "AP"), ("well", "PA")):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(24):
+            noisy = np.clip(real_png("Normal").astype(int) + rng.integers(-20, 21, (128, 128)), 0, 255)
+            write_dicom(tmp_path / "data" / cls / f"{i}.dcm", noisy.astype(np.uint8), view=view, window=(128, 256))
+    result = invoke("audit", tmp_path / "data", "--out", tmp_path / "audit", "--folds", "2")
+    assert result.exit_code == 0, result.output
+    audit = read(tmp_path / "audit" / "audit.json")
+    cues = {w.get("fact") or w["message"] for w in audit["warnings"] if w["kind"] != "patient_leak"}
+    assert any("view position" in c for c in cues), audit["warnings"]
+    assert audit["formats"]["sick"] == {"DICOM": 24}
+
+
+def test_dicom_decoding_and_tables_need_no_tensorflow(tmp_path):
+    """The device side: decoding a JPEG 2000 DICOM and scanning a label table with TensorFlow blocked."""
+    from tf_blocker import run_blocked
+
+    stored, kw = twelve_bit(real_png("Normal"))
+    write_dicom(tmp_path / "a.dcm", stored, syntax="j2k", **kw)
+    code = ("from cxredge.edge.images import load_image; from cxredge.edge import table, patients, dataset; "
+            "print(load_image('a.dcm').shape)")
+    res = run_blocked(tmp_path, "-c", code)
+    assert res.returncode == 0 and "(224, 224, 3)" in res.stdout, res.stderr

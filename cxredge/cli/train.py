@@ -42,7 +42,8 @@ def parse_blocks(value: str) -> int | str:
 def train(
     data: Path = typer.Option(SAMPLE_DATA, "--data", show_default="the bundled sample",
                               help="DIR/SPLIT/CLASS/ images (SPLIT: train, val, test), DIR/CLASS/ (split 70/15/15) "
-                                   "or a label TABLE.csv (path,label[,patient_id][,split]); PNG, JPEG or DICOM."),
+                                   "or a label TABLE.csv (path,label[,patient_id][,split]); PNG, JPEG or DICOM "
+                                   "(docs/dicom.md)."),
     out: Path = typer.Option(DEFAULT_RUN, "--out", help="Run directory to write."),
     variant: str = typer.Option("all", "--variant", help="fc | one_conv | two_conv | all (the three) | finetune, or a comma list."),
     alpha: float = typer.Option(0.75, "--alpha", help="MobileNet width multiplier: 0.25, 0.5, 0.75 or 1.0."),
@@ -103,7 +104,8 @@ def train(
                              finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, warmup_epochs=warmup_epochs,
                              finetune_patience=finetune_patience,
                              weight_decay=weight_decay, bn_mode=bn_mode, bn_freeze_blocks=bn_freeze_blocks, finetune_head=finetune_head,
-                             finetune_augment=finetune_augment, pair_weight=pair_weight, ema=ema, max_minutes=max_minutes, audit=audit,
+                             finetune_augment=finetune_augment, pair_weight=pair_weight, ema=ema,
+                             max_minutes=max_minutes, audit=audit,
                              data_options=None if options.is_default() else options.to_dict())
     from cxredge.train.variants import resolve_weights
 

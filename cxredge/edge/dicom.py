@@ -16,7 +16,9 @@ pip package to install is named). pydicom is imported only here, on the first DI
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from cxredge.errors import CxrError
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}  # never sniffed for the preamble
 XRAY_MODALITIES = ("CR", "DX", "DR", "OT")
+MAX_PIXELS = 8192 * 8192  # a 43x43 cm detector at 50 um is 8600 x 8600; more is a broken or hostile header
 INSTALL = "pip install 'cxredge[dicom]'"
 _settings = {"any_modality": False}
 
@@ -111,30 +114,50 @@ def facts_of(ds, voi: str = "") -> DicomFacts:
                       transfer_syntax=_ts_name(ds), rows=number("Rows"), columns=number("Columns"), voi=voi)
 
 
+@contextlib.contextmanager
+def guarded(path: Path):
+    """pydicom's warnings silenced (one per odd element, per file), and any failure of a broken or hostile
+    file (pydicom converts elements lazily, so errors surface anywhere) turned into one line naming it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        except CxrError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - outside input: every failure is this file's fault
+            detail = _short((str(exc).splitlines() or [""])[0], 160)
+            raise CxrError(f"{path}: unreadable or corrupt DICOM ({type(exc).__name__}: {detail})") from None
+
+
 def read_facts(path: str | Path) -> DicomFacts:
     """Header facts only (no pixel decoding)."""
     path = Path(path)
-    ds = read_dataset(path, pixels=False)
-    return facts_of(ds, _voi_kind(ds))
+    with guarded(path):
+        ds = read_dataset(path, pixels=False)
+        return facts_of(ds, _voi_kind(ds))
 
 
 def check(ds, path: Path) -> None:
     """The refusals: anything that is not one single-frame radiograph this pipeline can decode."""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        sop = getattr(ds.get("SOPClassUID", None), "name", None) or "no SOP Class UID"
+        sop = _short(getattr(ds.get("SOPClassUID", None), "name", None) or "no SOP Class UID")
         raise CxrError(f"{path}: DICOM object has no image (SOP class {sop})")
     if "PixelData" not in ds:
         raise CxrError(f"{path}: float pixel data (parametric maps) is not a radiograph")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         raise CxrError(f"{path}: multi-frame DICOM ({frames} frames); cxredge reads single-frame radiographs")
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if rows * cols > MAX_PIXELS:
+        raise CxrError(f"{path}: DICOM image of {cols} x {rows} pixels is larger than cxredge reads "
+                       f"({MAX_PIXELS // 1_000_000} megapixels)")
     modality = str(ds.get("Modality", "") or "")
     if modality and modality not in XRAY_MODALITIES and not any_modality():
-        raise CxrError(f"{path}: DICOM modality {modality} is not a radiograph ({'/'.join(XRAY_MODALITIES)}); "
+        raise CxrError(f"{path}: DICOM modality {_short(modality)} is not a radiograph ({'/'.join(XRAY_MODALITIES)}); "
                        "pass --any-modality to read it anyway")
     pi = str(ds.get("PhotometricInterpretation", ""))
     if pi not in ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT"):
-        raise CxrError(f"{path}: DICOM photometric interpretation {pi or 'missing'} is not supported "
+        raise CxrError(f"{path}: DICOM photometric interpretation {_short(pi) or 'missing'} is not supported "
                        "(MONOCHROME1, MONOCHROME2, RGB, YBR)")
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
@@ -144,29 +167,32 @@ def check(ds, path: Path) -> None:
         try:
             decoder = get_decoder(ts)
         except NotImplementedError:
-            raise CxrError(f"{path}: DICOM transfer syntax {ts.name} cannot be decoded by pydicom") from None
+            raise CxrError(f"{path}: DICOM transfer syntax {_short(ts.name)} cannot be decoded by pydicom") from None
         if not decoder.is_available:
             plugin = next((p for key, p in _PLUGINS if key in ts.name), "pylibjpeg")
-            raise CxrError(f"{path}: DICOM transfer syntax {ts.name} needs a decoder plugin: pip install {plugin} "
-                           f"(all of them: {INSTALL})")
+            raise CxrError(f"{path}: DICOM transfer syntax {_short(ts.name)} needs a decoder plugin: "
+                           f"pip install {plugin} (all of them: {INSTALL})")
 
 
 def decode(path: str | Path) -> tuple[np.ndarray, DicomFacts]:
     """(H, W) uint8 gray (or (H, W, 3) uint8 RGB) after the grayscale pipeline, and the header facts."""
     path = Path(path)
+    with guarded(path):
+        return _decode(path)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, DicomFacts]:
     ds = read_dataset(path)
     check(ds, path)
     from cxredge.edge.images import check_size  # images imports this module: the pixel limit of every decoder
 
     check_size(path, int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0))
-    try:
-        stored = ds.pixel_array
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt file, named
-        raise CxrError(f"{path}: DICOM pixel data could not be decoded ({type(exc).__name__}: {exc})") from None
+    stored = ds.pixel_array
     pi = str(ds.PhotometricInterpretation)
     if pi not in ("MONOCHROME1", "MONOCHROME2"):
         if stored.ndim != 3 or stored.shape[-1] != 3:
-            raise CxrError(f"{path}: DICOM {pi} pixel data has shape {stored.shape}, expected (rows, columns, 3)")
+            raise CxrError(f"{path}: DICOM {_short(pi)} pixel data has shape {stored.shape}, "
+                           "expected (rows, columns, 3)")
         return _rgb_to_8bit(stored, ds), facts_of(ds, "none (RGB)")
     if stored.ndim != 2:
         raise CxrError(f"{path}: DICOM pixel data has shape {stored.shape}, expected (rows, columns)")
@@ -241,6 +267,12 @@ def _rgb_to_8bit(stored: np.ndarray, ds) -> np.ndarray:
     if bits > 8:
         arr = arr * (255.0 / (2 ** bits - 1))
     return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+
+
+def _short(value, n: int = 64) -> str:
+    """A header value quoted in a message, printable and cut short (a broken header can hold anything)."""
+    text = "".join(c if c.isprintable() else "?" for c in str(value))
+    return text if len(text) <= n else text[:n] + "..."
 
 
 def _first(value):

@@ -48,15 +48,15 @@ def from_name(rx: re.Pattern, path: Path) -> str | None:
 
 def from_dicom(path: Path) -> str | None:
     """A DICOM file's PatientID (header only), or None (not DICOM, no ID, unreadable: the decoder says why)."""
-    from cxredge.edge.dicom import is_dicom, read_dataset
+    from cxredge.edge.dicom import guarded, is_dicom, read_dataset
 
     if not is_dicom(path):
         return None
     try:
-        ds = read_dataset(path, pixels=False)
+        with guarded(path):
+            pid = str(read_dataset(path, pixels=False).get("PatientID", "") or "").strip()
     except CxrError:
         return None
-    pid = str(ds.get("PatientID", "") or "").strip()
     return pid or None
 
 

@@ -113,14 +113,19 @@ def read_table(table: Path, opts: DataOptions) -> tuple[list[Row], dict]:
         text = table.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise CxrError(f"--data {table}: unreadable table ({exc})") from None
+    if "\0" in text:
+        raise CxrError(f"--data {table}: holds NUL bytes: not a text table (CSV/TSV)")
     reader = csv.DictReader(text.splitlines(), delimiter="\t" if table.suffix.lower() == ".tsv" else ",")
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    try:
+        header = [(h or "").strip() for h in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        raise CxrError(f"--data {table} line 1: not a CSV header ({exc})") from None
     reader.fieldnames = header
     patient_col = _column(table, header, opts.patient_column, "patient_id", "--patient-column")
     split_col = _column(table, header, opts.split_column, "split", "--split-column")
     for option, col in (("--path-column", opts.path_column), ("--label-column", opts.label_column)):
         if col not in header:
-            raise CxrError(f"--data {table}: no column {col!r} (has {', '.join(header) or 'no header'}); "
+            raise CxrError(f"--data {table}: no column {col!r} (has {_names(header) or 'no header'}); "
                            f"name it with {option}")
     if "{}" not in opts.path_pattern:
         raise CxrError(f"--path-pattern {opts.path_pattern!r}: must hold {{}} (where the path column's value goes)")
@@ -128,31 +133,11 @@ def read_table(table: Path, opts: DataOptions) -> tuple[list[Row], dict]:
     base = table.parent.resolve()
     counts = Counter()
     rows: dict[Path, Row] = {}
-    for line, rec in enumerate(reader, start=2):
-        counts["rows"] += 1
-        value = (rec.get(opts.path_column) or "").strip()
-        if not value:
-            raise CxrError(f"--data {table} line {line}: empty {opts.path_column!r}")
-        path = _inside(table, line, base, opts.path_pattern.replace("{}", value))
-        label, why = map_label(rec.get(opts.label_column) or "", mapping)
-        if label is None:
-            counts["dropped_by_label_map" if why == "dropped" else "dropped_multi_label"] += 1
-            continue
-        split = None
-        if split_col:
-            raw_split = (rec.get(split_col) or "").strip().lower()
-            split = SPLIT_NAMES.get(raw_split)
-            if split is None:
-                raise CxrError(f"--data {table} line {line}: split {raw_split!r} is not train, val or test")
-        patient = (rec.get(patient_col) or "").strip() or None if patient_col else None
-        if path in rows:
-            old = rows[path]
-            if old.label != label:
-                raise CxrError(f"--data {table} lines {old.line} and {line}: {value} is labelled both "
-                               f"{old.label!r} and {label!r}")
-            counts["duplicate_rows_merged"] += 1
-            continue
-        rows[path] = Row(path, label, patient, split, line)
+    try:
+        for line, rec in enumerate(reader, start=2):
+            _add_row(table, line, rec, opts, patient_col, split_col, mapping, base, counts, rows)
+    except csv.Error as exc:
+        raise CxrError(f"--data {table} line {reader.line_num}: not a CSV row ({exc})") from None
     if not rows:
         raise CxrError(f"--data {table}: no rows left ({counts['rows']} rows, "
                        f"{counts['dropped_by_label_map']} dropped by --label-map, "
@@ -171,16 +156,50 @@ def read_table(table: Path, opts: DataOptions) -> tuple[list[Row], dict]:
     return list(rows.values()), info
 
 
+def _add_row(table, line, rec, opts, patient_col, split_col, mapping, base, counts, rows) -> None:
+    counts["rows"] += 1
+    value = (rec.get(opts.path_column) or "").strip()
+    if not value:
+        raise CxrError(f"--data {table} line {line}: empty {opts.path_column!r}")
+    path = _inside(table, line, base, opts.path_pattern.replace("{}", value))
+    label, why = map_label(rec.get(opts.label_column) or "", mapping)
+    if label is None:
+        counts["dropped_by_label_map" if why == "dropped" else "dropped_multi_label"] += 1
+        return
+    split = None
+    if split_col:
+        raw_split = (rec.get(split_col) or "").strip().lower()
+        split = SPLIT_NAMES.get(raw_split)
+        if split is None:
+            raise CxrError(f"--data {table} line {line}: split {raw_split[:40]!r} is not train, val or test")
+    patient = ((rec.get(patient_col) or "").strip() or None) if patient_col else None
+    if path in rows:
+        old = rows[path]
+        if old.label != label:
+            raise CxrError(f"--data {table} lines {old.line} and {line}: {value} is labelled both "
+                           f"{old.label!r} and {label!r}")
+        counts["duplicate_rows_merged"] += 1
+        return
+    rows[path] = Row(path, label, patient, split, line)
+
+
 def _column(table: Path, header: list[str], name: str | None, default: str, option: str) -> str | None:
     if name is None:
         return default if default in header else None
     if name not in header:
-        raise CxrError(f"{option} {name}: --data {table} has no such column (has {', '.join(header)})")
+        raise CxrError(f"{option} {name}: --data {table} has no such column (has {_names(header)})")
     return name
+
+
+def _names(header: list[str], n: int = 12) -> str:
+    shown = ", ".join(h[:40] for h in header[:n])
+    return shown + (f", ... ({len(header)} columns)" if len(header) > n else "")
 
 
 def _inside(table: Path, line: int, base: Path, rel: str) -> Path:
     """The table's path, which must stay inside the table's folder (no absolute paths, no ..)."""
+    if "\0" in rel:
+        raise CxrError(f"--data {table} line {line}: path holds a NUL byte")
     p = Path(rel)
     if p.is_absolute() or ".." in p.parts:
         raise CxrError(f"--data {table} line {line}: path {rel!r} must be relative to the table's folder, "
