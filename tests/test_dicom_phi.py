@@ -63,8 +63,8 @@ def test_no_phi_reaches_any_output(tmp_path):
        "--no-bias-correction")
     ok("bench", "--run", run, "--out", outs / "bench", "--runs", "2", "--warmup", "1", "--ci", "0")
     pred = ok("predict", run / "fc" / "int8.tflite", data / "test", "--json")
-    (outs / "predict.json").write_text(pred.output)
-    assert len(json.loads(pred.output[pred.output.index("{"):])["predictions"]) == 12
+    (outs / "predict.json").write_text(pred.stdout)  # the JSON alone; warnings go to stderr
+    assert len(json.loads(pred.stdout)["predictions"]) == 12
     ok("explain", run / "fc" / "int8.tflite", data / "test", "--out", outs / "explain", "--per-class", "1",
        "--stride", "56", "--patch", "56")
     ok("report", "--run", run, "--bench", outs / "bench" / "bench.json", "--out", outs / "report")
