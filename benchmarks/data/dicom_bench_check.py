@@ -2,10 +2,10 @@
 12 bits stored in 16, Rescale Slope 2 / Intercept -4096, a VOI window that maps back to the PNG's values,
 JPEG 2000 lossless), benched with a run's models next to the PNG bench of the same images.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/dicom_bench_check.py --run RUN [--data DIR]
+    PYTHONPATH=. .venv/bin/python benchmarks/data/dicom_bench_check.py --run RUN [--data DIR]
 
 Needs a trained and quantized run on DIR (default ../shared/data/chest_xray_4class). Writes
-benchmarks/results/dicom_bench_check.json and .md: per model, the images whose top-1 differs between the
+benchmarks/results/data/dicom_bench_check.json and .md: per model, the images whose top-1 differs between the
 PNG and the DICOM bench, both accuracies, both bench wall times; and how many decoded DICOMs give other
 224x224 input pixels than their PNG (0 expected: the window is exact). The CPU is recorded with it.
 """
@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from common import results_dir  # noqa: E402
 
 from dicom_fixtures import twelve_bit, write_dicom  # noqa: E402
 
@@ -32,7 +34,7 @@ from cxredge.edge.device import device_info  # noqa: E402
 from cxredge.edge.images import load_image  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "chest_xray_4class"
-RESULTS = REPO / "benchmarks" / "results"
+OUT = results_dir(__file__)
 
 
 def convert(test: Path, out: Path) -> tuple[int, int, float]:
@@ -109,9 +111,9 @@ def main() -> None:
            "dataset": {"png": {k: png["dataset"].get(k) for k in ("source", "split", "n")},
                        "dicom": {k: dcm["dataset"].get(k) for k in ("source", "split", "n")}},
            "models": compare(png, dcm), "machine": device_info()}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "dicom_bench_check.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (RESULTS / "dicom_bench_check.md").write_text(markdown(doc) + "\n")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "dicom_bench_check.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (OUT / "dicom_bench_check.md").write_text(markdown(doc) + "\n")
     print(markdown(doc))
 
 

@@ -1,14 +1,14 @@
 """How fast cxredge decodes DICOM against PNG: images/s of `load_image` (decode + the grayscale pipeline +
 the 224x224 resize, what every verb runs per image), measured side by side in one run on this CPU.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/dicom_decode.py [--data DIR] [--n 200] [--n-large 8]
+    PYTHONPATH=. .venv/bin/python benchmarks/data/dicom_decode.py [--data DIR] [--n 200] [--n-large 8]
 
 Two sizes, from real chest X-rays of the data set's test split (default ../shared/data/chest_xray_4class):
 - 224x224 as the data set ships: PNG (8-bit, as is) vs DICOM 12-bit MONOCHROME1 with rescale and window,
   stored uncompressed, RLE, JPEG Lossless (process 14 SV1) and JPEG 2000 lossless;
 - 2048x2048 (the same films upscaled bicubic: a hospital film's size): 16-bit PNG vs the same DICOMs.
 The DICOMs are written with tests/dicom_fixtures.py (the test fixtures' writer). Results:
-benchmarks/results/dicom_decode.json and .md, with the machine (lscpu model, cores).
+benchmarks/results/data/dicom_decode.json and .md, with the machine (lscpu model, cores).
 """
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from common import results_dir  # noqa: E402
 
 from dicom_fixtures import twelve_bit, write_dicom  # noqa: E402
 
@@ -32,7 +34,7 @@ from cxredge.edge.device import device_info  # noqa: E402
 from cxredge.edge.images import load_image  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "chest_xray_4class"
-RESULTS = REPO / "benchmarks" / "results"
+OUT = results_dir(__file__)
 SYNTAXES = ("explicit", "rle", "jpegll", "j2k")
 NAMES = {"png": "PNG", "explicit": "DICOM uncompressed", "rle": "DICOM RLE Lossless",
          "jpegll": "DICOM JPEG Lossless (SV1)", "j2k": "DICOM JPEG 2000 lossless"}
@@ -117,7 +119,7 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.data / "test").is_dir():
         raise SystemExit(f"--data {args.data}: no test/ folder")
-    doc = {"command": f"benchmarks/dicom_decode.py --n {args.n} --n-large {args.n_large}", "repeats": args.repeats,
+    doc = {"command": f"benchmarks/data/dicom_decode.py --n {args.n} --n-large {args.n_large}", "repeats": args.repeats,
            "machine": device_info(), "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="cxredge-dicom-bench-") as tmp:
         for label, n, size in (("224x224 (the data set)", args.n, None), ("2048x2048 (film size)", args.n_large, 2048)):
@@ -126,9 +128,9 @@ def main() -> None:
             sets = write_set(pick(args.data, n), folder, size)
             doc["sizes"][label] = measure(sets, args.repeats)
             print(label, json.dumps({k: v["images_per_s"] for k, v in doc["sizes"][label].items()}), flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "dicom_decode.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (RESULTS / "dicom_decode.md").write_text(markdown(doc) + "\n")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "dicom_decode.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (OUT / "dicom_decode.md").write_text(markdown(doc) + "\n")
     print(markdown(doc))
 
 
