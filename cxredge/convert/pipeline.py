@@ -21,9 +21,7 @@ from cxredge.errors import CxrError
 from cxredge.io import read_json, sha256_file, write_json, write_text
 from cxredge.keras import keras
 from cxredge.model_file import load_keras_model
-
-MODES = ("float32", "int8", "float16", "dynamic", "qat", "refit")
-CALIBRATED = ("int8", "qat", "refit")
+from cxredge.vocab import CALIBRATED_MODES, FLOAT_PRECISIONS, MODES
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,7 @@ class QuantizeSettings:
 
     @property
     def needs_calibration(self) -> bool:
-        return any(m in CALIBRATED for m in self.modes) or self.debug or self.float_fallback > 0
+        return any(m in CALIBRATED_MODES for m in self.modes) or self.debug or self.float_fallback > 0
 
 
 def load_run(run_dir: Path) -> dict:
@@ -165,7 +163,7 @@ class _Job:
         path = self.out_dir / f"{precision}.tflite"
         step = self.tracker.task(f"{self.variant}: validating {precision}", len(self.ref.y))
         checked = artifacts.write_model(path, data, lambda tmp: validate.validate(tmp, precision, self.ref, step))
-        calib = None if precision in ("float32", "float16", "dynamic") else self.calib.record(self.settings.run)
+        calib = None if precision in FLOAT_PRECISIONS else self.calib.record(self.settings.run)
         extra = {"conversion": {"preset": quantize.PRESETS[precision].description,
                                 "io": self.settings.io if calib else "float32", **(extra or {})},
                  "source": {"model": f"{self.variant}/model.keras",

@@ -26,9 +26,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from cxredge.edge.sidecar import PRECISIONS
-from cxredge.edge.sources import VARIANT_ORDER
 from cxredge.errors import CxrError
+from cxredge.vocab import PRECISIONS, VARIANTS, split_stem
 
 FORMAT = "benchmark_model-text"
 NUM = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
@@ -104,12 +103,10 @@ def model_name(graph: str | None) -> tuple[str, str, str]:
     """(key, variant, precision) from the --graph path: .../two_conv/int8.tflite or two_conv_int8.tflite."""
     p = Path(graph or "model.tflite")
     stem, parent = p.stem, p.parent.name
-    if parent in VARIANT_ORDER or (parent and stem in PRECISIONS):
+    if parent in VARIANTS or (parent and stem in PRECISIONS):
         return f"{parent}/{stem}", parent, stem
-    for prec in PRECISIONS:
-        if stem.endswith("_" + prec) and len(stem) > len(prec) + 1:
-            variant = stem[:-len(prec) - 1]
-            return f"{variant}/{prec}", variant, prec
+    if (flat := split_stem(stem)) is not None:
+        return f"{flat[0]}/{flat[1]}", *flat
     return stem, stem, stem
 
 

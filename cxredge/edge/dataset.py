@@ -21,8 +21,8 @@ import numpy as np
 
 from cxredge.edge.images import IMAGE_SUFFIXES, load_image
 from cxredge.errors import CxrError
+from cxredge.vocab import SPLITS
 
-SPLITS = ("train", "val", "test")
 RATIOS = (0.70, 0.15, 0.15)
 
 

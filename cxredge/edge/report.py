@@ -20,8 +20,9 @@ from cxredge.edge.report_devices import bench_summary, devices_section, heading
 from cxredge.edge.report_saliency import saliency_section
 from cxredge.edge.results import fmt
 from cxredge.edge.sidecar import read_sidecar
-from cxredge.edge.sources import VARIANT_ORDER, run_models
+from cxredge.edge.sources import run_models
 from cxredge.io import read_json, write_text
+from cxredge.vocab import VARIANTS, order_key
 
 # Test accuracy reported by the transfer-learning study cxredge builds on (MobileNet v1, 4 classes).
 STUDY_ACCURACY = {"fc": 0.865, "one_conv": 0.434, "two_conv": 0.878}
@@ -51,7 +52,7 @@ class Doc:
 
 def variant_dirs(run_dir: Path) -> list[Path]:
     dirs = [d for d in run_dir.iterdir() if d.is_dir() and (d / "metrics.json").is_file()] if run_dir.is_dir() else []
-    return sorted(dirs, key=lambda d: (VARIANT_ORDER.index(d.name) if d.name in VARIANT_ORDER else 99, d.name))
+    return sorted(dirs, key=lambda d: (order_key(VARIANTS, d.name), d.name))
 
 
 def run_section(doc: Doc, run_dir: Path, assets: Path) -> None:

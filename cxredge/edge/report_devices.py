@@ -24,8 +24,7 @@ from pathlib import Path
 from cxredge.edge import plots as P
 from cxredge.edge.fingerprint import predictions_by_id
 from cxredge.edge.results import device_line, fmt
-from cxredge.edge.sidecar import PRECISIONS
-from cxredge.edge.sources import VARIANT_ORDER
+from cxredge.vocab import PRECISIONS, VARIANTS, order_key
 
 
 @dataclass
@@ -141,8 +140,7 @@ def latency_keys(devs: list[Dev]) -> list[tuple]:
     def order(k):
         r = rows[k]
         v, p = r.get("variant"), r.get("precision")
-        return (VARIANT_ORDER.index(v) if v in VARIANT_ORDER else len(VARIANT_ORDER), str(v),
-                PRECISIONS.index(p) if p in PRECISIONS else len(PRECISIONS), str(p), k[1], k[2] or 0)
+        return (order_key(VARIANTS, v), str(v), order_key(PRECISIONS, p), str(p), k[1], k[2] or 0)
     return sorted(rows, key=order)
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from cxredge.edge.bench import ModelEntry
 from cxredge.edge.dataset import Dataset, _class_folders, scan, scan_eval
 from cxredge.edge.runtime import check_tflite_file
-from cxredge.edge.sidecar import PRECISIONS, read_labels_file, read_sidecar
+from cxredge.edge.sidecar import read_labels_file, read_sidecar
 from cxredge.errors import CxrError
 from cxredge.io import read_json
+from cxredge.vocab import PRECISIONS, VARIANTS, order_key
 
-VARIANT_ORDER = ("fc", "one_conv", "two_conv", "finetune", "ensemble")
 TEST_IMAGES = "test_images"
 
 
@@ -33,9 +33,7 @@ class Source:
 
 def sort_key(path: Path) -> tuple:
     variant, precision = path.parent.name, path.stem
-    vi = VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER)
-    pi = PRECISIONS.index(precision) if precision in PRECISIONS else len(PRECISIONS)
-    return (vi, variant, pi, precision, str(path))
+    return (order_key(VARIANTS, variant), variant, order_key(PRECISIONS, precision), precision, str(path))
 
 
 def run_models(run_dir: Path) -> list[Path]:

@@ -5,6 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from cxredge.errors import CxrError
+from cxredge.vocab import STUDY_VARIANTS
 
 STRATEGIES = ("auto", "mirrored", "cpu")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -16,7 +17,7 @@ FINETUNE_AUGMENTS = ("light", "standard", "none")
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything that decides a training run (defaults tuned on the val split of chest_xray_4class)."""
-    variants: tuple[str, ...] = ("fc", "one_conv", "two_conv")
+    variants: tuple[str, ...] = STUDY_VARIANTS
     alpha: float = 0.75
     weights: str = "bundled"
     epochs: int = 20

@@ -14,11 +14,14 @@ import numpy as np
 import PIL
 
 from cxredge import __version__
-from cxredge.edge.audit import checks, facts as F, features as FE
+from cxredge.edge.audit import checks
+from cxredge.edge.audit import facts as F
+from cxredge.edge.audit import features as FE
 from cxredge.edge.audit.duplicates import NEAR_THRESHOLD, find_duplicates
 from cxredge.edge.audit.probe import ProbeSettings, run_probe
-from cxredge.edge.dataset import SPLITS, Dataset, Loaded
+from cxredge.edge.dataset import Dataset, Loaded
 from cxredge.errors import CxrError
+from cxredge.vocab import SPLITS
 
 FORMAT = "cxredge-audit/1"
 
