@@ -34,6 +34,7 @@ BENCH_JSON, BENCH_MD = "bench.json", "bench.md"
 BENCH_DIR = "bench"
 EXPLAIN_DIR, EXPLAIN_JSON = "explain", "explain.json"
 TEST_IMAGES = "test_images"
+DEVICES_DIR = "devices"  # devices/<host>/bench.json: what `cxredge bench --remote` brought back
 
 # metrics.json (train, per variant; cxredge/edge/metrics.py computes it). per_class {class: {precision,
 # recall, f1, support}}; confusion_matrix rows = true class. The clinical block (cxredge/edge/validation.py)

@@ -22,12 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "cxredge"
 
-# Leaf modules: the package's vocabulary and contracts. They import nothing from cxredge.
-LEAVES = ("cxredge", "cxredge.errors", "cxredge.paths", "cxredge.vocab", "cxredge.formats")
+# Leaf modules: the package's vocabulary, its one error type, its paths. They import nothing from cxredge.
+LEAVES = ("cxredge", "cxredge.errors", "cxredge.paths", "cxredge.vocab")
 
 # Lowest first. A module's layer is the entry with the longest prefix that matches it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("leaf", LEAVES),
+    ("contracts", ("cxredge.formats",)),  # the on-disk formats: import leaves only
     ("core", ("cxredge.io", "cxredge.plots", "cxredge.keras", "cxredge.model_file")),
     # The edge side, by job: inputs, runtime and document primitives; data sets and model sources; what
     # evaluates; what writes and renders results; the fronts that run one verb end to end. It is TF-free:

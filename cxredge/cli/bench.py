@@ -13,6 +13,7 @@ from rich.markup import escape
 from cxredge.cli.common import console, handle_errors, split_ints, split_list
 from cxredge.cli.bench_remote import REMOTE, REMOTE_HELP
 from cxredge.errors import CxrError
+from cxredge.formats import BENCH_JSON, BENCH_MD
 from cxredge.paths import DEFAULT_RUN
 
 
@@ -66,7 +67,7 @@ def bench(
     with contextlib.ExitStack() as stack:
         source = resolve_source(models or [], run, labels, stack)
         doc, out_dir = execute(source, data, split, limit, settings, out, name=name, ci=ci)
-    console.print(f"wrote [bold]{out_dir / 'bench.json'}[/], bench.md" + (", plots" if doc.get("plots") else ""))
+    console.print(f"wrote [bold]{out_dir / BENCH_JSON}[/], {BENCH_MD}" + (", plots" if doc.get("plots") else ""))
     failed = results.failures(doc)
     for line in failed:
         console.print(f"[red]failed[/] {escape(line)}", highlight=False, soft_wrap=True)

@@ -11,6 +11,7 @@ from cxredge.cli.common import console, handle_errors, split_list
 from cxredge.convert.bias_correction import DEFAULT_IMAGES
 from cxredge.convert.calibration import DEFAULT_SIZE
 from cxredge.errors import CxrError
+from cxredge.formats import QUANTIZE_JSON
 from cxredge.paths import DEFAULT_RUN
 from cxredge.vocab import EVAL_SPLITS, MODES, STUDY_VARIANTS, VARIANTS
 
@@ -92,7 +93,7 @@ def quantize(
             console.print(f"{r['variant']} float fallback K={fb['k']} ({', '.join(fb['layers'])}): agreement "
                           f"{100 * fb['agreement_gain']:+.2f} pt, macro-F1 {100 * fb['macro_f1_gain']:+.2f} pt, "
                           f"size {fb['size_cost_bytes'] / 1e6:+.2f} MB vs int8")
-    console.print(f"wrote {len(rows)} models under {run}; summary {run / 'quantize.json'}")
+    console.print(f"wrote {len(rows)} models under {run}; summary {run / QUANTIZE_JSON}")
 
 
 def _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback, split, qat_lr, refit_images) -> None:

@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from cxredge.cli.common import console, handle_errors
 from cxredge.errors import CxrError
+from cxredge.formats import BENCH_JSON, DEVICES_DIR, RUN_JSON
 from cxredge.paths import DEFAULT_RUN
 
 BENCH_HELP = ("bench.json files, or LiteRT benchmark_model text output, to include and compare (repeatable); "
@@ -29,14 +30,14 @@ def report(
     if run_dir is not None and not run_dir.is_dir():
         raise CxrError(f"--run {run_dir}: run folder not found (train first, or give --bench FILE only)")
     files = list(bench or [])
-    if run_dir is not None and (run_dir / "bench.json").is_file() and not any(
-            f.resolve() == (run_dir / "bench.json").resolve() for f in files):
-        files.insert(0, run_dir / "bench.json")
+    if run_dir is not None and (run_dir / BENCH_JSON).is_file() and not any(
+            f.resolve() == (run_dir / BENCH_JSON).resolve() for f in files):
+        files.insert(0, run_dir / BENCH_JSON)
     if run_dir is not None:  # what `cxredge bench --remote` brought back joins the report by itself
-        files += [d for d in sorted((run_dir / "devices").glob("*/bench.json"))
+        files += [d for d in sorted((run_dir / DEVICES_DIR).glob(f"*/{BENCH_JSON}"))
                   if not any(f.resolve() == d.resolve() for f in files)]
     benches = [(f, read_bench_file(f)) for f in files]
-    if run_dir is not None and not (run_dir / "run.json").is_file() and not benches:
+    if run_dir is not None and not (run_dir / RUN_JSON).is_file() and not benches:
         raise CxrError(f"--run {run_dir}: no run.json and no bench.json: nothing to report")
     out_dir = out or run_dir or Path(".")
     html_path, md_path, doc = write_report(out_dir, run_dir, benches)

@@ -18,6 +18,7 @@ from cxredge.convert.qat import QatSettings, fine_tune
 from cxredge.edge.dataset import load_split, scan_recorded
 from cxredge.edge.ood import build_reference
 from cxredge.errors import CxrError
+from cxredge.formats import QUANTIZE_JSON, RUN_JSON
 from cxredge.io import read_json, sha256_file, write_json, write_text
 from cxredge.keras import keras
 from cxredge.model_file import load_keras_model
@@ -48,7 +49,7 @@ class QuantizeSettings:
 
 
 def load_run(run_dir: Path) -> dict:
-    path = run_dir / "run.json"
+    path = run_dir / RUN_JSON
     if not path.is_file():
         raise CxrError(f"--run {run_dir}: no run.json (train first: cxredge train --out {run_dir})")
     run = read_json(path)
@@ -106,7 +107,7 @@ def quantize_run(settings: QuantizeSettings, tracker) -> list[dict]:
     run = load_run(settings.run)
     ds = scan_recorded(run["data"])
     if list(ds.classes) != list(run["classes"]):
-        raise CxrError(f"{settings.run / 'run.json'}: classes {run['classes']} differ from the dataset's {list(ds.classes)}")
+        raise CxrError(f"{settings.run / RUN_JSON}: classes {run['classes']} differ from the dataset's {list(ds.classes)}")
     for v in settings.variants:
         if not (settings.run / v / "model.keras").is_file():
             raise CxrError(f"--variant {v}: {settings.run / v / 'model.keras'} not found (train it first)")
@@ -119,7 +120,7 @@ def quantize_run(settings: QuantizeSettings, tracker) -> list[dict]:
     rows: list[dict] = []
     for variant in settings.variants:
         rows += quantize_variant(settings, run, variant, loaded, calib, tracker, ood)
-    write_json(settings.run / "quantize.json", {"settings": _settings_record(settings), "results": rows})
+    write_json(settings.run / QUANTIZE_JSON, {"settings": _settings_record(settings), "results": rows})
     return rows
 
 

@@ -23,6 +23,7 @@ from cxredge.edge.device import temperatures_c
 from cxredge.edge.metrics import agreement, classification_metrics
 from cxredge.edge.runtime import Runtime, TFLiteModel
 from cxredge.errors import CxrError
+from cxredge.formats import bench_row, fill_speedups
 
 DELEGATE_ALIASES = {"edgetpu": "libedgetpu.so.1", "gpu": "libtensorflowlite_gpu_delegate.so"}
 RUN_ERRORS = (CxrError, RuntimeError, ValueError, OSError)
@@ -118,11 +119,9 @@ def measure(entry: ModelEntry, delegate: str, threads: int, image: np.ndarray, s
 
 
 def base_row(entry: ModelEntry, delegate: str, threads: int) -> dict:
-    return {"model": entry.key, "path": str(entry.path), "variant": entry.variant, "precision": entry.precision,
-            "sha256": (entry.sidecar or {}).get("sha256"),
-            "delegate": delegate, "threads": threads, "size_bytes": entry.size_bytes, "status": "ok",
-            "error": None, "accuracy": None, "macro_f1": None, "macro_precision": None, "macro_recall": None,
-            "agreement_with_float": None, "latency_ms": None, "speedup_vs_float32": None}
+    return bench_row(model=entry.key, path=str(entry.path), variant=entry.variant, precision=entry.precision,
+                     sha256=(entry.sidecar or {}).get("sha256"), delegate=delegate, threads=threads,
+                     size_bytes=entry.size_bytes)
 
 
 def one_line(exc: BaseException) -> str:
@@ -230,15 +229,10 @@ def run_bench(entries: list[ModelEntry], x: np.ndarray, y: np.ndarray, classes: 
 
 
 def fill_rows(rows: list[dict], models: dict[str, dict]) -> None:
-    """Copy each model's accuracy onto its ok rows; speed-up vs the float32 row of the same config."""
+    """Copy each model's accuracy onto its ok rows; speed-up by the one rule (cxredge/formats.py)."""
     for row in rows:
         m = models.get(row["model"])
         if m and row["status"] == "ok":
             for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "agreement_with_float"):
                 row[k] = m.get(k)
-    floats = {(r["variant"], r["delegate"], r["threads"]): r for r in rows
-              if r["precision"] == "float32" and r["status"] == "ok"}
-    for row in rows:
-        ref = floats.get((row["variant"], row["delegate"], row["threads"]))
-        if row["status"] == "ok" and ref is not None and row["latency_ms"]["median"] > 0:
-            row["speedup_vs_float32"] = ref["latency_ms"]["median"] / row["latency_ms"]["median"]
+    fill_speedups(rows)

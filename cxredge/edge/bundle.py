@@ -20,9 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from cxredge.errors import CxrError
+from cxredge.formats import BUNDLE_FORMAT, BUNDLE_JSON, LABELS_TXT, METRICS_JSON, RUN_JSON, TEST_IMAGES
 from cxredge.io import atomic_path, sha256_file
 
-BUNDLE_FORMAT = "cxredge-bundle/1"
 MAX_UNPACKED = 4 * 2**30  # 4 GiB: larger is not a cxredge bundle
 STORED_SUFFIXES = {".png", ".jpg", ".jpeg", ".zip"}
 
@@ -33,11 +33,11 @@ def write_bundle(out: Path, files: dict[str, Path], meta: dict) -> dict:
               for name, src in files.items() if name.endswith(".tflite")]
     manifest = {"format": BUNDLE_FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 **meta, "models": models,
-                "test_images": sum(1 for n in files if n.startswith("test_images/"))}
+                "test_images": sum(1 for n in files if n.startswith(TEST_IMAGES + "/"))}
     with atomic_path(out) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("bundle.json", json.dumps(manifest, indent=2) + "\n")
-            zf.writestr("labels.txt", "".join(f"{c}\n" for c in meta["classes"]))
+            zf.writestr(BUNDLE_JSON, json.dumps(manifest, indent=2) + "\n")
+            zf.writestr(LABELS_TXT, "".join(f"{c}\n" for c in meta["classes"]))
             for name, src in files.items():
                 method = zipfile.ZIP_STORED if src.suffix.lower() in STORED_SUFFIXES else zipfile.ZIP_DEFLATED
                 zf.write(src, name, compress_type=method)
@@ -66,9 +66,9 @@ def open_bundle(path: Path, dest: Path) -> dict:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
             check_members(path, infos)
-            if "bundle.json" not in zf.namelist():
+            if BUNDLE_JSON not in zf.namelist():
                 raise CxrError(f"{path}: no bundle.json inside (not a cxredge bundle)")
-            manifest = json.loads(zf.read("bundle.json"))
+            manifest = json.loads(zf.read(BUNDLE_JSON))
             if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
                 raise CxrError(f"{path}: bundle.json is not {BUNDLE_FORMAT}")
             for info in infos:
@@ -134,12 +134,12 @@ def collect_run(run_dir: Path, variants: list[str] | None, precisions: list[str]
         rel = f"{p.parent.name}/{p.name}"
         files[rel] = p
         files[rel[:-len(".tflite")] + ".json"] = p.with_suffix(".json")
-        metrics = p.parent / "metrics.json"
+        metrics = p.parent / METRICS_JSON
         if metrics.is_file():
-            files[f"{p.parent.name}/metrics.json"] = metrics
+            files[f"{p.parent.name}/{METRICS_JSON}"] = metrics
     run = read_run(run_dir)
     if run is not None:
-        files["run.json"] = run_dir / "run.json"
+        files[RUN_JSON] = run_dir / RUN_JSON
     for src, cls in test_split or []:
-        files[f"test_images/{cls}/{src.name}"] = src
+        files[f"{TEST_IMAGES}/{cls}/{src.name}"] = src
     return files, {"classes": classes, "run": run}

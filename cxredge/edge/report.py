@@ -21,6 +21,7 @@ from cxredge.edge.report_saliency import saliency_section
 from cxredge.edge.results import fmt
 from cxredge.edge.sidecar import read_sidecar
 from cxredge.edge.sources import run_models
+from cxredge.formats import METRICS_JSON, RUN_JSON
 from cxredge.io import read_json, write_text
 from cxredge.vocab import VARIANTS, order_key
 
@@ -51,12 +52,12 @@ class Doc:
 
 
 def variant_dirs(run_dir: Path) -> list[Path]:
-    dirs = [d for d in run_dir.iterdir() if d.is_dir() and (d / "metrics.json").is_file()] if run_dir.is_dir() else []
+    dirs = [d for d in run_dir.iterdir() if d.is_dir() and (d / METRICS_JSON).is_file()] if run_dir.is_dir() else []
     return sorted(dirs, key=lambda d: (order_key(VARIANTS, d.name), d.name))
 
 
 def run_section(doc: Doc, run_dir: Path, assets: Path) -> None:
-    run = read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
+    run = read_json(run_dir / RUN_JSON) if (run_dir / RUN_JSON).is_file() else {}
     data = run.get("data") or {}
     doc.h(2, "The run")
     doc.p(f"Run folder `{run_dir}`; classes {', '.join(run.get('classes') or data.get('classes') or [])}; "
@@ -74,7 +75,7 @@ def run_section(doc: Doc, run_dir: Path, assets: Path) -> None:
     doc.h(2, "Variants: test metrics of the Keras float model (study's format)")
     rows = []
     for d in dirs:
-        m = read_json(d / "metrics.json")
+        m = read_json(d / METRICS_JSON)
         study = STUDY_ACCURACY.get(d.name)
         ci = (m.get("ci95") or {}).get("accuracy")
         rows.append([d.name, fmt(m.get("accuracy")), fmt(study), fmt(m.get("macro_f1")),
@@ -97,7 +98,7 @@ def figures(doc: Doc, dirs: list[Path], assets: Path) -> None:
             curves = P.curves_plot(plt, read_json(d / "history.json"), d.name, assets / f"{d.name}_curves.png") if plt else None
         if not confusion.is_file():
             plt = plt or P.matplotlib_pyplot()
-            m = read_json(d / "metrics.json")
+            m = read_json(d / METRICS_JSON)
             confusion = (P.confusion_plot(plt, m["confusion_matrix"], m["classes"], f"{d.name} (test)",
                                           assets / f"{d.name}_confusion.png") if plt else None)
         trained = (d / "history.json").is_file() or (d / "curves.png").is_file()  # an ensemble has no curves

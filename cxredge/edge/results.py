@@ -1,6 +1,6 @@
 """bench.json and bench.md: write them, read them back, tabulate them. TF-free.
 
-bench.json (contract in DESIGN.md; names are kept, fields are only added):
+bench.json: its contract is the bench section of cxredge/formats.py (BENCH_FORMAT, BENCH_ROW_KEYS). In short:
   format "cxredge-bench/1", created, device {...}, settings {...}, dataset {source, path, split, n, classes},
   models {key: full metrics of that model + evaluated_with + agreement_with_float},
   results [one per (model, delegate, threads): model, variant, precision, delegate, threads, size_bytes,
@@ -19,9 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cxredge.errors import CxrError
+from cxredge.formats import BENCH_FORMAT, BENCH_JSON, BENCH_MD
 from cxredge.io import read_json, write_json, write_text
 
-BENCH_FORMAT = "cxredge-bench/1"
 NOTES = [
     "latency_ms: init = interpreter + delegate + allocate_tensors; first = first invoke(); median/p90/p99/mean/std "
     "over `runs` invoke() calls after `warmup`, each timed alone with perf_counter_ns, input set once.",
@@ -105,7 +105,7 @@ def bench_markdown(doc: dict, plots: list[str] | None = None) -> str:
 
 
 def write_bench(out_dir: Path, doc: dict, plots: list[str] | None = None) -> tuple[Path, Path]:
-    return write_json(out_dir / "bench.json", doc), write_text(out_dir / "bench.md", bench_markdown(doc, plots))
+    return write_json(out_dir / BENCH_JSON, doc), write_text(out_dir / BENCH_MD, bench_markdown(doc, plots))
 
 
 RICH_COLUMNS = ["model", "delegate", "threads", "MB", "accuracy", "macro F1", "agree fp32", "first ms",

@@ -1,9 +1,9 @@
 """What bench / predict / export read: a run directory, .tflite files, or a bundle. TF-free.
 
-A run directory (DESIGN.md) holds run.json and <variant>/<precision>.tflite + sidecars. A bundle
-(`cxredge export`) is a zip of the same layout, optionally with its test images under test_images/.
-Models are listed in a fixed order: variant (fc, one_conv, two_conv, finetune, ensemble, others), then
-precision (float32, float16, dynamic, int8, qat_int8, others).
+A run directory (its layout: cxredge/formats.py) holds run.json and <variant>/<precision>.tflite +
+sidecars. A bundle (`cxredge export`) is a zip of the same layout, optionally with its test images under
+test_images/. Models are listed in a fixed order: variant, then precision, each in cxredge/vocab.py's
+order (VARIANTS, PRECISIONS), unknown names last.
 """
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from cxredge.edge.dataset import Dataset, _class_folders, scan, scan_eval
 from cxredge.edge.runtime import check_tflite_file
 from cxredge.edge.sidecar import read_labels_file, read_sidecar
 from cxredge.errors import CxrError
+from cxredge.formats import RUN_JSON, TEST_IMAGES
 from cxredge.io import read_json
 from cxredge.vocab import PRECISIONS, VARIANTS, order_key
-
-TEST_IMAGES = "test_images"
 
 
 @dataclass
@@ -42,7 +41,7 @@ def run_models(run_dir: Path) -> list[Path]:
 
 
 def read_run(run_dir: Path) -> dict | None:
-    path = run_dir / "run.json"
+    path = run_dir / RUN_JSON
     if not path.is_file():
         return None
     run = read_json(path)
@@ -94,7 +93,7 @@ def from_paths(paths: list[Path], labels_file: Path | None = None) -> Source:
             files.append(p)
     seen: set[str] = set()
     entries = [make_entry(p, labels_file, seen) for p in files]
-    run_dir = next((d for d in (files[0].parent.parent, files[0].parent) if (d / "run.json").is_file()), None)
+    run_dir = next((d for d in (files[0].parent.parent, files[0].parent) if (d / RUN_JSON).is_file()), None)
     return Source(entries, run_dir, read_run(run_dir) if run_dir else None, None, "models")
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxredge.errors import CxrError
+from cxredge.formats import BENCH_JSON
 from cxredge.io import sha256_file, write_bytes, write_json
 from cxredge.remote.ssh import Connection, SshSettings, Target, last_line
 
@@ -258,7 +259,7 @@ class DeviceRun:
                         files[safe_member(m.name).name] = tar.extractfile(m).read()
         except (tarfile.TarError, CxrError) as exc:
             raise CxrError(f"{self.t}: the results came back damaged ({exc})") from None
-        if "bench.json" not in files:
+        if BENCH_JSON not in files:
             raise CxrError(f"{self.t}: cxredge bench there wrote no bench.json")
         self.view.advance(1)
         return files
@@ -273,7 +274,7 @@ class DeviceRun:
     def save(self, out_dir: Path, files: dict[str, bytes], python: str, installed, wall_s: float) -> tuple[Path, dict]:
         """Write the device's files under out_dir/devices/<label>/, bench.json last and atomically."""
         try:
-            doc = json.loads(files.pop("bench.json"))
+            doc = json.loads(files.pop(BENCH_JSON))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CxrError(f"{self.t}: bench.json from there is not JSON ({exc})") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
@@ -288,4 +289,4 @@ class DeviceRun:
                          "cxredge": self.f.get("cxredge"), "bundle_sha256": sha256_file(self.job.bundle),
                          "env": dict(self.rs.env), "prefix": list(self.rs.prefix), "wall_s": round(wall_s, 2),
                          "transport": "system OpenSSH client (BatchMode, host key checked)"}
-        return write_json(dest / "bench.json", doc), doc
+        return write_json(dest / BENCH_JSON, doc), doc

@@ -18,6 +18,7 @@ from cxredge.edge.clinical import Resampler
 from cxredge.edge.dataset import load_split, scan_recorded
 from cxredge.edge.metrics import classification_metrics
 from cxredge.errors import CxrError
+from cxredge.formats import METRICS_JSON, RUN_JSON
 from cxredge.io import read_json, write_json
 from cxredge.plots import plot_confusion
 from cxredge.train import ensemble as E
@@ -43,7 +44,7 @@ def scores(y: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
 
 
 def ensemble_run(run_dir: Path, specs: list[str], weights: list[float] | None, console: Console) -> dict:
-    run_path = run_dir / "run.json"
+    run_path = run_dir / RUN_JSON
     if not run_path.is_file():
         raise CxrError(f"--run {run_dir}: no run.json (train first: cxredge train --out {run_dir})")
     run = read_json(run_path)
@@ -81,7 +82,7 @@ def ensemble_run(run_dir: Path, specs: list[str], weights: list[float] | None, c
                             for i, m in enumerate(members)})
     folder = run_dir / E.NAME
     save_model(model, folder / "model.keras")
-    write_json(folder / "metrics.json", metrics)
+    write_json(folder / METRICS_JSON, metrics)
     plot_confusion(metrics["confusion_matrix"], classes, folder / "confusion.png",
                    title=f"ensemble: test accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
     run["variants"] = list(dict.fromkeys(list(run.get("variants") or []) + [E.NAME]))

@@ -17,6 +17,7 @@ from cxredge.edge.clinical import Resampler
 from cxredge.edge.metrics import classification_metrics
 from cxredge.edge.dataset import scan
 from cxredge.errors import CxrError
+from cxredge.formats import RUN_FORMAT, RUN_JSON
 from cxredge.io import write_json
 from cxredge.keras import keras, tf
 from cxredge.train import fit as fitting
@@ -261,7 +262,7 @@ def _evaluate(model, tail, variant, cuts, data, feats, settings) -> dict:
 
 def _write_run_json(out, data: TrainData, settings, results, feats, strategy, audit: dict | None) -> None:
     run = {
-        "format": "cxredge-run/1",
+        "format": RUN_FORMAT,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "classes": list(data.classes), "alpha": settings.alpha, "weights": settings.weights, "image_size": 224,
         "seed": settings.seed, "variants": list(settings.variants),
@@ -279,4 +280,4 @@ def _write_run_json(out, data: TrainData, settings, results, feats, strategy, au
         "results": {m["variant"]: {key: m[key] for key in ("accuracy", "macro_f1", "params_trainable", "train_seconds")}
                     for m in results},
     }
-    write_json(out / "run.json", run)
+    write_json(out / RUN_JSON, run)

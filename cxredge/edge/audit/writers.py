@@ -12,6 +12,7 @@ from PIL import Image
 
 from cxredge.edge.audit.features import GROUP_TITLES, GROUPS
 from cxredge.edge.report import CSS, Doc, block_html, to_markdown
+from cxredge.formats import AUDIT_HTML, AUDIT_JSON, AUDIT_MD
 from cxredge.io import write_json, write_text
 
 MAX_GROUPS = 40  # duplicate groups listed in the md/html (all of them are in audit.json)
@@ -196,7 +197,7 @@ def duplicate_pictures(a: dict, root: Path, limit: int = 8) -> str:
 def write_outputs(a: dict, out_dir: Path, root: Path) -> tuple[Path, Path, Path]:
     doc = audit_doc(a)
     md_doc = Doc([("p", f"**warning ({b[1]})**: {b[2]}") if b[0] == "warn" else b for b in doc.blocks])
-    json_path = write_json(out_dir / "audit.json", a)
-    md_path = write_text(out_dir / "audit.md", to_markdown(md_doc, out_dir))
-    html_path = write_text(out_dir / "audit.html", to_html(doc, a, root))
+    json_path = write_json(out_dir / AUDIT_JSON, a)
+    md_path = write_text(out_dir / AUDIT_MD, to_markdown(md_doc, out_dir))
+    html_path = write_text(out_dir / AUDIT_HTML, to_html(doc, a, root))
     return json_path, md_path, html_path
