@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -10,8 +9,9 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from cxredge.cli.common import console, handle_errors, split_ints, split_list
+from cxredge.cli.bench_common import bar, no_row_ok, resolve_source
 from cxredge.cli.bench_remote import REMOTE, REMOTE_HELP
+from cxredge.cli.common import console, handle_errors, split_ints, split_list
 from cxredge.errors import CxrError
 from cxredge.formats import BENCH_JSON, BENCH_MD
 from cxredge.paths import DEFAULT_RUN
@@ -78,18 +78,6 @@ def bench(
         console.print(f"[yellow]{len(failed)} of {len(doc['results'])} rows failed; the others ran[/]")
 
 
-def no_row_ok(doc: dict) -> str | None:
-    """The one error line when no row of a bench ran (every row failed, or there was none), else None."""
-    rows = doc.get("results") or []
-    if any(r.get("status") == "ok" for r in rows):
-        return None
-    if not rows:
-        return "no row was benched: nothing measured"
-    first = next((r for r in rows if r.get("error")), rows[0])
-    return (f"all {len(rows)} rows failed, nothing measured (first: {first['model']} {Path(str(first['delegate'])).name} "
-            f"x{first['threads']}: {first.get('error')}); bench.json records each error")
-
-
 def parse_options(items: list[str]) -> tuple[tuple[str, str], ...]:
     out = []
     for item in items:
@@ -98,25 +86,6 @@ def parse_options(items: list[str]) -> tuple[tuple[str, str], ...]:
             raise CxrError(f"--delegate-option {item}: expected KEY=VALUE")
         out.append((key.strip(), value.strip()))
     return tuple(out)
-
-
-def resolve_source(models: list[Path], run: Path | None, labels: Path | None, stack: contextlib.ExitStack):
-    from cxredge.edge import bundle, sources
-
-    if models and run is not None:
-        raise CxrError("give either --run DIR or MODEL/BUNDLE arguments, not both")
-    bundles = [m for m in models if bundle.is_bundle(m)]
-    if bundles:
-        if len(models) != 1:
-            raise CxrError(f"{bundles[0]}: a bundle is benched on its own (no other MODEL arguments)")
-        dest = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cxredge-bundle-")))
-        bundle.open_bundle(bundles[0], dest)
-        src = sources.from_run(dest, labels)
-        src.origin, src.run_dir = "bundle", None
-        return src
-    if models:
-        return sources.from_paths(models, labels)
-    return sources.from_run(run or DEFAULT_RUN, labels)
 
 
 def execute(source, data, split, limit, settings, out, name=None, ci=2000):
@@ -175,13 +144,6 @@ def dataset_name(root: Path) -> str:
     """A dataset's default name: its folder's name (the parent's for DIR/test or DIR/val)."""
     root = Path(root).resolve()
     return root.parent.name if root.name in ("test", "val", "train") else root.name
-
-
-def bar():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True)
 
 
 class ProgressAdapter:

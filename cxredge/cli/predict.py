@@ -29,10 +29,10 @@ def predict(
     precision: str = typer.Option("int8", "--precision", help="Which model of a bundle."),
 ) -> None:
     """Classify X-ray images with a TFLite model, without TensorFlow."""
-    from cxredge.edge.bench import resolve_delegate
     from cxredge.edge.ood_flags import Guard
     from cxredge.edge.runtime import TFLiteModel, check_tflite_file
     from cxredge.edge.sidecar import model_labels
+    from cxredge.vocab import resolve_delegate
 
     with contextlib.ExitStack() as stack:
         path = model_in_bundle(model, variant, precision, stack) if model.suffix.lower() == ".zip" else model

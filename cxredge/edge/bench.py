@@ -22,10 +22,11 @@ import numpy as np
 from cxredge.edge.device import temperatures_c
 from cxredge.edge.metrics import agreement, classification_metrics
 from cxredge.edge.runtime import Runtime, TFLiteModel
+from cxredge.edge.sources import ModelEntry
 from cxredge.errors import CxrError
 from cxredge.formats import bench_row, fill_speedups
+from cxredge.vocab import resolve_delegate
 
-DELEGATE_ALIASES = {"edgetpu": "libedgetpu.so.1", "gpu": "libtensorflowlite_gpu_delegate.so"}
 RUN_ERRORS = (CxrError, RuntimeError, ValueError, OSError)
 
 
@@ -49,26 +50,6 @@ class BenchSettings:
         return {"threads": list(self.threads), "delegates": list(self.delegates),
                 "delegate_options": dict(self.delegate_options), "runs": self.runs, "warmup": self.warmup,
                 "timer": "time.perf_counter_ns, one invoke() per sample"}
-
-
-@dataclass
-class ModelEntry:
-    """One .tflite to bench: where it is, what it is, which labels its outputs carry."""
-    path: Path
-    key: str                 # unique display name, e.g. "two_conv/int8"
-    variant: str
-    precision: str
-    labels: list[str] | None
-    sidecar: dict | None = None
-    reference: Path | None = None  # the float32 model of the same variant, for agreement
-    size_bytes: int = field(init=False)
-
-    def __post_init__(self):
-        self.size_bytes = self.path.stat().st_size
-
-
-def resolve_delegate(name: str) -> str:
-    return DELEGATE_ALIASES.get(name, name)
 
 
 def latency_stats(samples_ns: list[int] | np.ndarray) -> dict:

@@ -163,10 +163,10 @@ def tflite_explainer(path: Path, shown: Path, settings: OcclusionSettings, batch
                      delegate: str, labels_file: Path | None) -> Explainer:
     """A .tflite (float or int8) behind a BatchRunner, explained by occlusion. batch None: DEFAULT_BATCH for a
     quantized model, 1 for a float one (batching int8 is 1.05-1.12x faster, float 0.92-0.99x: explain_speed.md)."""
-    from cxredge.edge.bench import resolve_delegate
     from cxredge.edge.explain import DEFAULT_BATCH, BatchRunner, occlusion, positions
     from cxredge.edge.runtime import TFLiteModel, check_tflite_file
     from cxredge.edge.sidecar import model_labels, read_sidecar
+    from cxredge.vocab import resolve_delegate
 
     check_tflite_file(path)
     names = model_labels(path, labels_file)

@@ -8,12 +8,10 @@ installed; without it the report still has every table and says which figures we
 """
 from __future__ import annotations
 
-import base64
-import html
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxredge.edge import plots as P
+from cxredge.edge.document import Doc, to_html, to_markdown
 from cxredge.edge.report_audit import audit_section
 from cxredge.edge.report_clinical import clinical_blocks, dataset_label, datasets_section
 from cxredge.edge.report_devices import bench_summary, devices_section, heading
@@ -28,27 +26,6 @@ from cxredge.vocab import VARIANTS, order_key
 # Test accuracy reported by the transfer-learning study cxredge builds on (MobileNet v1, 4 classes).
 STUDY_ACCURACY = {"fc": 0.865, "one_conv": 0.434, "two_conv": 0.878}
 ASSETS = "report_assets"
-
-
-@dataclass
-class Doc:
-    """Blocks rendered twice: ("h", level, text) ("p", text) ("table", headers, rows) ("img", path, caption)."""
-    blocks: list[tuple] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def h(self, level: int, text: str):
-        self.blocks.append(("h", level, text))
-
-    def p(self, text: str):
-        self.blocks.append(("p", text))
-
-    def table(self, headers: list[str], rows: list[list[str]]):
-        if rows:
-            self.blocks.append(("table", headers, rows))
-
-    def img(self, path: Path | None, caption: str):
-        if path is not None and path.is_file():
-            self.blocks.append(("img", path, caption))
 
 
 def variant_dirs(run_dir: Path) -> list[Path]:
@@ -171,67 +148,6 @@ def build(run_dir: Path | None, benches: list[tuple[Path, dict]], assets: Path) 
         for n in doc.notes:
             doc.p(n)
     return doc
-
-
-def to_markdown(doc: Doc, out_dir: Path) -> str:
-    parts = []
-    for b in doc.blocks:
-        if b[0] == "h":
-            parts.append("#" * b[1] + " " + b[2])
-        elif b[0] == "p":
-            parts.append(b[1])
-        elif b[0] == "table":
-            esc = lambda c: str(c).replace("|", "\\|")  # noqa: E731
-            parts.append("\n".join(["| " + " | ".join(esc(h) for h in b[1]) + " |", "|" + "---|" * len(b[1])]
-                                   + ["| " + " | ".join(esc(c) for c in r) + " |" for r in b[2]]))
-        elif b[0] == "img":
-            parts.append(f"![{b[2]}]({relpath(b[1], out_dir)})")
-    return "\n\n".join(parts) + "\n"
-
-
-def relpath(path: Path, base: Path) -> str:
-    import os
-
-    return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
-
-
-CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-       "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px}"
-       "th{background:#f2f2f2}td{text-align:right}td:first-child{text-align:left}figure{margin:1em 0}"
-       "img{max-width:100%}figcaption{font-size:13px;color:#555}code{background:#f4f4f4;padding:0 3px}")
-
-
-def to_html(doc: Doc) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>cxredge report</title>",
-             f"<style>{CSS}</style></head><body>"]
-    parts += [block_html(b) for b in doc.blocks]
-    return "\n".join(parts + ["</body></html>"]) + "\n"
-
-
-def block_html(b: tuple) -> str:
-    """One Doc block as HTML (images base64-embedded)."""
-    e = html.escape
-    if b[0] == "h":
-        return f"<h{b[1]}>{e(b[2])}</h{b[1]}>"
-    if b[0] == "p":
-        return f"<p>{inline_code(e(b[1]))}</p>"
-    if b[0] == "table":
-        head = "".join(f"<th>{e(h)}</th>" for h in b[1])
-        body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
-        return f"<table><tr>{head}</tr>{body}</table>"
-    if b[0] == "img":
-        data = base64.b64encode(b[1].read_bytes()).decode("ascii")
-        return (f"<figure><img alt='{e(b[2])}' src='data:image/png;base64,{data}'>"
-                f"<figcaption>{e(b[2])}</figcaption></figure>")
-    return ""
-
-
-def inline_code(text: str) -> str:
-    out, inside = [], False
-    for i, chunk in enumerate(text.split("`")):
-        out.append(("<code>" + chunk + "</code>") if i % 2 else chunk)
-        inside = not inside
-    return "".join(out)
 
 
 def write_report(out_dir: Path, run_dir: Path | None, benches: list[tuple[Path, dict]]) -> tuple[Path, Path, Doc]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cxredge.edge import clinical_tables
+from cxredge.edge.document import fmt, md_table
 from cxredge.errors import CxrError
 from cxredge.formats import BENCH_FORMAT, BENCH_JSON, BENCH_MD
 from cxredge.io import read_json, write_json, write_text
@@ -46,10 +48,6 @@ def read_bench(path: str | Path) -> dict:
     return doc
 
 
-def fmt(value, spec: str = ".3f", none: str = "-") -> str:
-    return none if value is None else format(value, spec)
-
-
 def row_cells(r: dict) -> list[str]:
     lat = r.get("latency_ms") or {}
     status = r["status"] if r["status"] == "ok" else f"failed: {r.get('error') or ''}"
@@ -74,12 +72,6 @@ def device_line(device: dict) -> str:
             f"Python {device.get('python')}, {device.get('runtime')} {device.get('runtime_version')}{t}{th}")
 
 
-def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    esc = [[c.replace("|", "\\|") for c in r] for r in rows]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in esc])
-
-
 def bench_markdown(doc: dict, plots: list[str] | None = None) -> str:
     ds = doc.get("dataset", {})
     s = doc.get("settings", {})
@@ -96,8 +88,6 @@ def bench_markdown(doc: dict, plots: list[str] | None = None) -> str:
     per = [[k] + [" / ".join(fmt(m["per_class"].get(c, {}).get(v)) for v in ("recall", "precision", "f1"))
                   for c in classes] for k, m in doc.get("models", {}).items()]
     parts += [md_table(["model"] + classes, per), ""]
-    from cxredge.edge import clinical_tables  # it builds on this module's fmt / md_table
-
     parts += clinical_tables.markdown(doc)
     parts += [f"![{p}]({p})" for p in plots or []]
     parts += ["", "## Notes", ""] + [f"- {n}" for n in doc.get("notes", [])]

@@ -7,17 +7,32 @@ order (VARIANTS, PRECISIONS), unknown names last.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from cxredge.edge.bench import ModelEntry
-from cxredge.edge.dataset import Dataset, _class_folders, scan, scan_eval
+from cxredge.edge.dataset import Dataset, class_folders, scan, scan_eval
 from cxredge.edge.runtime import check_tflite_file
 from cxredge.edge.sidecar import read_labels_file, read_sidecar
 from cxredge.errors import CxrError
 from cxredge.formats import RUN_JSON, TEST_IMAGES
 from cxredge.io import read_json
 from cxredge.vocab import PRECISIONS, VARIANTS, order_key
+
+
+@dataclass
+class ModelEntry:
+    """One .tflite to bench: where it is, what it is, which labels its outputs carry."""
+    path: Path
+    key: str                 # unique display name, e.g. "two_conv/int8"
+    variant: str
+    precision: str
+    labels: list[str] | None
+    sidecar: dict | None = None
+    reference: Path | None = None  # the float32 model of the same variant, for agreement
+    size_bytes: int = field(init=False)
+
+    def __post_init__(self):
+        self.size_bytes = self.path.stat().st_size
 
 
 @dataclass
@@ -167,7 +182,7 @@ def align_classes(ds: Dataset, labels: list[str], where: str) -> Dataset:
 
 def folder_dataset(root: Path, split: str = "test") -> Dataset:
     """DIR/<class>/* as one split named `split` (a bundle's test images, a labelled folder)."""
-    classes, files = _class_folders(root)
+    classes, files = class_folders(root)
     return Dataset(root, classes, {split: tuple(files)}, "test-only")
 
 

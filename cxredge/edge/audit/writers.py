@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from cxredge.edge.audit.features import GROUP_TITLES, GROUPS
-from cxredge.edge.report import CSS, Doc, block_html, to_markdown
+from cxredge.edge.document import CSS, Doc, block_html, to_markdown
 from cxredge.formats import AUDIT_HTML, AUDIT_JSON, AUDIT_MD
 from cxredge.io import write_json, write_text
 
