@@ -21,7 +21,6 @@ from cxredge.edge.audit import audit, collect_loaded
 from cxredge.edge.dataset import SPLITS, load_split, scan
 from cxredge.edge.device import device_info
 from cxredge.paths import SAMPLE_DATA
-
 from _audit_common import DEFAULT_DATA, RESULTS, save
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxredge.edge.audit import blas, facts as F, features as FE, logreg
+from cxredge.edge.audit import blas, logreg
+from cxredge.edge.audit import facts as F
+from cxredge.edge.audit import features as FE
 from cxredge.edge.audit.duplicates import NEAR_THRESHOLD, hamming_pairs
 from cxredge.edge.audit.probe import MIN_LIFT, Z_MIN, ProbeSettings, flagged
 from cxredge.edge.audit.run import Collected, dataset_items, rel_name
 from cxredge.edge.dataset import scan
 from cxredge.edge.device import device_info
-
 from _audit_common import DEFAULT_DATA, RESULTS, save
 
 GROUPS = FE.GROUPS + ("all",)

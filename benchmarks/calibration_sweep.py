@@ -13,7 +13,6 @@ benchmarks/results/calibration_sweep.{json,md} with the machine it ran on.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys

@@ -25,7 +25,6 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-
 import train_tuning as tuning  # benchmarks/ is on sys.path when this script runs
 
 from cxredge.keras import keras

@@ -14,7 +14,6 @@ Writes benchmarks/results/int8_stock_check.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time

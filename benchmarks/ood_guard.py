@@ -103,8 +103,8 @@ def main() -> int:
     build_s = time.perf_counter() - t0
     same = rebuilt.to_dict() == side["ood"]
     t0 = time.perf_counter()
-    rates = {s: rate(stored, l.x) for s, l in splits.items()}
-    check_ms = (time.perf_counter() - t0) * 1000 / sum(len(l.y) for l in splits.values())
+    rates = {s: rate(stored, part.x) for s, part in splits.items()}
+    check_ms = (time.perf_counter() - t0) * 1000 / sum(len(part.y) for part in splits.values())
     with tempfile.TemporaryDirectory() as tmp:
         files = make_cases(Path(tmp))
         images = {k: load_batch([p])[0] for k, p in files.items()}

@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibration_sweep import RESULTS, calibration_images, evaluate, machine_info, setup, write  # noqa: E402
 
-
 HEAD_NAMES = ("conv_preds", "head_fc1", "head_fc2", "head_out")  # the 1000-d logits conv and the Dense head
 
 
@@ -40,8 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-qat", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS / "ptq_vs_qat")
     args = ap.parse_args(argv)
-    from cxredge.convert import debug, quantize
-    from cxredge.convert import bias_correction
+    from cxredge.convert import bias_correction, debug, quantize
     from cxredge.convert.qat import QatSettings, fine_tune
 
     run, ds, model, ref = setup(args.run, args.variant, args.split)

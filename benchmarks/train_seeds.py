@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import train_tuning as tuning  # benchmarks/ is on sys.path when this script runs
-
 from calibration_sweep import machine_info
+
 from cxredge.train.settings import TrainSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"

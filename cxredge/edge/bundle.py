@@ -1,12 +1,7 @@
 """One zip to copy to a device: models, sidecars, labels, optionally test images and metrics. TF-free.
 
-Layout inside the zip (the run directory's own layout, so a bundle reads like a run):
-  bundle.json                  {"format": "cxredge-bundle/1", created, classes, models: [{path, sha256, size}],
-                                test_images: n or 0, run: the run.json it came from (or null)}
-  labels.txt                   one class per line, output order
-  run.json                     when the run has one
-  <variant>/<precision>.tflite + <precision>.json sidecar, <variant>/metrics.json when present
-  test_images/<class>/<file>   with --with-test-images (the run's test split)
+Layout inside the zip: the run directory's own (so a bundle reads like a run), plus bundle.json; both are
+defined in cxredge/formats.py (BUNDLE_FORMAT).
 
 Reading checks every member name before extracting anything: no absolute paths, no '..', no links,
 no drive letters, a bounded total size, and the sha256 of every model listed in bundle.json.

@@ -1,17 +1,7 @@
 """bench.json and bench.md: write them, read them back, tabulate them. TF-free.
 
-bench.json: its contract is the bench section of cxredge/formats.py (BENCH_FORMAT, BENCH_ROW_KEYS). In short:
-  format "cxredge-bench/1", created, device {...}, settings {...}, dataset {source, path, split, n, classes},
-  models {key: full metrics of that model + evaluated_with + agreement_with_float},
-  results [one per (model, delegate, threads): model, variant, precision, delegate, threads, size_bytes,
-           accuracy, macro_f1, macro_precision, macro_recall, agreement_with_float,
-           latency_ms {init, first, median, p90, p99, mean, std, min, runs}, speedup_vs_float32,
-           peak_rss_mb, rss_mb, status ok|failed, error],
-  clinical per model and row: per_class sensitivity / specificity / ppv / npv / auc / sens_at_spec95, macro_auc,
-      brier, ece, ci95, paired_vs_float (cxredge/edge/validation.py, docs/clinical-metrics.md),
-  ood {n, n_flagged, share, threshold, reasons, flagged, per_model, guarded, unguarded} (the OOD guard:
-      cxredge/edge/ood_flags.py, docs/ood-guard.md),
-  notes [...]
+bench.json's contract (its keys, the row schema, the speed-up rule) is the bench section of
+cxredge/formats.py (BENCH_FORMAT, BENCH_ROW_KEYS, fill_speedups).
 """
 from __future__ import annotations
 
@@ -109,9 +99,8 @@ COMPACT = ["model", "delegate", "threads", "accuracy", "agree fp32", "median ms"
 
 def rich_table(doc: dict, title: str = "cxredge bench", width: int = 120):
     """A table that fits `width` (errors are listed under it by `failures`; bench.md has every column)."""
-    from rich.table import Table
-
     from rich import box
+    from rich.table import Table
 
     table = Table(title=title + " (ms)", caption=device_line(doc["device"]), box=box.SIMPLE_HEAD, padding=(0, 1),
                   pad_edge=False)

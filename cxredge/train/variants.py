@@ -1,4 +1,5 @@
-"""The model contract (this docstring; tests/test_train_variants.py pins it): MobileNet cut at the conv_preds logits + a Dense head.
+"""The model contract (this docstring; tests/test_train_variants.py pins it): MobileNet cut at the conv_preds
+logits + a Dense head.
 
 Input: raw pixels 0..255, float32, (224, 224, 3); the first layer scales them to [-1, 1].
 Output: softmax over C classes. Which layers train is the variant:
