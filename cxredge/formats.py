@@ -115,8 +115,11 @@ def bench_row(**fields) -> dict:
     return row
 
 
-def headline_ms(row: dict) -> float | None:
-    """A row's headline latency: the median where the runner gave one, else the mean."""
+def headline_ms(row: dict | None) -> float | None:
+    """A row's headline latency: None for a missing or failed row, else the median where the runner gave one,
+    else the mean."""
+    if row is None or row.get("status") != "ok":
+        return None
     lat = row.get("latency_ms") or {}
     return lat.get("median") if lat.get("median") is not None else lat.get("mean")
 

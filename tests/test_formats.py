@@ -46,6 +46,7 @@ def test_one_speed_up_rule():
     mean_rows = [_row(median=None, mean=8.0), _row(precision="int8_refit", median=None, mean=2.0)]
     formats.fill_speedups(mean_rows)
     assert mean_rows[1]["speedup_vs_float32"] == pytest.approx(4.0)
+    assert [formats.headline_ms(r) for r in (rows[0], rows[3], mean_rows[1], None)] == [30.0, None, 2.0, None]
 
 
 def test_both_bench_writers_make_the_same_row(tmp_path):

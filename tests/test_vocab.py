@@ -32,7 +32,7 @@ def test_modes_and_precisions_agree():
     assert set(vocab.MODE_PRECISION) == set(vocab.MODES)
     assert set(vocab.CALIBRATED_MODES) <= set(vocab.MODES)
     assert set(vocab.FLOAT_PRECISIONS) <= set(vocab.PRECISIONS)
-    assert vocab.REFERENCE == vocab.PRECISIONS[0]
+    assert vocab.REFERENCE == vocab.PRECISIONS[0] == vocab.FLOAT_PRECISIONS[0]
     assert vocab.VARIANTS[:len(vocab.TRAIN_VARIANTS)] == vocab.TRAIN_VARIANTS
     assert vocab.TRAIN_VARIANTS[:len(vocab.STUDY_VARIANTS)] == vocab.STUDY_VARIANTS
 

@@ -15,6 +15,7 @@ from cxredge.cli.common import console, handle_errors, split_ints, split_list
 from cxredge.errors import CxrError
 from cxredge.formats import BENCH_JSON, BENCH_MD
 from cxredge.paths import DEFAULT_RUN
+from cxredge.vocab import SPLITS
 
 
 @handle_errors
@@ -143,7 +144,7 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000):
 def dataset_name(root: Path) -> str:
     """A dataset's default name: its folder's name (the parent's for DIR/test or DIR/val)."""
     root = Path(root).resolve()
-    return root.parent.name if root.name in ("test", "val", "train") else root.name
+    return root.parent.name if root.name in SPLITS else root.name
 
 
 class ProgressAdapter:

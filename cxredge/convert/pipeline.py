@@ -22,7 +22,7 @@ from cxredge.formats import QUANTIZE_JSON, RUN_JSON
 from cxredge.io import read_json, sha256_file, write_json, write_text
 from cxredge.keras import keras
 from cxredge.model_file import load_keras_model
-from cxredge.vocab import CALIBRATED_MODES, FLOAT_PRECISIONS, MODES
+from cxredge.vocab import CALIBRATED_MODES, FLOAT_PRECISIONS, MODES, REFERENCE
 
 
 @dataclass(frozen=True)
@@ -130,9 +130,9 @@ def quantize_variant(settings, run, variant, loaded, calib, tracker, ood: dict |
     ref = validate.keras_reference(model, loaded.x, loaded.y, run["classes"], settings.split)
     out_dir = settings.run / variant
     job = _Job(settings, run, variant, ref, calib, tracker, out_dir, ood)
-    float32 = quantize.convert_float(model, "float32")
-    rows = [job.emit("float32", float32)]
-    for mode in ("float16", "dynamic"):
+    float32 = quantize.convert_float(model, REFERENCE)
+    rows = [job.emit(REFERENCE, float32)]
+    for mode in FLOAT_PRECISIONS[1:]:  # float16, dynamic
         if mode in settings.modes:
             rows.append(job.emit(mode, quantize.convert_float(model, mode)))
     if calib is not None and (set(settings.modes) & {"int8", "refit"} or settings.debug or settings.float_fallback):

@@ -24,6 +24,7 @@ from pathlib import Path
 from cxredge.edge import plots as P
 from cxredge.edge.fingerprint import predictions_by_id
 from cxredge.edge.results import device_line, fmt
+from cxredge.formats import headline_ms
 from cxredge.vocab import PRECISIONS, VARIANTS, order_key
 
 
@@ -68,13 +69,6 @@ def latency_cell(r: dict | None) -> str:
     if lat.get("median") is not None:
         return f"{lat['median']:.2f}"
     return f"{lat['mean']:.2f} avg" if lat.get("mean") is not None else "-"
-
-
-def headline_ms(r: dict | None) -> float | None:
-    if r is None or r.get("status") != "ok":
-        return None
-    lat = r.get("latency_ms") or {}
-    return lat.get("median") if lat.get("median") is not None else lat.get("mean")
 
 
 def find(dev: Dev, key: tuple) -> dict | None:

@@ -26,6 +26,7 @@ from cxredge.train.artifacts import save_model
 from cxredge.train.cache import predict
 from cxredge.train.data import progress_bar
 from cxredge.train.finetune import pair_accuracy
+from cxredge.vocab import EVAL_SPLITS
 
 CHECK_IMAGES = 8
 
@@ -59,13 +60,13 @@ def ensemble_run(run_dir: Path, specs: list[str], weights: list[float] | None, c
     logits: dict[str, list[np.ndarray]] = {}
     splits = {}
     with progress_bar(console) as bar:
-        for split in ("val", "test"):
+        for split in EVAL_SPLITS:
             task = bar.add_task(f"decode {split}", total=len(ds.paths(split)), info="")
             splits[split] = load_split(ds, split, progress=lambda n, t=task: bar.advance(t, n))
         for i, m in enumerate(members):
             sub = E.logits_model(m.model, E.member_name(i, m.label))
             task = bar.add_task(f"member {m.label}", total=2, info="")
-            for split in ("val", "test"):
+            for split in EVAL_SPLITS:
                 logits.setdefault(split, []).append(predict(sub, splits[split].x, batch_size=32))
                 bar.advance(task, 1)
     probs = {s: softmax(np.tensordot(w, np.stack(z), axes=1)) for s, z in logits.items()}
@@ -78,7 +79,7 @@ def ensemble_run(run_dir: Path, specs: list[str], weights: list[float] | None, c
     validation.merge_into(metrics, validation.clinical_block(test.y, probs["test"], classes, Resampler(len(test.y))))
     metrics.update(variant=E.NAME, split="test", full_vs_cached_max_abs_diff=check,
                    val=scores(splits["val"].y, probs["val"], classes), ensemble=rec,
-                   members={m.label: {s: scores(splits[s].y, softmax(logits[s][i]), classes) for s in ("val", "test")}
+                   members={m.label: {s: scores(splits[s].y, softmax(logits[s][i]), classes) for s in EVAL_SPLITS}
                             for i, m in enumerate(members)})
     folder = run_dir / E.NAME
     save_model(model, folder / "model.keras")
