@@ -8,4 +8,3 @@ SAMPLE_DATA = PACKAGE_DIR / "data" / "sample"
 BUNDLED_WEIGHTS = PACKAGE_DIR / "weights" / "mobilenet_7_5_224_tf.h5"
 BUNDLED_WEIGHTS_ALPHA = 0.75
 DEFAULT_RUN = Path("runs") / "default"
-VARIANTS = ("fc", "one_conv", "two_conv")

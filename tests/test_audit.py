@@ -135,7 +135,7 @@ def test_jpeg_quality_matches_pillow_saves(mode, tmp_path):
 
 
 def test_jpeg_quality_of_non_ijg_tables_is_approximate():
-    from cxredge.edge.audit.jpeg import ZIGZAG, estimate_quality, ijg_table, LUMA
+    from cxredge.edge.audit.jpeg import LUMA, ZIGZAG, estimate_quality, ijg_table
 
     table = ijg_table(LUMA, 80).copy()
     table[10] += 3  # an encoder with its own tables

@@ -8,10 +8,10 @@ import shutil
 import sys
 
 import pytest
-from edge_fixtures import make_run
 from typer.testing import CliRunner
 
 from cxredge.cli.main import app
+from edge_fixtures import make_run
 
 runner = CliRunner()
 FAST = ["--runs", "3", "--warmup", "1", "--ci", "50"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-from edge_fixtures import make_run
 from typer.testing import CliRunner
 
 from cxredge.cli.main import app
+from edge_fixtures import make_run
 
 runner = CliRunner()
 

@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import invoke, read, synth_image
 from dicom_fixtures import real_png, write_dicom
 from PIL import Image
 
@@ -16,6 +15,7 @@ from cxredge.edge.dataset import SPLITS, scan, scan_recorded
 from cxredge.edge.images import load_image
 from cxredge.edge.table import DataOptions, map_label, parse_label_map
 from cxredge.errors import CxrError
+from conftest import invoke, read, synth_image
 
 NIH_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
               "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],")

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import loopback_sshd
 from cxredge import __version__
 from cxredge.cli.main import app
 from cxredge.remote.wheel import device_wheel
+import loopback_sshd
 from edge_fixtures import make_run
 
 runner = CliRunner()

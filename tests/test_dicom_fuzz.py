@@ -7,12 +7,12 @@ import warnings
 import numpy as np
 import pytest
 from dicom_fixtures import real_png, twelve_bit, write_dicom
-from fuzz import FUZZ
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cxredge.edge.images import load_image
 from cxredge.errors import CxrError
+from fuzz import FUZZ
 
 pytest.importorskip("pydicom")
 SYNTAXES = ("explicit", "rle", "j2k", "jpegll")

@@ -8,8 +8,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import invoke, synth_image
 from dicom_fixtures import PHI, UID_ROOT, twelve_bit, write_dicom
+
+from conftest import invoke, synth_image
 
 pytest.importorskip("pydicom")
 

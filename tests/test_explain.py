@@ -10,8 +10,18 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cxredge.cli.main import app
-from cxredge.edge.explain import (BatchRunner, OcclusionSettings, Saliency, compare_maps, occlusion, pearson, positions,
-                                  rankdata, region_shares, spearman)
+from cxredge.edge.explain import (
+    BatchRunner,
+    OcclusionSettings,
+    Saliency,
+    compare_maps,
+    occlusion,
+    pearson,
+    positions,
+    rankdata,
+    region_shares,
+    spearman,
+)
 from cxredge.edge.runtime import TFLiteModel
 from edge_fixtures import CLASSES, make_run
 from explain_fixtures import A, batch1_only, cam_model, flat, region_model

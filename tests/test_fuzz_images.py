@@ -9,7 +9,6 @@ import io
 
 import numpy as np
 import pytest
-from fuzz import FUZZ
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
@@ -17,6 +16,7 @@ from PIL import Image
 from cxredge.edge.audit.facts import read_image
 from cxredge.edge.images import load_image
 from cxredge.errors import CxrError
+from fuzz import FUZZ
 
 FORMATS = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "TIFF": ".tif"}
 MODES = ("L", "RGB", "I;16", "P", "LA", "RGBA", "1")

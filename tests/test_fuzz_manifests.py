@@ -11,13 +11,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from fuzz import FUZZ
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cxredge.edge.bundle import BUNDLE_FORMAT, open_bundle
 from cxredge.edge.sidecar import SIDECAR_FORMAT, read_labels_file, read_sidecar
 from cxredge.errors import CxrError
+from fuzz import FUZZ
 
 MODEL = b"\x1c\x00\x00\x00TFL3" + bytes(range(200))  # read_sidecar only hashes it
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=12),

@@ -9,12 +9,12 @@ import math
 import re
 from pathlib import Path
 
-from fuzz import FUZZ
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from cxredge.edge.benchmark_model import read_bench_file
 from cxredge.errors import CxrError
+from fuzz import FUZZ
 
 SAMPLE = (Path(__file__).parent / "fixtures" / "benchmark_model_android_sample.txt").read_text().splitlines()
 NUMBER = re.compile(r"\d+(?:\.\d+)?")

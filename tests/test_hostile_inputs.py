@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edge_fixtures import CLASSES, make_run, write_sidecar
 from PIL import Image
 from typer.testing import CliRunner
 
 from cxredge.cli.main import app
 from cxredge.errors import CxrError
 from cxredge.io import sha256_file
+from edge_fixtures import CLASSES, make_run, write_sidecar
 
 runner = CliRunner()
 

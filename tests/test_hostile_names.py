@@ -12,12 +12,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import make_dataset
 from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
 from cxredge import markdown as md
 from cxredge.cli.main import app
+from conftest import make_dataset
 
 runner = CliRunner()
 HOSTILE_CLASS = "[link=https:x]<img src=x onerror=alert(1)>"  # rich markup, then HTML

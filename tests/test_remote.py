@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import loopback_sshd
 from cxredge.cli.main import app
 from cxredge.errors import CxrError
 from cxredge.remote.session import BenchJob, DeviceRun, RemoteSettings, remote_failure
 from cxredge.remote.ssh import SshSettings, Target, parse_target, ssh_error
 from cxredge.remote.wheel import device_wheel
+import loopback_sshd
 from edge_fixtures import make_run
 
 runner = CliRunner()

@@ -78,12 +78,12 @@ def test_report_bench_only_and_bad_inputs(reported_run, tmp_path):
 
 
 def test_variant_table_shows_the_clinical_block_of_metrics_json(reported_run, tmp_path):
+    import shutil
+
     import numpy as np
 
     from cxredge.edge import validation
     from cxredge.edge.clinical import Resampler
-
-    import shutil
 
     run = shutil.copytree(reported_run[0], tmp_path / "run")  # the shared run stays as it was
     rng = np.random.default_rng(0)

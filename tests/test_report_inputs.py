@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from fuzz import FUZZ
 from hypothesis import given
 from hypothesis import strategies as st
 from report_fixtures import synthetic_bench
@@ -19,6 +18,7 @@ from typer.testing import CliRunner
 from cxredge.cli.main import app
 from cxredge.edge.report import build
 from cxredge.errors import CxrError
+from fuzz import FUZZ
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -7,9 +7,8 @@ import pytest
 from cxredge.errors import CxrError
 
 keras_mod = pytest.importorskip("cxredge.keras")
-from cxredge.train.cache import (compute_features, cut_layer_name, feature_extractor,  # noqa: E402
-                                 predict, tail_model)
 from cxredge.train.augment import view_transform  # noqa: E402
+from cxredge.train.cache import compute_features, cut_layer_name, feature_extractor, predict, tail_model  # noqa: E402
 from cxredge.train.variants import build_model, count_params, set_trainable  # noqa: E402
 
 EXPECTED_TRAINABLE = {"fc": 1_551_876, "one_conv": 2_576_876, "two_conv": 3_627_500}

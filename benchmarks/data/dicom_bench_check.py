@@ -27,7 +27,6 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from common import results_dir  # noqa: E402
-
 from dicom_fixtures import twelve_bit, write_dicom  # noqa: E402
 
 from cxredge.edge.device import device_info  # noqa: E402

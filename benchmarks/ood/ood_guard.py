@@ -30,8 +30,6 @@ from common import ROOT, results_dir  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
 
-from ood_images import NON_XRAY, xray_variants  # noqa: E402
-
 from cxredge.edge import ood  # noqa: E402
 from cxredge.edge.dataset import load_split, scan_recorded  # noqa: E402
 from cxredge.edge.device import device_info  # noqa: E402
@@ -39,6 +37,7 @@ from cxredge.edge.images import load_batch  # noqa: E402
 from cxredge.edge.runtime import TFLiteModel, find_runtime  # noqa: E402
 from cxredge.edge.sidecar import read_sidecar  # noqa: E402
 from cxredge.io import read_json, write_json, write_text  # noqa: E402
+from ood_images import NON_XRAY, xray_variants  # noqa: E402
 
 SITE = Path(np.__file__).resolve().parents[1]
 PHOTOS = [SITE / "matplotlib/mpl-data/sample_data/grace_hopper.jpg", SITE / "sklearn/datasets/images/china.jpg",
@@ -106,8 +105,8 @@ def main() -> int:
     build_s = time.perf_counter() - t0
     same = rebuilt.to_dict() == side["ood"]
     t0 = time.perf_counter()
-    rates = {s: rate(stored, l.x) for s, l in splits.items()}
-    check_ms = (time.perf_counter() - t0) * 1000 / sum(len(l.y) for l in splits.values())
+    rates = {s: rate(stored, part.x) for s, part in splits.items()}
+    check_ms = (time.perf_counter() - t0) * 1000 / sum(len(part.y) for part in splits.values())
     with tempfile.TemporaryDirectory() as tmp:
         files = make_cases(Path(tmp))
         images = {k: load_batch([p])[0] for k, p in files.items()}

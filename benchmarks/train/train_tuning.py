@@ -50,17 +50,19 @@ def aug_views(F, n):
 
 def run(F, variant, views=2, **kw):
     s = TrainSettings(variants=(variant,), **kw)
-    keras.backend.clear_session(); fitting.set_determinism(s.seed)
+    keras.backend.clear_session()
+    fitting.set_determinism(s.seed)
     m = build_model(variant, 4, 0.75, W, dropout=s.dropout)
     cut = CUTS[variant]
-    tail = tail_model(m, cut); fitting.compile_model(tail, s.lr, s.label_smoothing)
+    tail = tail_model(m, cut)
+    fitting.compile_model(tail, s.lr, s.label_smoothing)
     vs = [F[f"train/{cut}"], F[f"train_flip/{cut}"]][:views] + [AUG[v][cut] for v in range(2, views)]
     tr = fitting.CachedBatches(vs, F["y_train"], 4, s.batch_size, s.seed)
     val = (F[f"val/{cut}"], np.eye(4, dtype=np.float32)[F["y_val"]])
     t0 = time.perf_counter()
     h, _ = fitting.fit(tail, tr, val, s, s.epochs)
     sec = time.perf_counter() - t0
-    pv = predict(tail, F[f"val/{cut}"]); pt = predict(tail, F[f"test/{cut}"])
+    pv, pt = predict(tail, F[f"val/{cut}"]), predict(tail, F[f"test/{cut}"])
     mv = classification_metrics(F["y_val"], pv.argmax(1), list("abcd"))
     mt = classification_metrics(F["y_test"], pt.argmax(1), list("abcd"))
     r = dict(variant=variant, views=views, cfg=kw, val_acc=round(mv["accuracy"], 4), val_f1=round(mv["macro_f1"], 4),

@@ -31,7 +31,8 @@ def audit(
     """Audit a dataset before training: file facts, duplicates, and what separates the classes besides the disease."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from cxredge.edge.audit import AuditSettings, audit as run_audit, collect_files
+    from cxredge.edge.audit import AuditSettings, collect_files
+    from cxredge.edge.audit import audit as run_audit
     from cxredge.edge.audit.console import print_warnings, summary_table
     from cxredge.edge.audit.duplicates import NEAR_THRESHOLD
     from cxredge.edge.audit.features import HASH_BITS

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -11,9 +10,11 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from cxredge.cli.common import check_out_dir, console, handle_errors, split_ints, split_list
+from cxredge.cli.bench_common import bar, dataset_name, no_row_ok, resolve_source
 from cxredge.cli.bench_remote import REMOTE, REMOTE_HELP
+from cxredge.cli.common import check_out_dir, console, handle_errors, split_ints, split_list
 from cxredge.errors import CxrError
+from cxredge.formats import BENCH_JSON, BENCH_MD
 from cxredge.paths import DEFAULT_RUN
 
 MIN_CI, MAX_CI = 100, 100_000  # fewer resamples give a noisy 95% interval; more only cost time
@@ -85,24 +86,10 @@ def bench(
     none_ok = no_row_ok(doc)
     if none_ok:  # exit 1: nothing was measured; bench.failed.json records each error, bench.json is kept
         raise CxrError(none_ok)
-    console.print(f"wrote [bold]{escape(str(out_dir / 'bench.json'))}[/], bench.md"
+    console.print(f"wrote [bold]{escape(str(out_dir / BENCH_JSON))}[/], {BENCH_MD}"
                   + (", plots" if doc.get("plots") else ""), highlight=False, soft_wrap=True)
     if failed:
         console.print(f"[yellow]{len(failed)} of {len(doc['results'])} rows failed; the others ran[/]")
-
-
-def no_row_ok(doc: dict) -> str | None:
-    """The one error line when no row of a bench ran (every row failed, or there was none), else None."""
-    rows = doc.get("results") or []
-    if any(r.get("status") == "ok" for r in rows):
-        return None
-    if not rows:
-        return "no row was benched: nothing measured"
-    first = next((r for r in rows if r.get("error")), rows[0])
-    where = f"{first['model']} {Path(str(first['delegate'])).name}"
-    return (f"all {len(rows)} rows failed, nothing measured (first: {where} "
-            f"x{first['threads']}: {first.get('error')}); bench.failed.json records each error, "
-            "a previous bench.json is kept")
 
 
 def parse_options(items: list[str]) -> tuple[tuple[str, str], ...]:
@@ -113,27 +100,6 @@ def parse_options(items: list[str]) -> tuple[tuple[str, str], ...]:
             raise CxrError(f"--delegate-option {item}: expected KEY=VALUE")
         out.append((key.strip(), value.strip()))
     return tuple(out)
-
-
-def resolve_source(models: list[Path], run: Path | None, labels: Path | None, stack: contextlib.ExitStack,
-                   out: Path | None = None):
-    from cxredge.edge import bundle, sources
-    from cxredge.io import scratch_dir
-
-    if models and run is not None:
-        raise CxrError("give either --run DIR or MODEL/BUNDLE arguments, not both")
-    bundles = [m for m in models if bundle.is_bundle(m)]
-    if bundles:
-        if len(models) != 1:
-            raise CxrError(f"{bundles[0]}: a bundle is benched on its own (no other MODEL arguments)")
-        dest = stack.enter_context(scratch_dir(out or Path(".")))  # with the results: a SIGKILL's leftover is found
-        bundle.open_bundle(bundles[0], dest)
-        src = sources.from_run(dest, labels)
-        src.origin, src.run_dir = "bundle", None
-        return src
-    if models:
-        return sources.from_paths(models, labels)
-    return sources.from_run(run or DEFAULT_RUN, labels)
 
 
 def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_bad=False):
@@ -216,19 +182,6 @@ def is_run_data(source, data: Path | None) -> bool:
         return True
     path = ((source.run or {}).get("data") or {}).get("path")
     return bool(path) and Path(path).is_dir() and Path(data).resolve() == Path(path).resolve()
-
-
-def dataset_name(root: Path) -> str:
-    """A dataset's default name: its folder's name (the parent's for DIR/test or DIR/val)."""
-    root = Path(root).resolve()
-    return root.parent.name if root.name in ("test", "val", "train") else root.name
-
-
-def bar():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True)
 
 
 class ProgressAdapter:

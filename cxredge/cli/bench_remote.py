@@ -75,7 +75,7 @@ def bench_args(settings) -> tuple[str, ...]:
 
 
 def bench_remote(models, run, labels, data, split, limit, settings, out, rs, name=None, ci=2000) -> None:
-    from cxredge.cli.bench import dataset_name, resolve_source
+    from cxredge.cli.bench_common import dataset_name, resolve_source
     from cxredge.cli.common import console
     from cxredge.edge import sources
     from cxredge.io import scratch_dir
@@ -105,7 +105,7 @@ def bench_remote(models, run, labels, data, split, limit, settings, out, rs, nam
 def run_devices(rs, job, out_dir: Path) -> tuple[list[tuple[str, Path, dict]], list[str]]:
     from rich.markup import escape
 
-    from cxredge.cli.bench import bar
+    from cxredge.cli.bench_common import bar
     from cxredge.cli.common import console
     from cxredge.remote.session import DeviceRun
 
@@ -145,7 +145,7 @@ def report(done, failed, n: int) -> None:
     """Each device's table; exit 1 when a device failed or measured nothing (every row failed there)."""
     from rich.markup import escape
 
-    from cxredge.cli.bench import no_row_ok
+    from cxredge.cli.bench_common import no_row_ok
     from cxredge.cli.common import console
     from cxredge.edge.results import rich_table
 

@@ -13,6 +13,7 @@ from rich.markup import escape
 from cxredge.cli.common import check_out_dir, console, err_console, handle_errors
 from cxredge.edge.explain import DEFAULT_BATCH, DEFAULT_BORDER, DEFAULT_PATCH, DEFAULT_STRIDE
 from cxredge.errors import CxrError
+from cxredge.formats import EXPLAIN_DIR, EXPLAIN_JSON, RUN_JSON
 
 
 @handle_errors
@@ -67,7 +68,7 @@ def explain(
         typer.echo(json.dumps(doc, indent=2))
     else:
         console.print(table(doc))
-        console.print(f"wrote [bold]{out_dir / 'explain.json'}[/], {out_dir / doc['grid']} and "
+        console.print(f"wrote [bold]{out_dir / EXPLAIN_JSON}[/], {out_dir / doc['grid']} and "
                       f"{len(doc['images']) * len(explainers)} overlays in {out_dir / 'overlays'}")
     for note in filter(None, (e.info.get("note") for e in explainers)):
         err_console.print(f"[yellow]note[/] {escape(note)}", highlight=False)
@@ -120,7 +121,7 @@ def pick(files: list[Path], per_class: int | None) -> list[Path]:
 
 def default_out(model: Path) -> Path:
     run = model.resolve().parent.parent
-    return run / "explain" if (run / "run.json").is_file() else Path("explain")
+    return run / EXPLAIN_DIR if (run / RUN_JSON).is_file() else Path(EXPLAIN_DIR)
 
 
 def run_with_progress(files: list[Path], explainers, settings, out_dir: Path, target: str | None) -> dict:

@@ -41,10 +41,10 @@ def predict(
 
     Exit status: 0 answered; 1 an error (unreadable image, bad model); 3 with --strict when no input can be trusted.
     """
-    from cxredge.edge.bench import resolve_delegate
     from cxredge.edge.ood_flags import Guard
     from cxredge.edge.runtime import check_tflite_file, check_threads, open_model
     from cxredge.edge.sidecar import model_labels
+    from cxredge.vocab import resolve_delegate
 
     if not 0 <= margin < 1:
         raise CxrError(f"--margin {margin}: expected a probability difference from 0 (never) to below 1")

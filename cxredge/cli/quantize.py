@@ -11,10 +11,11 @@ from cxredge.cli.common import check_out_dir, console, handle_errors, split_list
 from cxredge.convert.bias_correction import DEFAULT_IMAGES
 from cxredge.convert.calibration import DEFAULT_SIZE
 from cxredge.errors import CxrError
-from cxredge.paths import DEFAULT_RUN, VARIANTS
+from cxredge.formats import QUANTIZE_JSON
+from cxredge.paths import DEFAULT_RUN
+from cxredge.vocab import EVAL_SPLITS, MODES, STUDY_VARIANTS, VARIANTS
 
-MODE_CHOICES = ("int8", "float32", "float16", "dynamic", "qat", "refit", "all")
-ALL_MODES = ("float32", "int8", "float16", "dynamic", "qat", "refit")
+MODE_CHOICES = MODES + ("all",)
 
 
 def parse_modes(value: str) -> tuple[str, ...]:
@@ -22,17 +23,16 @@ def parse_modes(value: str) -> tuple[str, ...]:
     items = split_list(value, "--mode", MODE_CHOICES)
     out = ["float32"]
     for item in items:
-        out += list(ALL_MODES) if item == "all" else [item]
+        out += list(MODES) if item == "all" else [item]
     return tuple(dict.fromkeys(out))
 
 
 def parse_variants(value: str, run_variants: list[str] | None) -> tuple[str, ...]:
-    known = VARIANTS + ("finetune", "ensemble")
-    items = split_list(value, "--variant", known + ("all",))
+    items = split_list(value, "--variant", VARIANTS + ("all",))
     out: list[str] = []
     for item in items:
-        out += list(run_variants or VARIANTS) if item == "all" else [item]
-    return tuple(dict.fromkeys(v for v in out if v in known))
+        out += list(run_variants or STUDY_VARIANTS) if item == "all" else [item]
+    return tuple(dict.fromkeys(v for v in out if v in VARIANTS))
 
 
 class _Tracker:
@@ -94,7 +94,7 @@ def quantize(
             console.print(f"{r['variant']} float fallback K={fb['k']} ({', '.join(fb['layers'])}): agreement "
                           f"{100 * fb['agreement_gain']:+.2f} pt, macro-F1 {100 * fb['macro_f1_gain']:+.2f} pt, "
                           f"size {fb['size_cost_bytes'] / 1e6:+.2f} MB vs int8")
-    console.print(f"wrote {len(rows)} models under {run}; summary {run / 'quantize.json'}")
+    console.print(f"wrote {len(rows)} models under {run}; summary {run / QUANTIZE_JSON}")
 
 
 def _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback, split, qat_lr, refit_images) -> None:
@@ -102,7 +102,7 @@ def _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback,
         raise CxrError(f"--io {io}: expected uint8 or int8")
     if not qat_lr > 0:
         raise CxrError(f"--qat-lr {qat_lr}: must be > 0")
-    if split not in ("val", "test"):
+    if split not in EVAL_SPLITS:
         raise CxrError(f"--split {split}: expected val or test")
     for name, value, low in (("--calibration-size", calibration_size, 1), ("--qat-epochs", qat_epochs, 1),
                              ("--qat-images", qat_images, 1), ("--float-fallback", float_fallback, 0),

@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from cxredge.cli.common import check_out_dir, console, handle_errors
 from cxredge.errors import CxrError
+from cxredge.formats import RUN_JSON
 from cxredge.paths import DEFAULT_RUN
 
 BENCH_HELP = ("bench.json files, or LiteRT benchmark_model text output, to include and compare (repeatable); "
@@ -29,7 +30,7 @@ def report(
     if run_dir is not None and not run_dir.is_dir():
         raise CxrError(f"--run {run_dir}: run folder not found (train first, or give --bench FILE only)")
     benches, warnings = gather(list(bench or []), run_dir)
-    if run_dir is not None and not (run_dir / "run.json").is_file() and not benches:
+    if run_dir is not None and not (run_dir / RUN_JSON).is_file() and not benches:
         raise CxrError(f"--run {run_dir}: no run.json and no bench.json: nothing to report")
     out_dir = out or run_dir or Path(".")
     html_path, md_path, doc = write_report(out_dir, run_dir, benches, warnings)

@@ -10,10 +10,10 @@ from rich.table import Table
 from cxredge.cli import data_options as D
 from cxredge.cli.common import check_out_dir, console, handle_errors, split_list
 from cxredge.errors import CxrError
-from cxredge.paths import DEFAULT_RUN, SAMPLE_DATA, VARIANTS
+from cxredge.paths import DEFAULT_RUN, SAMPLE_DATA
+from cxredge.vocab import ALPHAS, STUDY_VARIANTS, TRAIN_VARIANTS
 
-VARIANT_CHOICES = ("fc", "one_conv", "two_conv", "finetune", "all")
-ALPHAS = (0.25, 0.5, 0.75, 1.0)
+VARIANT_CHOICES = TRAIN_VARIANTS + ("all",)
 
 
 def parse_variants(value: str) -> tuple[str, ...]:
@@ -21,7 +21,7 @@ def parse_variants(value: str) -> tuple[str, ...]:
     items = split_list(value, "--variant", VARIANT_CHOICES)
     out: list[str] = []
     for item in items:
-        out += list(VARIANTS) if item == "all" else [item]
+        out += list(STUDY_VARIANTS) if item == "all" else [item]
     return tuple(dict.fromkeys(out))
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from cxredge.edge.runtime import TFLiteModel
-from cxredge.edge.sidecar import SIDECAR_FORMAT, sidecar_path
+from cxredge.edge.sidecar import sidecar_path
+from cxredge.formats import SIDECAR_FORMAT
 from cxredge.io import atomic_path, write_json
 
 PIXELS = "raw uint8 RGB 0-255, gray copied to 3 channels"

@@ -29,9 +29,9 @@ import numpy as np
 from cxredge.edge.dataset import Dataset
 from cxredge.edge.images import load_image
 from cxredge.errors import CxrError
+from cxredge.formats import CALIBRATION_FORMAT
 from cxredge.io import sha256_file, write_text
 
-MANIFEST_FORMAT = "cxredge-calibration/1"
 DEFAULT_SIZE = 200  # `cxredge quantize --calibration-size` (and what `train --int8-aware` calibrates with)
 DEFAULT_SEED = 0    # `cxredge quantize --seed`
 HEADER_KEYS = ("dataset", "dataset_sha256", "seed", "size", "classes")
@@ -54,7 +54,7 @@ class Manifest:
         return f"train_n{self.size}_seed{self.seed}"
 
     def text(self) -> str:
-        lines = [f"# {MANIFEST_FORMAT}", f"# dataset: {self.dataset}", f"# dataset_sha256: {self.dataset_sha256}",
+        lines = [f"# {CALIBRATION_FORMAT}", f"# dataset: {self.dataset}", f"# dataset_sha256: {self.dataset_sha256}",
                  f"# seed: {self.seed}", f"# size: {self.size}", f"# classes: {','.join(self.classes)}"]
         lines += [f"{rel}\t{digest}" for rel, digest in self.entries]
         return "\n".join(lines) + "\n"

@@ -18,12 +18,11 @@ from cxredge.convert.qat import QatSettings, fine_tune
 from cxredge.edge.dataset import load_split, scan_recorded
 from cxredge.edge.ood import build_reference
 from cxredge.errors import CxrError
+from cxredge.formats import QUANTIZE_JSON, RUN_JSON
 from cxredge.io import read_json, sha256_file, write_json, write_text
 from cxredge.keras import keras
 from cxredge.model_file import load_keras_model
-
-MODES = ("float32", "int8", "float16", "dynamic", "qat", "refit")
-CALIBRATED = ("int8", "qat", "refit")
+from cxredge.vocab import CALIBRATED_MODES, FLOAT_PRECISIONS, MODES, REFERENCE
 
 
 @dataclass(frozen=True)
@@ -46,11 +45,11 @@ class QuantizeSettings:
 
     @property
     def needs_calibration(self) -> bool:
-        return any(m in CALIBRATED for m in self.modes) or self.debug or self.float_fallback > 0
+        return any(m in CALIBRATED_MODES for m in self.modes) or self.debug or self.float_fallback > 0
 
 
 def load_run(run_dir: Path) -> dict:
-    path = run_dir / "run.json"
+    path = run_dir / RUN_JSON
     if not path.is_file():
         raise CxrError(f"--run {run_dir}: no run.json (train first: cxredge train --out {run_dir})")
     run = read_json(path)
@@ -108,7 +107,8 @@ def quantize_run(settings: QuantizeSettings, tracker) -> list[dict]:
     run = load_run(settings.run)
     ds = scan_recorded(run["data"])
     if list(ds.classes) != list(run["classes"]):
-        raise CxrError(f"{settings.run / 'run.json'}: classes {run['classes']} differ from the dataset's {list(ds.classes)}")
+        raise CxrError(f"{settings.run / RUN_JSON}: classes {run['classes']} differ from the dataset's "
+                       f"{list(ds.classes)}")
     for v in settings.variants:
         if not (settings.run / v / "model.keras").is_file():
             raise CxrError(f"--variant {v}: {settings.run / v / 'model.keras'} not found (train it first)")
@@ -121,7 +121,7 @@ def quantize_run(settings: QuantizeSettings, tracker) -> list[dict]:
     rows: list[dict] = []
     for variant in settings.variants:
         rows += quantize_variant(settings, run, variant, loaded, calib, tracker, ood)
-    write_json(settings.run / "quantize.json", {"settings": _settings_record(settings), "results": rows})
+    write_json(settings.run / QUANTIZE_JSON, {"settings": _settings_record(settings), "results": rows})
     return rows
 
 
@@ -130,14 +130,14 @@ def quantize_variant(settings, run, variant, loaded, calib, tracker, ood: dict |
     ref = validate.keras_reference(model, loaded.x, loaded.y, run["classes"], settings.split)
     out_dir = settings.run / variant
     job = _Job(settings, run, variant, ref, calib, tracker, out_dir, ood)
-    float32 = quantize.convert_float(model, "float32")
-    rows = [job.emit("float32", float32)]
-    for mode in ("float16", "dynamic"):
+    float32 = quantize.convert_float(model, REFERENCE)
+    rows = [job.emit(REFERENCE, float32)]
+    for mode in FLOAT_PRECISIONS[1:]:  # float16, dynamic
         if mode in settings.modes:
             rows.append(job.emit(mode, quantize.convert_float(model, mode)))
     if calib is not None and (set(settings.modes) & {"int8", "refit"} or settings.debug or settings.float_fallback):
-        cal = quantize.calibrate(model, calib.x, tracker.task(f"{variant}: calibrating int8", len(calib.x) + calib.anchor),
-                                 float_model=float32)
+        task = tracker.task(f"{variant}: calibrating int8", len(calib.x) + calib.anchor)
+        cal = quantize.calibrate(model, calib.x, task, float_model=float32)
         int8 = quantize.quantize_calibrated(cal, settings.io, what=f"{variant}/int8.tflite")
         int8, extra = job.correct(int8, float32, "int8")
         rows.append(job.emit("int8", int8, extra))
@@ -165,7 +165,7 @@ class _Job:
         path = self.out_dir / f"{precision}.tflite"
         step = self.tracker.task(f"{self.variant}: validating {precision}", len(self.ref.y))
         checked = artifacts.write_model(path, data, lambda tmp: validate.validate(tmp, precision, self.ref, step))
-        calib = None if precision in ("float32", "float16", "dynamic") else self.calib.record(self.settings.run)
+        calib = None if precision in FLOAT_PRECISIONS else self.calib.record(self.settings.run)
         extra = {"conversion": {"preset": quantize.PRESETS[precision].description,
                                 "io": self.settings.io if calib else "float32", **(extra or {})},
                  "source": {"model": f"{self.variant}/model.keras",
@@ -188,8 +188,8 @@ class _Job:
     def debug_and_fallback(self, cal: bytes, int8_row: dict, float32: bytes) -> list[dict]:
         task = self.tracker.task(f"{self.variant}: per-layer debugger", len(self.calib.x) + self.calib.anchor)
         layers = debug.layer_report(cal, self.calib.x, task)
-        report = {"variant": self.variant, "images": len(self.calib.x), "calibration": self.calib.record(self.settings.run),
-                  "metric": "rmse/scale", "layers": layers}
+        report = {"variant": self.variant, "images": len(self.calib.x),
+                  "calibration": self.calib.record(self.settings.run), "metric": "rmse/scale", "layers": layers}
         write_json(self.out_dir / "int8_debug.json", report)
         write_text(self.out_dir / "int8_debug.md", debug.report_markdown(self.variant, layers, len(self.calib.x)))
         k = self.settings.float_fallback
@@ -216,8 +216,8 @@ class _Job:
         ds_train = self._qat_images()
         qs = self.settings.qat
         qat_model, info = fine_tune(model, ds_train, qs, self.tracker.task(f"{self.variant}: QAT epochs", qs.epochs))
-        cal = quantize.calibrate(qat_model, self.calib.x,
-                                 self.tracker.task(f"{self.variant}: calibrating qat", len(self.calib.x) + self.calib.anchor))
+        task = self.tracker.task(f"{self.variant}: calibrating qat", len(self.calib.x) + self.calib.anchor)
+        cal = quantize.calibrate(qat_model, self.calib.x, task)
         data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/qat_int8.tflite")
         return self.emit("qat_int8", data, {"qat": {**asdict(qs), "images_used": len(ds_train), **info}})
 
@@ -226,14 +226,14 @@ class _Job:
         feats = refit.int8_features(int8, x, self.tracker.task(f"{self.variant}: int8 features", len(x)))
         teacher = model.predict(x.astype(np.float32), batch_size=32, verbose=0)
         clone, info = refit.refit_head(model, feats, teacher, self.settings.refit_settings)
-        cal = quantize.calibrate(clone, self.calib.x,
-                                 self.tracker.task(f"{self.variant}: calibrating refit", len(self.calib.x) + self.calib.anchor))
+        task = self.tracker.task(f"{self.variant}: calibrating refit", len(self.calib.x) + self.calib.anchor)
+        cal = quantize.calibrate(clone, self.calib.x, task)
         data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/int8_refit.tflite")
         # the head was fitted to the corrected backbone: correct the refit model the same way, against
         # its own float graph (same backbone, same images -> the same backbone corrections)
         data, extra = self.correct(data, quantize.convert_float(clone, "float32"), "int8_refit")
-        return self.emit("int8_refit", data, {"refit": {**asdict(self.settings.refit_settings), "images_used": len(x), **info},
-                                              **extra})
+        refit_record = {**asdict(self.settings.refit_settings), "images_used": len(x), **info}
+        return self.emit("int8_refit", data, {"refit": refit_record, **extra})
 
     def _qat_images(self) -> np.ndarray:
         return self._train_images(self.settings.qat.images, self.settings.qat.seed + 1, "--qat-images")

@@ -38,7 +38,8 @@ def _tfmot():
     try:
         import tensorflow_model_optimization as tfmot
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise CxrError(f"--mode qat needs tensorflow-model-optimization: pip install 'cxredge[train]' ({exc})") from None
+        raise CxrError(f"--mode qat needs tensorflow-model-optimization: pip install 'cxredge[train]' "
+                       f"({exc})") from None
     return tfmot
 
 

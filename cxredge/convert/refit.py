@@ -25,7 +25,7 @@ import numpy as np
 from cxredge.edge.runtime import dequantize, tensor_spec
 from cxredge.errors import CxrError
 from cxredge.keras import keras
-from cxredge.train.variants import HEAD_LAYERS
+from cxredge.vocab import HEAD_LAYERS
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,11 @@ from cxredge.edge.device import temperatures_c
 from cxredge.edge.metrics import agreement, classification_metrics
 from cxredge.edge.results import NOISY_SPREAD  # p90 / median above which a row's latency is flagged
 from cxredge.edge.runtime import Runtime, TFLiteModel
+from cxredge.edge.sources import ModelEntry
 from cxredge.errors import CxrError
-from cxredge.io import sha256_file
+from cxredge.formats import bench_row, fill_speedups
+from cxredge.vocab import resolve_delegate
 
-DELEGATE_ALIASES = {"edgetpu": "libedgetpu.so.1", "gpu": "libtensorflowlite_gpu_delegate.so"}
 RUN_ERRORS = (CxrError, RuntimeError, ValueError, OSError)
 
 
@@ -50,28 +51,6 @@ class BenchSettings:
         return {"threads": list(self.threads), "delegates": list(self.delegates),
                 "delegate_options": dict(self.delegate_options), "runs": self.runs, "warmup": self.warmup,
                 "timer": "time.perf_counter_ns, one invoke() per sample"}
-
-
-@dataclass
-class ModelEntry:
-    """One .tflite to bench: where it is, what it is, which labels its outputs carry."""
-    path: Path
-    key: str                 # unique display name, e.g. "two_conv/int8"
-    variant: str
-    precision: str
-    labels: list[str] | None
-    sidecar: dict | None = None
-    reference: Path | None = None  # the float32 model of the same variant, for agreement
-    size_bytes: int = field(init=False)
-    sha256: str = field(init=False)  # computed from the file here, never copied from the sidecar
-
-    def __post_init__(self):
-        self.size_bytes = self.path.stat().st_size
-        self.sha256 = sha256_file(self.path)
-
-
-def resolve_delegate(name: str) -> str:
-    return DELEGATE_ALIASES.get(name, name)
 
 
 def latency_stats(samples_ns: list[int] | np.ndarray) -> dict:
@@ -164,11 +143,9 @@ def measure(entry: ModelEntry, delegate: str, threads: int, image: np.ndarray, s
 
 
 def base_row(entry: ModelEntry, delegate: str, threads: int) -> dict:
-    return {"model": entry.key, "path": str(entry.path), "variant": entry.variant, "precision": entry.precision,
-            "sha256": entry.sha256,
-            "delegate": delegate, "threads": threads, "size_bytes": entry.size_bytes, "status": "ok",
-            "error": None, "accuracy": None, "macro_f1": None, "macro_precision": None, "macro_recall": None,
-            "agreement_with_float": None, "latency_ms": None, "speedup_vs_float32": None}
+    return bench_row(model=entry.key, path=str(entry.path), variant=entry.variant, precision=entry.precision,
+                     sha256=entry.sha256, delegate=delegate, threads=threads,
+                     size_bytes=entry.size_bytes)
 
 
 def one_line(exc: BaseException) -> str:
@@ -276,18 +253,10 @@ def run_bench(entries: list[ModelEntry], x: np.ndarray, y: np.ndarray, classes: 
 
 
 def fill_rows(rows: list[dict], models: dict[str, dict]) -> None:
-    """Copy each model's accuracy onto its ok rows; speed-up vs the float32 row of the same config."""
+    """Copy each model's accuracy onto its ok rows; speed-up by the one rule (cxredge/formats.py)."""
     for row in rows:
         m = models.get(row["model"])
         if m and row["status"] == "ok":
             for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "agreement_with_float"):
                 row[k] = m.get(k)
-    floats = {(r["variant"], r["delegate"], r["threads"]): r for r in rows
-              if r["precision"] == "float32" and r["status"] == "ok"}
-    for row in rows:
-        ref = floats.get((row["variant"], row["delegate"], row["threads"]))
-        if row["status"] == "ok" and ref is not None and row["latency_ms"]["median"] > 0:
-            if row.get("latency_noisy") or ref.get("latency_noisy"):  # never a speed-up from a noisy row
-                row["speedup_withheld"] = f"noisy latency (p90/median > {NOISY_SPREAD}) in this row or its float32 row"
-                continue
-            row["speedup_vs_float32"] = ref["latency_ms"]["median"] / row["latency_ms"]["median"]
+    fill_speedups(rows)

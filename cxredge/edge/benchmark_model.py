@@ -27,11 +27,10 @@ import math
 import re
 from pathlib import Path
 
-from cxredge.edge.sidecar import PRECISIONS
-from cxredge.edge.sources import VARIANT_ORDER
 from cxredge.errors import CxrError
+from cxredge.formats import BENCHMARK_MODEL_FORMAT, bench_row, fill_speedups
+from cxredge.vocab import PRECISIONS, VARIANTS, split_stem
 
-FORMAT = "benchmark_model-text"
 NUM = r"([-+]?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"  # ASCII digits only ('²'.isdigit() is True)
 GRAPH = re.compile(r"Graph: \[(.*?)\]")
 THREADS = re.compile(r"(?:Num threads|#threads used for CPU inference): \[(-?[0-9]+)\]")
@@ -122,12 +121,10 @@ def model_name(graph: str | None) -> tuple[str, str, str]:
     """(key, variant, precision) from the --graph path: .../two_conv/int8.tflite or two_conv_int8.tflite."""
     p = Path(graph or "model.tflite")
     stem, parent = p.stem, p.parent.name
-    if parent in VARIANT_ORDER or (parent and stem in PRECISIONS):
+    if parent in VARIANTS or (parent and stem in PRECISIONS):
         return f"{parent}/{stem}", parent, stem
-    for prec in PRECISIONS:
-        if stem.endswith("_" + prec) and len(stem) > len(prec) + 1:
-            variant = stem[:-len(prec) - 1]
-            return f"{variant}/{prec}", variant, prec
+    if (flat := split_stem(stem)) is not None:
+        return f"{flat[0]}/{flat[1]}", *flat
     return stem, stem, stem
 
 
@@ -146,22 +143,14 @@ def to_row(run: dict) -> dict:
     steady = run["counts"][-1] if run["counts"] else {}
     ms = {k: steady[k] / 1000 for k in ("median", "p5", "p95", "std", "min", "max") if k in steady}
     key, variant, precision = model_name(run["graph"])
-    return {"model": key, "path": run["graph"], "variant": variant, "precision": precision, "sha256": None,
-            "delegate": delegate_of(run), "threads": run["threads"],
-            "size_bytes": round(run["size_mb"] * 1e6) if run["size_mb"] is not None else None,
-            "status": "ok", "error": None, "accuracy": None, "macro_f1": None, "macro_precision": None,
-            "macro_recall": None, "agreement_with_float": None,
-            "latency_ms": {"init": init, "first": first, "warmup_mean": warm, "mean": avg,
-                           "median": ms.get("median"), "p90": None, "p99": None, **ms,
-                           "runs": steady.get("count"),
-                           "warmup_runs": run["counts"][0]["count"] if len(run["counts"]) > 1 else None},
-            "memory_footprint_mb": run["memory"], "speedup_vs_float32": None}
-
-
-def typical_ms(row: dict) -> float | None:
-    """The row's headline latency: the median where the tool printed one, else its average."""
-    lat = row.get("latency_ms") or {}
-    return lat.get("median") if lat.get("median") is not None else lat.get("mean")
+    return bench_row(model=key, path=run["graph"], variant=variant, precision=precision,
+                     delegate=delegate_of(run), threads=run["threads"],
+                     size_bytes=round(run["size_mb"] * 1e6) if run["size_mb"] is not None else None,
+                     latency_ms={"init": init, "first": first, "warmup_mean": warm, "mean": avg,
+                                 "median": ms.get("median"), "p90": None, "p99": None, **ms,
+                                 "runs": steady.get("count"),
+                                 "warmup_runs": run["counts"][0]["count"] if len(run["counts"]) > 1 else None},
+                     memory_footprint_mb=run["memory"])
 
 
 def parse(text: str, path: Path) -> dict:
@@ -169,19 +158,13 @@ def parse(text: str, path: Path) -> dict:
     if not runs:
         raise CxrError(f"--bench {path}: no complete benchmark_model run (an 'Inference timings in us' line)")
     rows = [to_row(r) for r in runs]
-    floats = {(r["variant"], r["delegate"], r["threads"]): r for r in rows if r["precision"] == "float32"}
-    for r in rows:
-        ref = floats.get((r["variant"], r["delegate"], r["threads"]))
-        if ref is not None:
-            stat = "median" if ref["latency_ms"]["median"] and r["latency_ms"]["median"] else "mean"
-            ratio = ref["latency_ms"][stat] / r["latency_ms"][stat] if r["latency_ms"][stat] else None
-            r["speedup_vs_float32"] = ratio if ratio and math.isfinite(ratio) else None  # 0 us: hand-edited
+    fill_speedups(rows)
     cores = meta.get("cores", "")
     device = {"hostname": meta.get("hostname") or path.stem, "cpu_model": meta.get("cpu_model"),
               "machine": meta.get("machine"), "cores": int(cores) if re.fullmatch(r"[0-9]{1,4}", cores) else None,
               "os": meta.get("os"), "python": None, "runtime": "LiteRT benchmark_model",
               "runtime_version": meta.get("runtime_version")}
-    return {"format": FORMAT, "created": None, "device": device, "origin": "benchmark_model",
+    return {"format": BENCHMARK_MODEL_FORMAT, "created": None, "device": device, "origin": "benchmark_model",
             "source_file": str(path),
             "settings": {"runs": rows[0]["latency_ms"]["runs"], "warmup": rows[0]["latency_ms"]["warmup_runs"],
                          "threads": sorted({r["threads"] for r in rows if r["threads"] is not None}),

@@ -1,12 +1,7 @@
 """One zip to copy to a device: models, sidecars, labels, optionally test images and metrics. TF-free.
 
-Layout inside the zip (the run directory's own layout, so a bundle reads like a run):
-  bundle.json                  {"format": "cxredge-bundle/1", created, classes, models: [{path, sha256, size}],
-                                test_images: n or 0, run: the run.json it came from (or null)}
-  labels.txt                   one class per line, output order
-  run.json                     when the run has one
-  <variant>/<precision>.tflite + <precision>.json sidecar, <variant>/metrics.json when present
-  test_images/<class>/<file>   with --with-test-images (the run's test split)
+Layout inside the zip: the run directory's own (so a bundle reads like a run), plus bundle.json; both are
+defined in cxredge/formats.py (BUNDLE_FORMAT).
 
 Reading checks everything before extracting anything: every member name is plain names joined by '/'
 (no absolute path, drive letter, backslash, '.', '..' or empty part), no links, no name twice (also by
@@ -29,9 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from cxredge.errors import CxrError
+from cxredge.formats import BUNDLE_FORMAT, BUNDLE_JSON, LABELS_TXT, METRICS_JSON, RUN_JSON, TEST_IMAGES
 from cxredge.io import atomic_path, sha256_file
 
-BUNDLE_FORMAT = "cxredge-bundle/1"
 MAX_UNPACKED = 4 * 2**30  # 4 GiB: larger is not a cxredge bundle
 STORED_SUFFIXES = {".png", ".jpg", ".jpeg", ".zip"}
 MAX_MEMBERS = 200_000
@@ -53,11 +48,11 @@ def write_bundle(out: Path, files: dict[str, Path], meta: dict) -> dict:
                                               if not name.endswith(".tflite")]
     manifest = {"format": BUNDLE_FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 **meta, "models": models, "files": others,
-                "test_images": sum(1 for n in files if n.startswith("test_images/"))}
+                "test_images": sum(1 for n in files if n.startswith(TEST_IMAGES + "/"))}
     with atomic_path(out) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("bundle.json", json.dumps(manifest, indent=2) + "\n")
-            zf.writestr("labels.txt", labels)
+            zf.writestr(BUNDLE_JSON, json.dumps(manifest, indent=2) + "\n")
+            zf.writestr(LABELS_TXT, labels)
             for name, src in files.items():
                 method = zipfile.ZIP_STORED if src.suffix.lower() in STORED_SUFFIXES else zipfile.ZIP_DEFLATED
                 zf.write(src, name, compress_type=method)
@@ -241,12 +236,12 @@ def collect_run(run_dir: Path, variants: list[str] | None, precisions: list[str]
         rel = f"{p.parent.name}/{p.name}"
         files[rel] = p
         files[rel[:-len(".tflite")] + ".json"] = p.with_suffix(".json")
-        metrics = p.parent / "metrics.json"
+        metrics = p.parent / METRICS_JSON
         if metrics.is_file():
-            files[f"{p.parent.name}/metrics.json"] = metrics
+            files[f"{p.parent.name}/{METRICS_JSON}"] = metrics
     run = read_run(run_dir)
     if run is not None:
-        files["run.json"] = run_dir / "run.json"
+        files[RUN_JSON] = run_dir / RUN_JSON
     for src, cls in test_split or []:
-        files[f"test_images/{cls}/{src.name}"] = src
+        files[f"{TEST_IMAGES}/{cls}/{src.name}"] = src
     return files, {"classes": classes, "run": run}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from cxredge import markdown as md
-from cxredge.edge.results import fmt, md_table
+from cxredge.edge.document import fmt, md_table
 
 SUMMARY_HEADERS = ["model", "accuracy (95% CI)", "macro-F1 (95% CI)", "macro AUC (95% CI)", "Brier", "ECE",
                    "vs float32: accuracy change (95% CI)", "McNemar p"]

@@ -30,8 +30,8 @@ from cxredge.edge.dicom import summarise as dicom_summary
 from cxredge.edge.images import is_image_file, load_image
 from cxredge.edge.table import TABLE_SUFFIXES, DataOptions, read_table
 from cxredge.errors import CxrError
+from cxredge.vocab import SPLITS
 
-SPLITS = ("train", "val", "test")
 RATIOS = (0.70, 0.15, 0.15)
 
 
@@ -92,7 +92,7 @@ def scan(root: str | Path, seed: int = 0, options: DataOptions | None = None) ->
     present = [s for s in SPLITS if (root / s).is_dir()]
     if present:
         return _scan_split_layout(root, present, seed, options)
-    classes, files = _class_folders(root)
+    classes, files = class_folders(root)
     keys, source, unmatched = P.find_keys([p for p, _ in files], options.patient_regex)
     split = P.group_split(files, keys, len(classes), RATIOS, seed) if keys else \
         _stratified_split(files, len(classes), RATIOS, seed)
@@ -162,9 +162,9 @@ def scan_eval(root: str | Path, options: DataOptions | None = None) -> Dataset:
     if "train" in present and "test" in present:
         return scan(root)
     if not present:
-        classes, files = _class_folders(root, min_classes=1)
+        classes, files = class_folders(root, min_classes=1)
         return Dataset(root, classes, {"test": tuple(files)}, "test-only")
-    per_split = {s: _class_folders(root / s, min_classes=1) for s in present}
+    per_split = {s: class_folders(root / s, min_classes=1) for s in present}
     union = tuple(sorted({c for cls, _ in per_split.values() for c in cls}))
     check_case(union, root)
     splits = {s: tuple((p, union.index(cls[y])) for p, y in files) for s, (cls, files) in per_split.items()}
@@ -185,7 +185,7 @@ def _scan_split_layout(root: Path, present: list[str], seed: int, options: DataO
     for required in ("train", "test"):
         if required not in present:
             raise CxrError(f"--data {root}: has {', '.join(present)}/ but no {required}/ folder")
-    per_split = {s: _class_folders(root / s) for s in present}
+    per_split = {s: class_folders(root / s) for s in present}
     classes = per_split["train"][0]
     for s, (cls, _) in per_split.items():
         if cls != classes:
@@ -215,7 +215,7 @@ def check_case(names, folder: Path) -> None:
                            "rename or merge them")
 
 
-def _class_folders(folder: Path, min_classes: int = 2) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+def class_folders(folder: Path, min_classes: int = 2) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not dirs:
         raise CxrError(f"--data {folder}: no class folders inside (expected <class>/ image folders)")
@@ -263,7 +263,7 @@ def load_split(ds: Dataset, split: str, skip_bad: bool = False, limit: int | Non
     """Decode a split. A corrupt image raises CxrError naming it, unless skip_bad (then it is counted)."""
     items = list(ds._get(split))
     if limit is not None:
-        items = _first_per_class(items, limit)
+        items = first_per_class(items, limit)
     xs, ys, paths, skipped, hashes = [], [], [], [], []
     for path, label in items:
         try:
@@ -284,7 +284,7 @@ def load_split(ds: Dataset, split: str, skip_bad: bool = False, limit: int | Non
     return Loaded(np.stack(xs), np.array(ys, dtype=np.int64), paths, skipped, hashes)
 
 
-def _first_per_class(items, limit: int):
+def first_per_class(items, limit: int):
     """A stratified, deterministic subset of at most `limit` items (round-robin over classes)."""
     by_class: dict[int, list] = {}
     for it in items:

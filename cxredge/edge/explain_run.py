@@ -20,9 +20,9 @@ from cxredge.edge import explain_render as R
 from cxredge.edge.explain import OcclusionSettings, Saliency, compare_maps, region_shares
 from cxredge.edge.images import load_image
 from cxredge.errors import CxrError
+from cxredge.formats import EXPLAIN_FORMAT, EXPLAIN_JSON
 from cxredge.io import atomic_path, write_json
 
-FORMAT = "cxredge-explain/1"
 FIGURE_WIDTH = 320
 
 
@@ -55,13 +55,13 @@ def explain_all(files: list[Path], explainers: list[Explainer], labels: list[str
         entries.append(explain_one(i, f, img, explainers, labels, settings, out, target, progress))
     if not entries:
         raise CxrError(f"no image could be read: {bad[0]}" if bad else "no images given")
-    doc = {"format": FORMAT, "models": [e.info for e in explainers], "labels": labels,
+    doc = {"format": EXPLAIN_FORMAT, "models": [e.info for e in explainers], "labels": labels,
            "settings": {"patch": settings.patch, "stride": settings.stride, "fill": settings.fill,
                         "border": settings.border, "target": target or "predicted"},
            "regions": regions_doc(settings.border, size), "images": entries, "unreadable": bad,
            "summary": summary(entries, [e.key for e in explainers])}
     doc["grid"] = write_grid(doc, out)
-    write_json(out / "explain.json", doc)
+    write_json(out / EXPLAIN_JSON, doc)
     return doc
 
 
@@ -163,10 +163,10 @@ def tflite_explainer(path: Path, shown: Path, settings: OcclusionSettings, batch
                      delegate: str, labels_file: Path | None) -> Explainer:
     """A .tflite (float or int8) behind a BatchRunner, explained by occlusion. batch None: DEFAULT_BATCH for a
     quantized model, 1 for a float one (batching int8 is 1.05-1.12x faster, float 0.92-0.99x: explain_speed.md)."""
-    from cxredge.edge.bench import resolve_delegate
     from cxredge.edge.explain import DEFAULT_BATCH, BatchRunner, occlusion, positions
     from cxredge.edge.runtime import check_tflite_file, open_model
     from cxredge.edge.sidecar import model_labels, read_sidecar
+    from cxredge.vocab import resolve_delegate
 
     check_tflite_file(path)
     names = model_labels(path, labels_file)

@@ -1,9 +1,9 @@
 """Classification metrics from real predictions, in numpy. TF-free.
 
-Keys follow the metrics.json contract (DESIGN.md): classes, accuracy, macro_precision, macro_recall,
-macro_f1, weighted_f1, per_class {class: {precision, recall, f1, support}}, confusion_matrix (rows = true
-class). Macro averages run over every class (scikit-learn's labels=all classes); a class never
-predicted has precision 0 (zero_division=0).
+Keys follow the metrics.json contract (cxredge/formats.py, METRICS_KEYS): classes, accuracy,
+macro_precision, macro_recall, macro_f1, weighted_f1, per_class {class: {precision, recall, f1,
+support}}, confusion_matrix (rows = true class). Macro averages run over every class (scikit-learn's
+labels=all classes); a class never predicted has precision 0 (zero_division=0).
 """
 from __future__ import annotations
 

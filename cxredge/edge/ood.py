@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-OOD_FORMAT = "cxredge-ood/1"
+from cxredge.formats import OOD_FORMAT
+
 KEEP = 0.99
 MIN_THRESHOLD = 3.5   # the usual robust-z outlier cut (Iglewicz & Hoaglin); binds only on tiny val splits
 GRID = 8

@@ -8,70 +8,35 @@ installed; without it the report still has every table and says which figures we
 """
 from __future__ import annotations
 
-import base64
-import html
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from cxredge import markdown as md
 from cxredge.edge import plots as P
+from cxredge.edge.document import Doc, to_html, to_markdown
 from cxredge.edge.report_audit import audit_section
 from cxredge.edge.report_clinical import clinical_blocks, dataset_label, datasets_section
 from cxredge.edge.report_devices import bench_summary, devices_section, heading
-from cxredge.edge.report_inputs import embeddable, is_png
 from cxredge.edge.report_saliency import saliency_section
-from cxredge.edge.report_summary import RULE, build_card
+from cxredge.edge.report_summary import build_card
 from cxredge.edge.results import fmt, noisy
 from cxredge.edge.sidecar import read_sidecar
-from cxredge.edge.sources import VARIANT_ORDER, run_models
+from cxredge.edge.sources import run_models
 from cxredge.errors import CxrError
+from cxredge.formats import METRICS_JSON, RUN_JSON
 from cxredge.io import read_json, write_text
+from cxredge.vocab import VARIANTS, order_key
 
 # Test accuracy reported by the transfer-learning study cxredge builds on (MobileNet v1, 4 classes).
 STUDY_ACCURACY = {"fc": 0.865, "one_conv": 0.434, "two_conv": 0.878}
 ASSETS = "report_assets"
 
 
-@dataclass
-class Doc:
-    """Blocks rendered twice: ("h", level, text) ("p", text) ("table", headers, rows) ("img", path, caption)."""
-    blocks: list[tuple] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # inputs skipped or refused: shown on the summary card
-
-    def h(self, level: int, text: str):
-        self.blocks.append(("h", level, text))
-
-    def p(self, text: str):
-        self.blocks.append(("p", text))
-
-    def table(self, headers: list[str], rows: list[list[str]]):
-        if rows:
-            self.blocks.append(("table", headers, rows))
-
-    def img(self, path: Path | None, caption: str, root: Path | None = None):
-        """An image to embed. With `root`, only a PNG file inside it (resolved: no `..`, no symlink out) is
-        embedded; anything else is left out with a warning (issue 22 cause 4)."""
-        if path is None:
-            return
-        if root is not None:
-            real = embeddable(path, root)
-            if real is None or not is_png(real):
-                if path.exists() or path.is_symlink():  # a missing plot is simply absent
-                    self.warnings.append(f"{path}: not embedded (only PNG files inside {root} are)")
-                return
-            path = real
-        if path.is_file():
-            self.blocks.append(("img", path, caption))
-
-
 def variant_dirs(run_dir: Path) -> list[Path]:
-    dirs = [d for d in run_dir.iterdir() if d.is_dir() and (d / "metrics.json").is_file()] if run_dir.is_dir() else []
-    return sorted(dirs, key=lambda d: (VARIANT_ORDER.index(d.name) if d.name in VARIANT_ORDER else 99, d.name))
+    dirs = [d for d in run_dir.iterdir() if d.is_dir() and (d / METRICS_JSON).is_file()] if run_dir.is_dir() else []
+    return sorted(dirs, key=lambda d: (order_key(VARIANTS, d.name), d.name))
 
 
 def run_section(doc: Doc, run_dir: Path, assets: Path) -> None:
-    run = read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
+    run = read_json(run_dir / RUN_JSON) if (run_dir / RUN_JSON).is_file() else {}
     data = run.get("data") or {}
     doc.h(2, "The run")
     doc.p(f"Run folder `{run_dir}`; classes {', '.join(run.get('classes') or data.get('classes') or [])}; "
@@ -89,7 +54,7 @@ def run_section(doc: Doc, run_dir: Path, assets: Path) -> None:
     doc.h(2, "Variants: test metrics of the Keras float model (study's format)")
     rows = []
     for d in dirs:
-        m = read_json(d / "metrics.json")
+        m = read_json(d / METRICS_JSON)
         study = STUDY_ACCURACY.get(d.name)
         ci = (m.get("ci95") or {}).get("accuracy")
         rows.append([d.name, fmt(m.get("accuracy")), fmt(study), fmt(m.get("macro_f1")),
@@ -112,7 +77,7 @@ def figures(doc: Doc, dirs: list[Path], assets: Path) -> None:
             curves = P.curves_plot(plt, read_json(d / "history.json"), d.name, assets / f"{d.name}_curves.png") if plt else None
         if not confusion.is_file():
             plt = plt or P.matplotlib_pyplot()
-            m = read_json(d / "metrics.json")
+            m = read_json(d / METRICS_JSON)
             confusion = (P.confusion_plot(plt, m["confusion_matrix"], m["classes"], f"{d.name} (test)",
                                           assets / f"{d.name}_confusion.png") if plt else None)
         trained = (d / "history.json").is_file() or (d / "curves.png").is_file()  # an ensemble has no curves
@@ -211,7 +176,7 @@ def build(run_dir: Path | None, benches: list[tuple[Path, dict]], assets: Path,
 
 def read_run_json(run_dir: Path | None) -> dict:
     try:
-        run = read_json(run_dir / "run.json") if run_dir is not None and (run_dir / "run.json").is_file() else {}
+        run = read_json(run_dir / RUN_JSON) if run_dir is not None and (run_dir / RUN_JSON).is_file() else {}
     except CxrError:
         return {}
     return run if isinstance(run, dict) else {}
@@ -231,142 +196,6 @@ def machine_load_text(b: dict) -> str:
         return "This bench recorded no load average."
     return (f"Load average at the start: {avg[0]} on {load.get('cores')} cores; governor "
             f"{load.get('cpu_governor') or 'not readable'}.")
-
-
-def anchor(text: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")[:60] or "section"
-
-
-def gh_anchor(text: str) -> str:
-    """The anchor GitHub gives a Markdown heading."""
-    return "".join(ch for ch in text.lower().replace(" ", "-") if ch.isalnum() or ch in "-_")
-
-
-def toc_entries(doc: Doc) -> list[tuple[str, str]]:
-    return [(anchor(b[2]), b[2]) for b in doc.blocks if b[0] == "h" and b[1] == 2]
-
-
-def card_markdown(card) -> list[str]:
-    parts = ["## Summary" + (f": deploy {md.text(card.model, False)}" if card.model else ""), md.rich(RULE)]
-    if card.facts:
-        parts.append("\n".join(f"- **{md.text(k, False)}**: {md.rich(v)}" for k, v in card.facts))
-    if card.class_rows:
-        parts.append(md.table(["class", "n", "sensitivity (95% CI)", "specificity (95% CI)"], card.class_rows))
-    parts.append(f"**Warnings ({len(card.warnings)})**" + ("" if card.warnings else ": none"))
-    if card.warnings:
-        parts.append("\n".join(f"- {md.rich(w)}" for w in card.warnings))
-    return parts
-
-
-def to_markdown(doc: Doc, out_dir: Path) -> str:
-    """The Markdown twin; every piece of text goes through cxredge/markdown.py (as to_html's through html.escape)."""
-    parts = []
-    for b in doc.blocks:
-        if b[0] == "card":
-            parts += card_markdown(b[1])
-        elif b[0] == "toc":
-            parts.append("Contents: " + " · ".join(f"[{md.text(t, False)}](#{gh_anchor(t)})" for _, t in toc_entries(doc)))
-        elif b[0] == "h":
-            parts.append("#" * b[1] + " " + md.text(b[2]))
-        elif b[0] == "p":
-            parts.append(md.rich(b[1]))
-        elif b[0] == "table":
-            parts.append(md.table(b[1], b[2]))
-        elif b[0] == "img":
-            parts.append(md.image(b[2], relpath(b[1], out_dir)))
-        elif b[0] == "warn":  # audit's: ("warn", kind, message)
-            parts.append(f"**warning ({md.text(b[1])})**: {md.text(b[2])}")
-    return "\n\n".join(parts) + "\n"
-
-
-def relpath(path: Path, base: Path) -> str:
-    import os
-
-    return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
-
-
-CSS = ("body{font-family:system-ui,sans-serif;max-width:1320px;margin:1.2em auto;padding:0 1em;color:#222}"
-       "h1{margin:.2em 0 .4em}h2{border-bottom:1px solid #ddd;padding-bottom:2px;margin-top:1.6em}"
-       "table{border-collapse:collapse;margin:.6em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px}"
-       "th{background:#f2f2f2}td{text-align:right}td:first-child{text-align:left}figure{margin:.5em 0}"
-       "img{max-width:100%}figcaption{font-size:13px;color:#555}code{background:#f4f4f4;padding:0 3px}"
-       ".figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(600px,1fr));gap:8px 24px;align-items:end}"
-       ".card{border:2px solid #2b6cb0;border-radius:8px;padding:10px 18px 12px;background:#f7fbff}"
-       ".card h2{margin:.1em 0 .2em;border:0}.card .rule{font-size:13px;color:#444;margin:.2em 0 .6em}"
-       ".cols{display:grid;grid-template-columns:minmax(0,1.1fr) minmax(0,1fr);gap:0 28px}"
-       ".card table{font-size:14px;width:100%}.card .facts th{text-align:left;width:34%}.card td{text-align:left}"
-       ".warn{margin:.3em 0;padding-left:1.2em;font-size:14px}.warn li{margin:.15em 0;color:#8a4b00}"
-       ".warnh{color:#b03a00;margin:.4em 0 .1em;font-size:15px}.ok{color:#2f7d32}"
-       ".toc{font-size:14px;columns:3;margin:.8em 0;padding-left:1.2em}.toc li{margin:.1em 0}")
-
-
-def to_html(doc: Doc) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>cxredge report</title>",
-             f"<style>{CSS}</style></head><body>"]
-    figs: list[str] = []
-    for b in doc.blocks:
-        if b[0] == "img":
-            figs.append(block_html(b))
-            continue
-        if figs:  # consecutive figures side by side (two columns at 1400 px)
-            parts.append("<div class='figs'>" + "".join(figs) + "</div>")
-            figs = []
-        parts.append(toc_html(doc) if b[0] == "toc" else block_html(b))
-    if figs:
-        parts.append("<div class='figs'>" + "".join(figs) + "</div>")
-    return "\n".join(parts + ["</body></html>"]) + "\n"
-
-
-def toc_html(doc: Doc) -> str:
-    e = html.escape
-    return ("<nav><b>Contents</b><ol class='toc'>" + "".join(f"<li><a href='#{a}'>{e(t)}</a></li>"
-                                                            for a, t in toc_entries(doc)) + "</ol></nav>")
-
-
-def card_html(card) -> str:
-    e = html.escape
-    title = f"Summary: deploy {e(card.model)}" if card.model else "Summary: no recommendation"
-    facts = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in card.facts)
-    classes = ""
-    if card.class_rows:
-        head = "".join(f"<th>{h}</th>" for h in ("class", "n", "sensitivity (95% CI)", "specificity (95% CI)"))
-        classes = (f"<table><tr>{head}</tr>" + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>"
-                                                       for r in card.class_rows) + "</table>")
-    warn = (f"<div class='warnh'>Warnings ({len(card.warnings)})</div><ul class='warn'>"
-            + "".join(f"<li>{e(w)}</li>" for w in card.warnings) + "</ul>") if card.warnings else \
-        "<div class='warnh ok'>Warnings: none</div>"
-    return (f"<section class='card' id='summary'><h2>{title}</h2><p class='rule'>{e(RULE)}</p>"
-            f"<div class='cols'><div><table class='facts'>{facts}</table>{classes}</div><div>{warn}</div></div>"
-            "</section>")
-
-
-def block_html(b: tuple) -> str:
-    """One Doc block as HTML (images base64-embedded)."""
-    e = html.escape
-    if b[0] == "card":
-        return card_html(b[1])
-    if b[0] == "h":
-        ident = f" id='{anchor(b[2])}'" if b[1] == 2 else ""
-        return f"<h{b[1]}{ident}>{e(b[2])}</h{b[1]}>"
-    if b[0] == "p":
-        return f"<p>{inline_code(e(b[1]))}</p>"
-    if b[0] == "table":
-        head = "".join(f"<th>{e(h)}</th>" for h in b[1])
-        body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
-        return f"<table><tr>{head}</tr>{body}</table>"
-    if b[0] == "img":
-        data = base64.b64encode(b[1].read_bytes()).decode("ascii")
-        return (f"<figure><img alt='{e(b[2])}' src='data:image/png;base64,{data}'>"
-                f"<figcaption>{e(b[2])}</figcaption></figure>")
-    return ""
-
-
-def inline_code(text: str) -> str:
-    out, inside = [], False
-    for i, chunk in enumerate(text.split("`")):
-        out.append(("<code>" + chunk + "</code>") if i % 2 else chunk)
-        inside = not inside
-    return "".join(out)
 
 
 def write_report(out_dir: Path, run_dir: Path | None, benches: list[tuple[Path, dict]],

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cxredge.edge.audit.writers import probe_section
 from cxredge.edge.report_inputs import check_audit
 from cxredge.errors import CxrError
+from cxredge.formats import AUDIT_JSON
 from cxredge.io import read_json
 
 
 def audit_section(doc, run_dir: Path) -> dict | None:
     """The section; returns audit.json (checked) for the summary card, or None (absent or unusable)."""
-    from cxredge.edge.audit.writers import probe_section  # here: writers imports report, report imports this
-
-    path = run_dir / "audit.json"
+    path = run_dir / AUDIT_JSON
     if not path.is_file():
         doc.notes.append(f"{run_dir}: no audit.json (trained with --no-audit?): data audit left out")
         return None

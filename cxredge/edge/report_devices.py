@@ -24,8 +24,8 @@ from pathlib import Path
 from cxredge.edge import plots as P
 from cxredge.edge.fingerprint import predictions_by_id
 from cxredge.edge.results import device_line, fmt, noisy
-from cxredge.edge.sidecar import PRECISIONS
-from cxredge.edge.sources import VARIANT_ORDER
+from cxredge.formats import headline_ms
+from cxredge.vocab import PRECISIONS, VARIANTS, order_key
 
 
 @dataclass
@@ -69,13 +69,6 @@ def latency_cell(r: dict | None) -> str:
     if lat.get("median") is not None:
         return f"{lat['median']:.2f}" + (" NOISY" if noisy(r) else "")
     return f"{lat['mean']:.2f} avg" if lat.get("mean") is not None else "-"
-
-
-def headline_ms(r: dict | None) -> float | None:
-    if r is None or r.get("status") != "ok":
-        return None
-    lat = r.get("latency_ms") or {}
-    return lat.get("median") if lat.get("median") is not None else lat.get("mean")
 
 
 def find(dev: Dev, key: tuple) -> dict | None:
@@ -141,8 +134,7 @@ def latency_keys(devs: list[Dev]) -> list[tuple]:
     def order(k):
         r = rows[k]
         v, p = r.get("variant"), r.get("precision")
-        return (VARIANT_ORDER.index(v) if v in VARIANT_ORDER else len(VARIANT_ORDER), str(v),
-                PRECISIONS.index(p) if p in PRECISIONS else len(PRECISIONS), str(p), k[1], k[2] or 0)
+        return (order_key(VARIANTS, v), str(v), order_key(PRECISIONS, p), str(p), k[1], k[2] or 0)
     return sorted(rows, key=order)
 
 

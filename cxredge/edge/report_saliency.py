@@ -11,13 +11,12 @@ from pathlib import Path
 from cxredge.edge.report_inputs import check_explain
 from cxredge.edge.results import fmt
 from cxredge.errors import CxrError
+from cxredge.formats import EXPLAIN_DIR, EXPLAIN_JSON
 from cxredge.io import read_json
-
-EXPLAIN_DIR = "explain"
 
 
 def find_explain(run_dir: Path) -> Path | None:
-    path = run_dir / EXPLAIN_DIR / "explain.json"
+    path = run_dir / EXPLAIN_DIR / EXPLAIN_JSON
     return path if path.is_file() else None
 
 

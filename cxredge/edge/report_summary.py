@@ -10,9 +10,11 @@ rows, the bundled sample as data, skipped inputs. TF-free.
 """
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxredge import markdown as md
 from cxredge.edge.results import fmt, noisy, spread
 from cxredge.paths import SAMPLE_DATA
 
@@ -31,6 +33,12 @@ class Card:
     facts: list[tuple[str, str]] = field(default_factory=list)
     class_rows: list[list[str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    def markdown(self) -> list[str]:
+        return card_markdown(self)
+
+    def html(self) -> str:
+        return card_html(self)
 
 
 def main_bench(benches: list[tuple[Path, dict]]) -> tuple[Path, dict] | None:
@@ -183,3 +191,33 @@ def _with(value, ci) -> str:
     if value is None:
         return "-"
     return f"{value:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+
+
+def card_markdown(card) -> list[str]:
+    """The card as Markdown blocks; every piece of text escaped (cxredge/markdown.py)."""
+    parts = ["## Summary" + (f": deploy {md.text(card.model, False)}" if card.model else ""), md.rich(RULE)]
+    if card.facts:
+        parts.append("\n".join(f"- **{md.text(k, False)}**: {md.rich(v)}" for k, v in card.facts))
+    if card.class_rows:
+        parts.append(md.table(["class", "n", "sensitivity (95% CI)", "specificity (95% CI)"], card.class_rows))
+    parts.append(f"**Warnings ({len(card.warnings)})**" + ("" if card.warnings else ": none"))
+    if card.warnings:
+        parts.append("\n".join(f"- {md.rich(w)}" for w in card.warnings))
+    return parts
+
+
+def card_html(card) -> str:
+    e = html.escape
+    title = f"Summary: deploy {e(card.model)}" if card.model else "Summary: no recommendation"
+    facts = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in card.facts)
+    classes = ""
+    if card.class_rows:
+        head = "".join(f"<th>{h}</th>" for h in ("class", "n", "sensitivity (95% CI)", "specificity (95% CI)"))
+        classes = (f"<table><tr>{head}</tr>" + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>"
+                                                       for r in card.class_rows) + "</table>")
+    warn = (f"<div class='warnh'>Warnings ({len(card.warnings)})</div><ul class='warn'>"
+            + "".join(f"<li>{e(w)}</li>" for w in card.warnings) + "</ul>") if card.warnings else \
+        "<div class='warnh ok'>Warnings: none</div>"
+    return (f"<section class='card' id='summary'><h2>{title}</h2><p class='rule'>{e(RULE)}</p>"
+            f"<div class='cols'><div><table class='facts'>{facts}</table>{classes}</div><div>{warn}</div></div>"
+            "</section>")

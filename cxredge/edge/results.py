@@ -1,17 +1,7 @@
 """bench.json and bench.md: write them, read them back, tabulate them. TF-free.
 
-bench.json (contract in DESIGN.md; names are kept, fields are only added):
-  format "cxredge-bench/1", created, device {...}, settings {...}, dataset {source, path, split, n, classes},
-  models {key: full metrics of that model + evaluated_with + agreement_with_float},
-  results [one per (model, delegate, threads): model, variant, precision, delegate, threads, size_bytes,
-           accuracy, macro_f1, macro_precision, macro_recall, agreement_with_float,
-           latency_ms {init, first, median, p90, p99, mean, std, min, runs}, speedup_vs_float32,
-           peak_rss_mb, rss_mb, status ok|failed, error],
-  clinical per model and row: per_class sensitivity / specificity / ppv / npv / auc / sens_at_spec95, macro_auc,
-      brier, ece, ci95, paired_vs_float (cxredge/edge/validation.py, docs/clinical-metrics.md),
-  ood {n, n_flagged, share, threshold, reasons, flagged, per_model, guarded, unguarded} (the OOD guard:
-      cxredge/edge/ood_flags.py, docs/ood-guard.md),
-  notes [...]
+bench.json's contract (its keys, the row schema, the speed-up rule) is the bench section of
+cxredge/formats.py (BENCH_FORMAT, BENCH_ROW_KEYS, fill_speedups).
 """
 from __future__ import annotations
 
@@ -19,10 +9,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cxredge import markdown as md
+from cxredge.edge import clinical_tables
+from cxredge.edge.document import fmt, md_table
 from cxredge.errors import CxrError
+from cxredge.formats import BENCH_FORMAT, BENCH_JSON, BENCH_MD, NOISY_SPREAD
 from cxredge.io import read_json, write_json, write_text
 
-BENCH_FORMAT = "cxredge-bench/1"
 NOTES = [
     "latency_ms: init = interpreter + delegate + allocate_tensors; first = first invoke(); median/p90/p99/mean/std "
     "over `runs` invoke() calls after `warmup`, each timed alone with perf_counter_ns, input set once.",
@@ -50,9 +42,6 @@ def read_bench(path: str | Path) -> dict:
     return doc
 
 
-NOISY_SPREAD = 1.5  # as cxredge/edge/bench.py: p90 / median above this = the row's latency is not to be trusted
-
-
 def spread(r: dict) -> float | None:
     """p90 / median of a row's latency, where both are known."""
     lat = r.get("latency_ms") or {}
@@ -69,10 +58,6 @@ def noisy(r: dict) -> bool:
         return bool(r["latency_noisy"])
     s = spread(r)
     return s is not None and s > NOISY_SPREAD
-
-
-def fmt(value, spec: str = ".3f", none: str = "-") -> str:
-    return none if value is None else format(value, spec)
 
 
 def row_cells(r: dict) -> list[str]:
@@ -112,10 +97,6 @@ def load_line(doc: dict) -> str:
             f"{noisy} row(s) with noisy latency")
 
 
-def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    return md.table(headers, rows)  # every cell escaped (cxredge/markdown.py): names come from outside
-
-
 def bench_markdown(doc: dict, plots: list[str] | None = None) -> str:
     ds = doc.get("dataset", {})
     s = doc.get("settings", {})
@@ -134,8 +115,6 @@ def bench_markdown(doc: dict, plots: list[str] | None = None) -> str:
     per = [[k] + [" / ".join(fmt(m["per_class"].get(c, {}).get(v)) for v in ("recall", "precision", "f1"))
                   for c in classes] for k, m in doc.get("models", {}).items()]
     parts += [md_table(["model"] + classes, per), ""]
-    from cxredge.edge import clinical_tables  # it builds on this module's fmt / md_table
-
     parts += clinical_tables.markdown(doc)
     parts += [md.image(p, p) for p in plots or []]
     parts += ["", "## Notes", ""] + [f"- {md.text(n)}" for n in doc.get("notes", [])]
@@ -143,7 +122,7 @@ def bench_markdown(doc: dict, plots: list[str] | None = None) -> str:
 
 
 def write_bench(out_dir: Path, doc: dict, plots: list[str] | None = None) -> tuple[Path, Path]:
-    return write_json(out_dir / "bench.json", doc), write_text(out_dir / "bench.md", bench_markdown(doc, plots))
+    return write_json(out_dir / BENCH_JSON, doc), write_text(out_dir / BENCH_MD, bench_markdown(doc, plots))
 
 
 RICH_COLUMNS = ["model", "delegate", "threads", "MB", "accuracy", "macro F1", "agree fp32", "first ms",
@@ -157,9 +136,8 @@ COMPACT = ["model", "delegate", "threads", "accuracy", "agree fp32", "median ms"
 
 def rich_table(doc: dict, title: str = "cxredge bench", width: int = 120):
     """A table that fits `width` (errors are listed under it by `failures`; bench.md has every column)."""
-    from rich.table import Table
-
     from rich import box
+    from rich.table import Table
 
     table = Table(title=title + " (ms)", caption=device_line(doc["device"]), box=box.SIMPLE_HEAD, padding=(0, 1),
                   pad_edge=False)

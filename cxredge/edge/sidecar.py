@@ -1,21 +1,7 @@
 """The JSON sidecar next to every .tflite (`int8.tflite` -> `int8.json`). TF-free.
 
-Written by `cxredge quantize`, read by bench / predict / explain / export on the device. Keys:
-  format        "cxredge-sidecar/1"
-  model         file name of the .tflite
-  variant       fc | one_conv | two_conv | finetune
-  precision     float32 | float16 | dynamic | int8 | qat_int8 (the file stem)
-  labels        class names in output order
-  input         {name, shape, dtype, scale, zero_point, pixels: "raw uint8 RGB 0-255, gray copied to 3 channels"}
-  output        {name, shape, dtype, scale, zero_point, kind: "probabilities"}
-  sha256, size_bytes
-  calibration   null or {manifest (path relative to the run or repo), sha256, size, seed, dataset}
-  versions      {cxredge, tensorflow, tf_keras, tfmot, numpy}
-  validation    {split, n, max_abs_dprob, agreement, macro_f1, macro_f1_float, delta_macro_f1, ...}
-  ood           the OOD guard's reference (cxredge/edge/ood.py, docs/ood-guard.md): {format "cxredge-ood/1",
-                split, n, input_size, keep, threshold, val_flagged, features {name: {median, scale, side,
-                floor, quantiles}}, layout_grid, layout_template}. Optional: a sidecar without it (made
-                before the guard) means "no guard", which predict and bench say, never an error.
+Written by `cxredge quantize`, read by bench / predict / explain / export on the device. Its keys: the sidecar
+section of cxredge/formats.py (SIDECAR_FORMAT).
 
 A sidecar is never taken on trust (docs/security.md): `read_sidecar` checks its schema (`check_sidecar`:
 labels a list of >= 2 unique, non-empty, one-line names; sha256 64 hex digits; size_bytes an integer;
@@ -29,10 +15,9 @@ import re
 from pathlib import Path
 
 from cxredge.errors import CxrError
+from cxredge.formats import SIDECAR_FORMAT
 from cxredge.io import read_json, sha256_file
 
-SIDECAR_FORMAT = "cxredge-sidecar/1"
-PRECISIONS = ("float32", "float16", "dynamic", "int8", "qat_int8")
 MAX_LABEL_CHARS = 200
 SHA256 = re.compile(r"[0-9a-f]{64}")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")  # a variant or precision: also a file-name part

@@ -1,25 +1,41 @@
 """What bench / predict / export read: a run directory, .tflite files, or a bundle. TF-free.
 
-A run directory (DESIGN.md) holds run.json and <variant>/<precision>.tflite + sidecars. A bundle
-(`cxredge export`) is a zip of the same layout, optionally with its test images under test_images/.
-Models are listed in a fixed order: variant (fc, one_conv, two_conv, finetune, ensemble, others), then
-precision (float32, float16, dynamic, int8, qat_int8, others).
+A run directory (its layout: cxredge/formats.py) holds run.json and <variant>/<precision>.tflite +
+sidecars. A bundle (`cxredge export`) is a zip of the same layout, optionally with its test images under
+test_images/. Models are listed in a fixed order: variant, then precision, each in cxredge/vocab.py's
+order (VARIANTS, PRECISIONS), unknown names last.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from cxredge.edge.bench import ModelEntry
-from cxredge.edge.dataset import Dataset, _class_folders, scan_eval, scan_recorded
+from cxredge.edge.dataset import Dataset, class_folders, scan_eval, scan_recorded
 from cxredge.edge.runtime import check_tflite_file
-from cxredge.edge.sidecar import PRECISIONS, read_labels_file, read_sidecar
+from cxredge.edge.sidecar import read_labels_file, read_sidecar
 from cxredge.edge.table import DataOptions
 from cxredge.errors import CxrError
-from cxredge.io import read_json
+from cxredge.formats import RUN_JSON, TEST_IMAGES
+from cxredge.io import read_json, sha256_file
+from cxredge.vocab import PRECISIONS, VARIANTS, order_key
 
-VARIANT_ORDER = ("fc", "one_conv", "two_conv", "finetune", "ensemble")
-TEST_IMAGES = "test_images"
+
+@dataclass
+class ModelEntry:
+    """One .tflite to bench: where it is, what it is, which labels its outputs carry."""
+    path: Path
+    key: str                 # unique display name, e.g. "two_conv/int8"
+    variant: str
+    precision: str
+    labels: list[str] | None
+    sidecar: dict | None = None
+    reference: Path | None = None  # the float32 model of the same variant, for agreement
+    size_bytes: int = field(init=False)
+    sha256: str = field(init=False)  # computed from the file here, never copied from the sidecar
+
+    def __post_init__(self):
+        self.size_bytes = self.path.stat().st_size
+        self.sha256 = sha256_file(self.path)
 
 
 @dataclass
@@ -34,9 +50,7 @@ class Source:
 
 def sort_key(path: Path) -> tuple:
     variant, precision = path.parent.name, path.stem
-    vi = VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER)
-    pi = PRECISIONS.index(precision) if precision in PRECISIONS else len(PRECISIONS)
-    return (vi, variant, pi, precision, str(path))
+    return (order_key(VARIANTS, variant), variant, order_key(PRECISIONS, precision), precision, str(path))
 
 
 def run_models(run_dir: Path) -> list[Path]:
@@ -45,7 +59,7 @@ def run_models(run_dir: Path) -> list[Path]:
 
 
 def read_run(run_dir: Path) -> dict | None:
-    path = run_dir / "run.json"
+    path = run_dir / RUN_JSON
     if not path.is_file():
         return None
     run = read_json(path)
@@ -97,7 +111,7 @@ def from_paths(paths: list[Path], labels_file: Path | None = None) -> Source:
             files.append(p)
     seen: set[str] = set()
     entries = [make_entry(p, labels_file, seen) for p in files]
-    run_dir = next((d for d in (files[0].parent.parent, files[0].parent) if (d / "run.json").is_file()), None)
+    run_dir = next((d for d in (files[0].parent.parent, files[0].parent) if (d / RUN_JSON).is_file()), None)
     return Source(entries, run_dir, read_run(run_dir) if run_dir else None, None, "models")
 
 
@@ -175,7 +189,7 @@ def align_classes(ds: Dataset, labels: list[str], where: str) -> Dataset:
 
 def folder_dataset(root: Path, split: str = "test") -> Dataset:
     """DIR/<class>/* as one split named `split` (a bundle's test images, a labelled folder)."""
-    classes, files = _class_folders(root)
+    classes, files = class_folders(root)
     return Dataset(root, classes, {split: tuple(files)}, "test-only")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cxredge.edge.bundle import write_bundle
-from cxredge.edge.dataset import Dataset, _first_per_class
+from cxredge.edge.dataset import Dataset, first_per_class
 from cxredge.errors import CxrError
 
 
@@ -19,7 +19,7 @@ def chosen_images(ds: Dataset, split: str, limit: int | None) -> list[tuple[Path
         if limit < len(ds.classes):
             raise CxrError(f"--limit {limit} with --remote: the device needs at least one image per class "
                            f"({len(ds.classes)} classes)")
-        items = _first_per_class(items, limit)
+        items = first_per_class(items, limit)
     return items
 
 

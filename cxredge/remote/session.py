@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxredge.errors import CxrError
+from cxredge.formats import BENCH_JSON
 from cxredge.io import sha256_file, write_bytes, write_json
 from cxredge.remote.ssh import Connection, SshSettings, Target, last_line
 from cxredge.remote.wheel import DeviceWheel
@@ -293,7 +294,7 @@ class DeviceRun:
                         files[safe_member(m.name).name] = tar.extractfile(m).read()
         except (tarfile.TarError, CxrError) as exc:
             raise CxrError(f"{self.t}: the results came back damaged ({exc})") from None
-        if "bench.json" not in files:
+        if BENCH_JSON not in files:
             raise CxrError(f"{self.t}: cxredge bench there wrote no bench.json")
         self.view.advance(1)
         return files
@@ -316,7 +317,7 @@ class DeviceRun:
     def save(self, out_dir: Path, files: dict[str, bytes], python: str, installed, wall_s: float) -> tuple[Path, dict]:
         """Write the device's files under out_dir/devices/<label>/, bench.json last and atomically."""
         try:
-            doc = json.loads(files.pop("bench.json"))
+            doc = json.loads(files.pop(BENCH_JSON))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CxrError(f"{self.t}: bench.json from there is not JSON ({exc})") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
@@ -332,4 +333,4 @@ class DeviceRun:
                          "wheel": self.wheel_record(installed),
                          "env": dict(self.rs.env), "prefix": list(self.rs.prefix), "wall_s": round(wall_s, 2),
                          "transport": "system OpenSSH client (BatchMode, host key checked)"}
-        return write_json(dest / "bench.json", doc), doc
+        return write_json(dest / BENCH_JSON, doc), doc

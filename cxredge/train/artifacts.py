@@ -1,8 +1,9 @@
-"""Writing a variant's artifacts (run-directory contract, DESIGN.md), every file atomically."""
+"""Writing a variant's artifacts (the run folder of cxredge/formats.py), every file atomically."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from cxredge.formats import METRICS_JSON
 from cxredge.io import atomic_path, write_json
 from cxredge.keras import keras
 from cxredge.plots import plot_confusion, plot_curves
@@ -21,6 +22,6 @@ def write_variant(out: Path, variant: str, model: keras.Model, history: dict, me
     save_model(model, folder / "model.keras")
     write_json(folder / "history.json", history)
     plot_curves(history, folder / "curves.png", title=f"{variant}: training curves")
-    write_json(folder / "metrics.json", metrics)
+    write_json(folder / METRICS_JSON, metrics)
     plot_confusion(metrics["confusion_matrix"], metrics["classes"], folder / "confusion.png",
                    title=f"{variant}: test accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")

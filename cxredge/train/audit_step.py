@@ -10,6 +10,7 @@ from rich.console import Console
 from cxredge.edge.audit import AuditSettings, audit, collect_loaded
 from cxredge.edge.audit.console import print_warnings
 from cxredge.edge.audit.probe import ProbeSettings
+from cxredge.formats import AUDIT_JSON
 from cxredge.io import write_json
 from cxredge.train.data import TrainData
 
@@ -22,11 +23,11 @@ def pre_training_audit(data: TrainData, out: Path, seed: int, console: Console) 
                        AuditSettings(probe=ProbeSettings(seed=seed)))
     seconds = round(time.perf_counter() - t0, 2)
     result["seconds"]["total"] = seconds
-    write_json(Path(out) / "audit.json", result)
+    write_json(Path(out) / AUDIT_JSON, result)
     print_warnings(console, result, prefix="audit warning")
     kinds = sorted({w["kind"] for w in result["warnings"]})
     console.print(f"audit: {len(result['warnings'])} warning(s){' (' + ', '.join(kinds) + ')' if kinds else ''} in "
-                  f"{seconds:.1f} s -> {Path(out) / 'audit.json'} (`cxredge audit DATA` reads the original files too; "
+                  f"{seconds:.1f} s -> {Path(out) / AUDIT_JSON} (`cxredge audit DATA` reads the original files too; "
                   f"--no-audit skips this)", highlight=False)
-    return {"file": "audit.json", "warnings": len(result["warnings"]), "kinds": kinds, "seconds": seconds,
+    return {"file": AUDIT_JSON, "warnings": len(result["warnings"]), "kinds": kinds, "seconds": seconds,
             "probe_accuracy": result["probe"]["accuracy"], "probe_chance": result["probe"]["chance"]}

@@ -14,7 +14,6 @@ import numpy as np
 
 from cxredge.keras import keras, tf
 
-
 # Augmentation presets (fractions as the Keras layers take them). "standard" is --augment's and the
 # cached augmented views'; "light" is the finetune recipe's (no flip: the heart sits on one side).
 AUGMENT_PRESETS = {

@@ -11,8 +11,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cxredge.edge.dataset import SPLITS, Dataset, Loaded, count_leaks, load_split, scan
+from cxredge.edge.dataset import Dataset, Loaded, count_leaks, load_split, scan
 from cxredge.edge.table import DataOptions
+from cxredge.vocab import SPLITS
 
 
 @dataclass

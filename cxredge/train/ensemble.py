@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cxredge.errors import CxrError
+from cxredge.formats import RUN_JSON
 from cxredge.io import read_json, sha256_file
 from cxredge.keras import keras
 from cxredge.model_file import load_keras_model
@@ -57,7 +58,7 @@ def resolve_members(run_dir: Path, specs: list[str]) -> list[tuple[str, Path]]:
 
 def member_classes(path: Path) -> list[str]:
     """The class list a member was trained on: run.json of the run folder above <variant>/."""
-    run = path.parent.parent / "run.json"
+    run = path.parent.parent / RUN_JSON
     if not run.is_file():
         raise CxrError(f"{path}: no run.json beside its variant folder ({run}); cannot check its classes")
     doc = read_json(run)

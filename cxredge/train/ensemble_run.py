@@ -18,6 +18,7 @@ from cxredge.edge.clinical import Resampler
 from cxredge.edge.dataset import load_split, scan_recorded
 from cxredge.edge.metrics import classification_metrics
 from cxredge.errors import CxrError
+from cxredge.formats import METRICS_JSON, RUN_JSON
 from cxredge.io import read_json, write_json
 from cxredge.plots import plot_confusion
 from cxredge.train import ensemble as E
@@ -25,6 +26,7 @@ from cxredge.train.artifacts import save_model
 from cxredge.train.cache import predict
 from cxredge.train.data import progress_bar
 from cxredge.train.finetune import pair_accuracy
+from cxredge.vocab import EVAL_SPLITS
 
 CHECK_IMAGES = 8
 
@@ -43,7 +45,7 @@ def scores(y: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
 
 
 def ensemble_run(run_dir: Path, specs: list[str], weights: list[float] | None, console: Console) -> dict:
-    run_path = run_dir / "run.json"
+    run_path = run_dir / RUN_JSON
     if not run_path.is_file():
         raise CxrError(f"--run {run_dir}: no run.json (train first: cxredge train --out {run_dir})")
     run = read_json(run_path)
@@ -58,13 +60,13 @@ def ensemble_run(run_dir: Path, specs: list[str], weights: list[float] | None, c
     logits: dict[str, list[np.ndarray]] = {}
     splits = {}
     with progress_bar(console) as bar:
-        for split in ("val", "test"):
+        for split in EVAL_SPLITS:
             task = bar.add_task(f"decode {split}", total=len(ds.paths(split)), info="")
             splits[split] = load_split(ds, split, progress=lambda n, t=task: bar.advance(t, n))
         for i, m in enumerate(members):
             sub = E.logits_model(m.model, E.member_name(i, m.label))
             task = bar.add_task(f"member {m.label}", total=2, info="")
-            for split in ("val", "test"):
+            for split in EVAL_SPLITS:
                 logits.setdefault(split, []).append(predict(sub, splits[split].x, batch_size=32))
                 bar.advance(task, 1)
     probs = {s: softmax(np.tensordot(w, np.stack(z), axes=1)) for s, z in logits.items()}
@@ -77,11 +79,11 @@ def ensemble_run(run_dir: Path, specs: list[str], weights: list[float] | None, c
     validation.merge_into(metrics, validation.clinical_block(test.y, probs["test"], classes, Resampler(len(test.y))))
     metrics.update(variant=E.NAME, split="test", full_vs_cached_max_abs_diff=check,
                    val=scores(splits["val"].y, probs["val"], classes), ensemble=rec,
-                   members={m.label: {s: scores(splits[s].y, softmax(logits[s][i]), classes) for s in ("val", "test")}
+                   members={m.label: {s: scores(splits[s].y, softmax(logits[s][i]), classes) for s in EVAL_SPLITS}
                             for i, m in enumerate(members)})
     folder = run_dir / E.NAME
     save_model(model, folder / "model.keras")
-    write_json(folder / "metrics.json", metrics)
+    write_json(folder / METRICS_JSON, metrics)
     plot_confusion(metrics["confusion_matrix"], classes, folder / "confusion.png",
                    title=f"ensemble: test accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
     run["variants"] = list(dict.fromkeys(list(run.get("variants") or []) + [E.NAME]))

@@ -20,6 +20,7 @@ from PIL import Image
 from cxredge.edge.explain import OcclusionSettings, Saliency, occlusion
 from cxredge.edge.explain_run import Explainer
 from cxredge.errors import CxrError
+from cxredge.formats import RUN_JSON
 from cxredge.io import read_json
 from cxredge.keras import keras, tf
 from cxredge.model_file import load_keras_model
@@ -65,7 +66,7 @@ def run_labels(path: Path, labels_file: Path | None) -> list[str]:
 
     if labels_file is not None:
         return read_labels_file(labels_file)
-    run = path.resolve().parent.parent / "run.json"
+    run = path.resolve().parent.parent / RUN_JSON
     classes = (read_json(run) or {}).get("classes") if run.is_file() else None
     if not classes:
         raise CxrError(f"{path}: no run.json with classes two folders up; pass --labels FILE")

@@ -28,6 +28,7 @@ from cxredge.errors import CxrError
 from cxredge.keras import keras
 from cxredge.train.cache import predict
 
+
 def calibration_manifest(ds: Dataset, dataset_sha256: str = "unknown") -> calibration.Manifest:
     """The manifest `cxredge quantize` draws by default (capped at the train split's size)."""
     n = min(calibration.DEFAULT_SIZE, len(ds.splits["train"]))
@@ -41,7 +42,8 @@ def int8_extractor(extractor: keras.Model, calib_images: np.ndarray) -> bytes:
     # int8 out: no requantization at the cuts; checked full-integer with raw-pixel input
     int8 = quantize.quantize_calibrated(calibrated, "int8", what="int8-aware backbone")
     # bias-corrected on the same images, as `cxredge quantize` does by default
-    return bias_correction.correct(int8, float32, bias_correction.subset(calib_images, bias_correction.DEFAULT_IMAGES))[0]
+    images = bias_correction.subset(calib_images, bias_correction.DEFAULT_IMAGES)
+    return bias_correction.correct(int8, float32, images)[0]
 
 
 class Int8Cuts:

@@ -14,20 +14,21 @@ from cxredge import __version__
 from cxredge.convert import calibration
 from cxredge.edge import validation
 from cxredge.edge.clinical import Resampler
-from cxredge.edge.metrics import classification_metrics
 from cxredge.edge.dataset import scan
+from cxredge.edge.metrics import classification_metrics
 from cxredge.edge.table import DataOptions
 from cxredge.errors import CxrError
+from cxredge.formats import RUN_FORMAT, RUN_JSON
 from cxredge.io import write_json
 from cxredge.keras import keras, tf
 from cxredge.train import fit as fitting
 from cxredge.train import int8_views
-from cxredge.train.finetune import fit_phase2, pair_accuracy, pair_indices
-from cxredge.train.augment import image_dataset, view_transform
 from cxredge.train.artifacts import write_variant
-from cxredge.train.cache import compute_features, cut_layer_name, feature_extractor, predict, tail_model
 from cxredge.train.audit_step import pre_training_audit
+from cxredge.train.augment import image_dataset, view_transform
+from cxredge.train.cache import compute_features, cut_layer_name, feature_extractor, predict, tail_model
 from cxredge.train.data import TrainData, load_data, progress_bar
+from cxredge.train.finetune import fit_phase2, pair_accuracy, pair_indices
 from cxredge.train.paired import PairedTail
 from cxredge.train.settings import TrainSettings
 from cxredge.train.variants import build_model, count_params, resolve_weights, set_trainable
@@ -263,7 +264,7 @@ def _evaluate(model, tail, variant, cuts, data, feats, settings) -> dict:
 
 def _write_run_json(out, data: TrainData, settings, results, feats, strategy, audit: dict | None) -> None:
     run = {
-        "format": "cxredge-run/1",
+        "format": RUN_FORMAT,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "classes": list(data.classes), "alpha": settings.alpha, "weights": settings.weights, "image_size": 224,
         "seed": settings.seed, "variants": list(settings.variants),
@@ -281,4 +282,4 @@ def _write_run_json(out, data: TrainData, settings, results, feats, strategy, au
         "results": {m["variant"]: {key: m[key] for key in ("accuracy", "macro_f1", "params_trainable", "train_seconds")}
                     for m in results},
     }
-    write_json(out / "run.json", run)
+    write_json(out / RUN_JSON, run)

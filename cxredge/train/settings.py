@@ -5,6 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from cxredge.errors import CxrError
+from cxredge.vocab import STUDY_VARIANTS
 
 STRATEGIES = ("auto", "mirrored", "cpu")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -16,7 +17,7 @@ FINETUNE_AUGMENTS = ("light", "standard", "none")
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything that decides a training run (defaults tuned on the val split of chest_xray_4class)."""
-    variants: tuple[str, ...] = ("fc", "one_conv", "two_conv")
+    variants: tuple[str, ...] = STUDY_VARIANTS
     alpha: float = 0.75
     weights: str = "bundled"
     epochs: int = 20
@@ -41,12 +42,14 @@ class TrainSettings:
     finetune_patience: int = 6  # finetune phase 2: early stop after this many epochs without val macro-F1 gain
     warmup_epochs: float = 1.0  # finetune phase 2: linear warm-up from ~0 to the peak
     weight_decay: float = 0.05  # finetune phase 2: AdamW decoupled weight decay (not on BN or biases)
-    bn_mode: str = "inference"  # finetune phase 2: BatchNorm frozen on ImageNet statistics (inference) or batch statistics (train)
+    # finetune phase 2: BatchNorm frozen on ImageNet statistics (inference) or batch statistics (train)
+    bn_mode: str = "inference"
     bn_freeze_blocks: int = 0  # finetune, --bn-mode train: BN of the stem + blocks 1..K keeps ImageNet statistics
     finetune_head: str = "linear"  # finetune: dropout + Dense(C) on the logits, or the Dense 1024/512/C mlp
     pair_weight: float = 1.0  # finetune phase 2: loss weight of the Bacterial/Viral images, times this
     ema: float = 0.0  # finetune phase 2: decay of a weight moving average that is scored and kept (0 = off)
-    finetune_augment: str = "none"  # finetune phase 2 augmentation preset (train/augment.py); none won on val over 3 seeds
+    # finetune phase 2 augmentation preset (train/augment.py); none won on val over 3 seeds
+    finetune_augment: str = "none"
     max_minutes: float = 0.0  # stop training when the next epoch would end past this budget (0 = none)
     audit: bool = True  # duplicates + shortcut probe on the decoded images before training (audit.json)
     data_options: dict | None = None  # --data table columns, --label-map, --patient-regex (edge/table.DataOptions)
@@ -69,7 +72,8 @@ class TrainSettings:
             (0 <= self.label_smoothing < 1, f"--label-smoothing {self.label_smoothing}: expected 0..1"),
             (self.finetune_epochs >= 1, f"--finetune-epochs {self.finetune_epochs}: must be >= 1"),
             (self.finetune_lr > 0, f"--finetune-lr {self.finetune_lr}: must be > 0"),
-            (self.unfreeze_blocks == "all" or (isinstance(self.unfreeze_blocks, int) and 1 <= self.unfreeze_blocks <= 13),
+            (self.unfreeze_blocks == "all"
+             or (isinstance(self.unfreeze_blocks, int) and 1 <= self.unfreeze_blocks <= 13),
              f"--unfreeze-blocks {self.unfreeze_blocks}: expected all or 1..13"),
             (self.finetune_patience >= 0, f"--finetune-patience {self.finetune_patience}: must be >= 0"),
             (self.warmup_epochs >= 0, f"--warmup-epochs {self.warmup_epochs}: must be >= 0"),

@@ -1,4 +1,5 @@
-"""The model contract (DESIGN.md section 3): MobileNet cut at the conv_preds logits + a Dense head.
+"""The model contract (this docstring; tests/test_train_variants.py pins it): MobileNet cut at the conv_preds
+logits + a Dense head.
 
 Input: raw pixels 0..255, float32, (224, 224, 3); the first layer scales them to [-1, 1].
 Output: softmax over C classes. Which layers train is the variant:
@@ -15,17 +16,15 @@ from pathlib import Path
 from cxredge.errors import CxrError
 from cxredge.keras import keras
 from cxredge.paths import BUNDLED_WEIGHTS, BUNDLED_WEIGHTS_ALPHA
+from cxredge.vocab import ALPHAS, HEAD_LAYERS, TRAIN_VARIANTS
 
 VARIANT_TRAINABLE = {
     "fc": (),
     "one_conv": ("conv_preds",),
     "two_conv": ("conv_preds", "conv_pw_13", "conv_pw_13_bn"),
 }
-ALL_VARIANTS = ("fc", "one_conv", "two_conv", "finetune")
-HEAD_LAYERS = ("head_fc1", "head_fc2", "head_out")
 LOGITS_LAYER = "reshape_2"  # the 1000-d conv_preds logits, after their Reshape, before the softmax
 INPUT_SIZE = 224
-ALPHAS = (0.25, 0.5, 0.75, 1.0)
 
 
 def resolve_weights(weights: str, alpha: float) -> str | None:
@@ -49,8 +48,8 @@ def build_model(variant: str, num_classes: int, alpha: float = 0.75, weights: st
                 unfreeze_blocks: int | str = 2, dropout: float = 0.0, head: str = "mlp") -> keras.Model:
     """Build the full model for a variant, with the right layers trainable. head "mlp" is the
     contract's Dense 1024/512/C; "linear" (finetune's default) is Dropout + Dense(C) on the logits."""
-    if variant not in ALL_VARIANTS:
-        raise CxrError(f"--variant {variant}: expected one of {', '.join(ALL_VARIANTS)}")
+    if variant not in TRAIN_VARIANTS:
+        raise CxrError(f"--variant {variant}: expected one of {', '.join(TRAIN_VARIANTS)}")
     if alpha not in ALPHAS:
         raise CxrError(f"--alpha {alpha}: expected one of {', '.join(map(str, ALPHAS))}")
     if num_classes < 2:

@@ -36,8 +36,10 @@ def hamming_pairs(hashes: np.ndarray, threshold: int, block: int = BLOCK) -> tup
         rows.append(r[keep] + start)
         cols.append(c[keep] + start)
         dist.append(d[r[keep], c[keep]])
-    cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
-    return cat(rows, np.int64), cat(cols, np.int64), cat(dist, np.int64)
+    def cat(parts):
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    return cat(rows), cat(cols), cat(dist)
 
 
 def components(n: int, pairs: list[tuple[int, int]] | zip) -> list[list[int]]:
@@ -74,7 +76,10 @@ def find_duplicates(pixel_hashes: list[str], hashes: np.ndarray, names: list[str
     near = components(len(names), ((a, b) for a, b, _ in near_pairs))
     exact_pairs = [(g[0], k) for g in exact for k in g[1:]]
     every = components(len(names), [(a, b) for a, b, _ in near_pairs] + exact_pairs)
-    as_paths = (lambda groups: [[names[k] for k in g] for g in groups])
+
+    def as_paths(groups):
+        return [[names[k] for k in g] for g in groups]
+
     return {
         "exact": as_paths(exact),
         "near": as_paths(near),

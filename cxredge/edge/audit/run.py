@@ -14,14 +14,16 @@ import numpy as np
 import PIL
 
 from cxredge import __version__
-from cxredge.edge.audit import checks, facts as F, features as FE
+from cxredge.edge.audit import checks
+from cxredge.edge.audit import facts as F
+from cxredge.edge.audit import features as FE
 from cxredge.edge.audit.duplicates import NEAR_THRESHOLD, find_duplicates
 from cxredge.edge.audit.probe import ProbeSettings, run_probe
-from cxredge.edge.dataset import SPLITS, Dataset, Loaded
+from cxredge.edge.dataset import Dataset, Loaded
 from cxredge.errors import CxrError
+from cxredge.formats import AUDIT_FORMAT
 from cxredge.io import shown_tree
-
-FORMAT = "cxredge-audit/1"
+from cxredge.vocab import SPLITS
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def audit(ds: Dataset, rows: Collected, settings: AuditSettings = AuditSettings(
     where = {n: (s, ds.classes[y]) for n, s, y in zip(rows.names, rows.splits, rows.labels)}
     warnings = checks.shortcut_warnings(probe) + format_warnings + checks.duplicate_warnings(dups, where)
     return shown_tree({
-        "format": FORMAT, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "format": AUDIT_FORMAT, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "data": {"path": str(Path(ds.root).resolve()), "layout": ds.layout, "split_seed": ds.seed},
         "source": rows.source, "settings": settings.to_dict(),
         "classes": list(ds.classes), "counts": _counts(rows, ds), "formats": _formats(rows, ds),

@@ -10,9 +10,10 @@ import io
 from pathlib import Path
 
 from cxredge.edge.audit.features import GROUP_TITLES, GROUPS
+from cxredge.edge.document import CSS, Doc, block_html, to_markdown
 from cxredge.edge.images import open_image
-from cxredge.edge.report import CSS, Doc, block_html, to_markdown
 from cxredge.errors import CxrError
+from cxredge.formats import AUDIT_HTML, AUDIT_JSON, AUDIT_MD
 from cxredge.io import json_text, shown, write_files
 
 MAX_GROUPS = 40  # duplicate groups listed in the md/html (all of them are in audit.json)
@@ -206,6 +207,6 @@ def write_outputs(a: dict, out_dir: Path, root: Path, names: list[str] = ()) -> 
     audit.json shows escaped."""
     doc = audit_doc(a)
     files = {shown(n): n for n in names if shown(n) != n}
-    paths = (out_dir / "audit.json", out_dir / "audit.md", out_dir / "audit.html")
+    paths = (out_dir / AUDIT_JSON, out_dir / AUDIT_MD, out_dir / AUDIT_HTML)
     write_files({paths[0]: json_text(a), paths[1]: to_markdown(doc, out_dir), paths[2]: to_html(doc, a, root, files)})
     return paths

@@ -1,0 +1,60 @@
+"""What `cxredge bench` and `cxredge bench --remote` share: the models to bench, the progress bar, the one
+line when nothing ran. Below both commands, so neither imports the other's module back."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from cxredge.cli.common import console
+from cxredge.errors import CxrError
+from cxredge.formats import BENCH_JSON
+from cxredge.paths import DEFAULT_RUN
+from cxredge.vocab import SPLITS
+
+
+def resolve_source(models: list[Path], run: Path | None, labels: Path | None, stack: contextlib.ExitStack,
+                   out: Path | None = None):
+    from cxredge.edge import bundle, sources
+    from cxredge.io import scratch_dir
+
+    if models and run is not None:
+        raise CxrError("give either --run DIR or MODEL/BUNDLE arguments, not both")
+    bundles = [m for m in models if bundle.is_bundle(m)]
+    if bundles:
+        if len(models) != 1:
+            raise CxrError(f"{bundles[0]}: a bundle is benched on its own (no other MODEL arguments)")
+        dest = stack.enter_context(scratch_dir(out or Path(".")))  # with the results: a SIGKILL's leftover is found
+        bundle.open_bundle(bundles[0], dest)
+        src = sources.from_run(dest, labels)
+        src.origin, src.run_dir = "bundle", None
+        return src
+    if models:
+        return sources.from_paths(models, labels)
+    return sources.from_run(run or DEFAULT_RUN, labels)
+
+
+def bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+def no_row_ok(doc: dict) -> str | None:
+    """The one error line when no row of a bench ran (every row failed, or there was none), else None."""
+    rows = doc.get("results") or []
+    if any(r.get("status") == "ok" for r in rows):
+        return None
+    if not rows:
+        return "no row was benched: nothing measured"
+    first = next((r for r in rows if r.get("error")), rows[0])
+    where = f"{first['model']} {Path(str(first['delegate'])).name}"
+    return (f"all {len(rows)} rows failed, nothing measured (first: {where} "
+            f"x{first['threads']}: {first.get('error')}); bench.failed.json records each error, "
+            f"a previous {BENCH_JSON} is kept")
+
+
+def dataset_name(root: Path) -> str:
+    """A dataset's default name: its folder's name (the parent's for DIR/test or DIR/val)."""
+    root = Path(root).resolve()
+    return root.parent.name if root.name in SPLITS else root.name
