@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxredge.edge.limits import check_size
 from cxredge.errors import CxrError
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
@@ -184,8 +185,6 @@ def decode(path: str | Path) -> tuple[np.ndarray, DicomFacts]:
 def _decode(path: Path) -> tuple[np.ndarray, DicomFacts]:
     ds = read_dataset(path)
     check(ds, path)
-    from cxredge.edge.images import check_size  # images imports this module: the pixel limit of every decoder
-
     check_size(path, int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0))
     stored = ds.pixel_array
     pi = str(ds.PhotometricInterpretation)

@@ -21,11 +21,11 @@ import numpy as np
 from PIL import Image
 
 from cxredge.edge.dicom import DICOM_SUFFIXES, RASTER_SUFFIXES, is_dicom
+from cxredge.edge.limits import MAX_PIXELS, check_size  # noqa: F401 - the limit every decoder checks
 from cxredge.errors import CxrError
 
 IMG_SIZE = 224
 IMAGE_SUFFIXES = {*RASTER_SUFFIXES, *DICOM_SUFFIXES}
-MAX_PIXELS = 60_000_000
 
 
 def is_image_file(path: Path) -> bool:
@@ -61,14 +61,6 @@ def open_image(path: str | Path) -> Image.Image:
         im.close()
         raise
     return im
-
-
-def check_size(path: Path, width: int, height: int) -> None:
-    """CxrError unless 1 <= width x height <= MAX_PIXELS: call it with a header's size before decoding
-    (any decoder: Pillow's here, DICOM's Rows x Columns)."""
-    if width * height > MAX_PIXELS or width < 1 or height < 1:
-        raise CxrError(f"{path}: {width}x{height} pixels is outside 1 pixel..{MAX_PIXELS // 1_000_000} megapixels "
-                       "(the limit for one image; a real chest X-ray is under 40 MP)")
 
 
 def load_image(path: str | Path, size: int = IMG_SIZE) -> np.ndarray:
