@@ -168,3 +168,28 @@ def test_fuzz_bench_json_either_refused_or_reported(where, value, drop, tmp_path
         assert str(exc).startswith("b.json: not a usable bench.json (")
         return
     build(None, [(Path("b.json"), doc)], tmp_path_factory.mktemp("assets"))
+
+
+EXPLAIN_BASE = explain_doc("grid.png")
+EXPLAIN_PATHS = [p for p in paths(EXPLAIN_BASE) if p]
+
+
+@FUZZ
+@given(where=st.sampled_from(EXPLAIN_PATHS), value=JSON, drop=st.booleans())
+def test_fuzz_explain_json_either_refused_or_reported(where, value, drop, tmp_path_factory):
+    """cause 12, property: explain.json with one key replaced or removed -> the report leaves the section out
+    with a warning, or renders it; never another exception."""
+    run = tmp_path_factory.mktemp("ex") / "run"
+    doc = copy.deepcopy(EXPLAIN_BASE)
+    parent = doc
+    for k in where[:-1]:
+        parent = parent[k]
+    if drop and isinstance(parent, dict):
+        parent.pop(where[-1])
+    else:
+        parent[where[-1]] = value
+    (run / "explain").mkdir(parents=True)
+    (run / "explain" / "explain.json").write_text(json.dumps(doc))
+    page = build(run, [], run / "assets")
+    text = " ".join(str(b) for b in page.blocks) + " ".join(page.warnings)
+    assert "Where the model looks" in text or "saliency section left out" in text

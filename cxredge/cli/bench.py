@@ -170,6 +170,9 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     console.print(results.rich_table(doc, width=console.width))
+    if any(r.get("latency_noisy") for r in doc["results"]):
+        console.print(f"[yellow]noisy latency[/]: {results.load_line(doc)}; p90/median > {results.NOISY_SPREAD} even "
+                      "after one re-measurement: no speed-up computed from those rows", highlight=False, soft_wrap=True)
     console.print(clinical_tables.rich_table(doc))
     for line in ood_flags.bench_lines(doc["ood"]):
         console.print(line, highlight=False, soft_wrap=True)

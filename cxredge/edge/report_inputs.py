@@ -114,7 +114,7 @@ def problem(value, spec, where: str) -> str | None:
 ON = Opt(NUM)
 CI = Opt(ListOf(NUM, 2))
 LATENCY = {k: ON for k in ("init", "first", "median", "p90", "p99", "mean", "std", "min")} | {"runs": Opt(INT)}
-ROW = {"model!": STR, "status!": STR, "delegate": Opt(STR), "threads": Opt(INT),
+ROW = {"model!": STR, "status!": STR, "delegate!": STR, "threads!": Opt(INT),
        "variant": Opt(STR), "precision": Opt(STR), "size_bytes": ON, "accuracy": ON, "macro_f1": ON,
        "agreement_with_float": ON, "latency_ms": Opt(LATENCY), "speedup_vs_float32": ON, "sha256": Opt(STR),
        "error": Opt(STR), "latency_noisy": Opt(BOOL), "peak_rss_mb": ON}
@@ -135,14 +135,14 @@ DEVICE |= {"temperature_c": Opt(DictOf(NUM)), "cpu_mhz": Opt(DictOf(ON)), "cpu_g
            "throttled": Opt({"raw": AnyOf(STR, NUM), "flags": ListOf(STR)})}
 DATASET = {"name": Opt(STR), "path": Opt(STR), "split": Opt(STR), "n": Opt(INT), "classes": Opt(ListOf(STR)),
            "source": Opt(STR), "images_sha256": Opt(STR), "image_ids": Opt(STR), "internal": Opt(BOOL)}
-BENCH = {"device!": DEVICE, "results!": ListOf(ROW), "models": Opt(DictOf(MODEL)), "dataset": Opt(DATASET),
+BENCH = {"device!": DEVICE, "results!": ListOf(ROW), "models": DictOf(MODEL), "dataset": DATASET,
          "settings": Opt(dict), "plots": Opt(ListOf(STR)), "notes": Opt(ListOf(STR)), "origin": Opt(STR),
          "remote": Opt(dict), "clinical": Opt(dict), "ood": Opt(dict), "machine_load": Opt(dict)}
 
 GROUP = DictOf(AnyOf(INT, {k: ON for k in ("accuracy", "border_share_mean", "pearson_mean", "spearman_mean",
                                           "same_class")}))
-EXPLAIN = {"models!": ListOf({"key!": STR, "path": AnyOf(STR, NUM), "method": AnyOf(STR, NUM)}),
-           "summary!": {"per_class!": DictOf(GROUP), "all!": GROUP, "grouped_by": AnyOf(STR, NUM)},
+EXPLAIN = {"models!": ListOf({"key!": STR, "path!": AnyOf(STR, NUM), "method!": AnyOf(STR, NUM)}),
+           "summary!": {"per_class!": DictOf(GROUP), "all!": GROUP, "grouped_by!": AnyOf(STR, NUM)},
            "regions!": {"definition!": STR, "border_area_share!": NUM},
            "settings!": {k + "!": AnyOf(STR, NUM) for k in ("patch", "fill", "stride", "target")},
            "images!": list, "grid": STR}
@@ -193,7 +193,20 @@ def check_explain(path, doc) -> dict:
 
 
 def check_audit(path, doc) -> dict:
-    return check(path, doc, AUDIT, "audit.json")
+    check(path, doc, AUDIT, "audit.json")
+    probe = doc.get("probe")
+    if isinstance(probe, dict) and not probe.get("skipped"):  # the probe table reads one column per cue group
+        from cxredge.edge.audit.features import GROUPS
+
+        for g in GROUPS:
+            if g not in probe["features"]:
+                raise CxrError(f"{path}: not a usable audit.json (probe.features.{g}: missing)")
+            for i, p in enumerate(probe["pairs"]):
+                for k in (g, "all"):
+                    if k not in p["accuracy_by_cue"]:
+                        where = f"probe.pairs[{i}].accuracy_by_cue.{k}"
+                        raise CxrError(f"{path}: not a usable audit.json ({where}: missing)")
+    return doc
 
 
 def embeddable(path: Path | str, root: Path) -> Path | None:
