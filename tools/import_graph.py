@@ -29,13 +29,14 @@ LEAVES = ("cxredge", "cxredge.errors", "cxredge.paths", "cxredge.vocab")
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("leaf", LEAVES),
     ("contracts", ("cxredge.formats",)),  # the on-disk formats: import leaves only
-    ("core", ("cxredge.io", "cxredge.plots", "cxredge.keras", "cxredge.model_file")),
+    ("core", ("cxredge.io", "cxredge.markdown", "cxredge.plots", "cxredge.keras", "cxredge.model_file")),
     # The edge side, by job: inputs, runtime and document primitives; data sets and model sources; what
     # evaluates; what writes and renders results; the fronts that run one verb end to end. It is TF-free:
     # it never imports keras, convert, train or cli (EDGE_FORBIDDEN).
     ("edge.base", ("cxredge.edge", "cxredge.edge.images", "cxredge.edge.sidecar", "cxredge.edge.runtime",
                    "cxredge.edge.metrics", "cxredge.edge.fingerprint", "cxredge.edge.device",
-                   "cxredge.edge.entry", "cxredge.edge.document")),
+                   "cxredge.edge.entry", "cxredge.edge.document",
+                   "cxredge.edge.limits", "cxredge.edge.dicom", "cxredge.edge.table", "cxredge.edge.patients")),
     ("edge.data", ("cxredge.edge.dataset", "cxredge.edge.sources", "cxredge.edge.bundle")),
     ("edge.evaluate", ("cxredge.edge.bench", "cxredge.edge.clinical", "cxredge.edge.validation",
                        "cxredge.edge.ood", "cxredge.edge.ood_flags", "cxredge.edge.explain",

@@ -21,11 +21,10 @@ import numpy as np
 
 from cxredge.edge.device import temperatures_c
 from cxredge.edge.metrics import agreement, classification_metrics
-from cxredge.edge.results import NOISY_SPREAD  # p90 / median above which a row's latency is flagged
 from cxredge.edge.runtime import Runtime, TFLiteModel
 from cxredge.edge.sources import ModelEntry
 from cxredge.errors import CxrError
-from cxredge.formats import bench_row, fill_speedups
+from cxredge.formats import NOISY_SPREAD, bench_row, fill_speedups
 from cxredge.vocab import resolve_delegate
 
 RUN_ERRORS = (CxrError, RuntimeError, ValueError, OSError)

@@ -22,9 +22,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from cxredge.formats import BENCH_DIR, BENCH_JSON
 from cxredge.io import read_json, write_json
 
-BENCH_DIR = "bench"
 FAILED = "bench.failed.json"
 SPLITS = ("train", "val", "test", "all")
 
@@ -44,7 +44,7 @@ def _identity(doc) -> tuple | None:
 
 def _holder(folder: Path) -> tuple | None:
     """The (dataset path, split) a bench folder holds, or None when it holds nothing readable."""
-    for name in ("bench.json", FAILED):
+    for name in (BENCH_JSON, FAILED):
         if (folder / name).is_file():
             try:
                 return _identity(read_json(folder / name))
@@ -106,7 +106,7 @@ def commit_files(staged: Path, dest: Path, old_plots: list[str]) -> None:
     for stale in set(old_plots) - set(names):
         if safe_name(stale) == stale and (dest / stale).is_file():
             (dest / stale).unlink()
-    for n in [n for n in names if n != "bench.json"] + (["bench.json"] if "bench.json" in names else []):
+    for n in [n for n in names if n != BENCH_JSON] + ([BENCH_JSON] if BENCH_JSON in names else []):
         os.replace(staged / n, dest / n)
     if (dest / FAILED).is_file():
         (dest / FAILED).unlink()
@@ -115,7 +115,7 @@ def commit_files(staged: Path, dest: Path, old_plots: list[str]) -> None:
 
 def previous_plots(dest: Path) -> list[str]:
     try:
-        doc = read_json(dest / "bench.json") if (dest / "bench.json").is_file() else {}
+        doc = read_json(dest / BENCH_JSON) if (dest / BENCH_JSON).is_file() else {}
     except Exception:
         return []
     plots = doc.get("plots") if isinstance(doc, dict) else None
@@ -131,9 +131,9 @@ def find_benches(run_dir: Path) -> list[Path]:
     """Every bench.json of a run: the old <run>/bench.json, <run>/bench/*/ (the run's test split first),
     then <run>/devices/*/."""
     def visible(folder: Path) -> list[Path]:  # not the hidden folders of a bench being written
-        return [p for p in folder.glob("*/bench.json") if not p.parent.name.startswith(".")]
+        return [p for p in folder.glob(f"*/{BENCH_JSON}") if not p.parent.name.startswith(".")]
 
-    found = [run_dir / "bench.json"] if (run_dir / "bench.json").is_file() else []
+    found = [run_dir / BENCH_JSON] if (run_dir / BENCH_JSON).is_file() else []
     own = sorted(visible(run_dir / BENCH_DIR),
                  key=lambda p: (p.parent.name != "test", p.parent.name not in SPLITS, p.parent.name))
     return found + own + sorted(visible(run_dir / "devices"))

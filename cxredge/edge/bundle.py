@@ -44,7 +44,7 @@ def write_bundle(out: Path, files: dict[str, Path], meta: dict) -> dict:
 
     labels = "".join(f"{c}\n" for c in meta["classes"]).encode()
     models = [entry(name, src) for name, src in files.items() if name.endswith(".tflite")]
-    others = [entry("labels.txt", labels)] + [entry(name, src) for name, src in files.items()
+    others = [entry(LABELS_TXT, labels)] + [entry(name, src) for name, src in files.items()
                                               if not name.endswith(".tflite")]
     manifest = {"format": BUNDLE_FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 **meta, "models": models, "files": others,
@@ -105,9 +105,9 @@ def open_bundle(path: Path, dest: Path) -> dict:
 
 
 def read_manifest(zf: zipfile.ZipFile, names: dict[str, zipfile.ZipInfo]):
-    info = names.get("bundle.json")
+    info = names.get(BUNDLE_JSON)
     if info is None:
-        raise CxrError("no bundle.json inside (not a cxredge bundle)")
+        raise CxrError(f"no {BUNDLE_JSON} inside (not a cxredge bundle)")
     if info.file_size > MAX_MANIFEST:
         raise CxrError(f"bundle.json is {info.file_size} bytes, more than a manifest holds")
     return json.loads(zf.read(info).decode("utf-8"))
@@ -176,7 +176,7 @@ def check_manifest(manifest, names: dict[str, zipfile.ZipInfo]) -> dict:
                        "bundle is refused (re-export it with `cxredge export`)")
     if manifest.get("files") is not None:
         listed |= check_entries(manifest["files"], "files", names)
-        unlisted = sorted(n for n in names if n not in listed and n != "bundle.json")
+        unlisted = sorted(n for n in names if n not in listed and n != BUNDLE_JSON)
         if unlisted:
             raise CxrError(f"{unlisted[0]} is not listed in bundle.json: its bytes cannot be verified, so the "
                            "bundle is refused")

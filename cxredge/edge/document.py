@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxredge import markdown as md
-from cxredge.edge.report_inputs import embeddable, is_png
 
 
 def fmt(value, spec: str = ".3f", none: str = "-") -> str:
@@ -161,3 +160,23 @@ def inline_code(text: str) -> str:
         out.append(("<code>" + chunk + "</code>") if i % 2 else chunk)
         inside = not inside
     return "".join(out)
+
+
+def embeddable(path: Path | str, root: Path) -> Path | None:
+    """The resolved file when it is a regular file inside `root` (symlinks resolved first), else None."""
+    try:
+        real = Path(root, path).resolve(strict=True)
+        base = Path(root).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if not real.is_file() or not real.is_relative_to(base):
+        return None
+    return real
+
+
+def is_png(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89PNG\r\n\x1a\n"
+    except OSError:
+        return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cxredge.errors import CxrError
+from cxredge.formats import AUDIT_JSON, BENCH_JSON, EXPLAIN_JSON
 
 
 class Opt:
@@ -185,15 +186,15 @@ def _plain(spec):
 
 
 def check_bench(path, doc) -> dict:
-    return check(path, doc, BENCH, "bench.json")
+    return check(path, doc, BENCH, BENCH_JSON)
 
 
 def check_explain(path, doc) -> dict:
-    return check(path, doc, EXPLAIN, "explain.json")
+    return check(path, doc, EXPLAIN, EXPLAIN_JSON)
 
 
 def check_audit(path, doc) -> dict:
-    check(path, doc, AUDIT, "audit.json")
+    check(path, doc, AUDIT, AUDIT_JSON)
     probe = doc.get("probe")
     if isinstance(probe, dict) and not probe.get("skipped"):  # the probe table reads one column per cue group
         from cxredge.edge.audit.features import GROUPS
@@ -207,23 +208,3 @@ def check_audit(path, doc) -> dict:
                         where = f"probe.pairs[{i}].accuracy_by_cue.{k}"
                         raise CxrError(f"{path}: not a usable audit.json ({where}: missing)")
     return doc
-
-
-def embeddable(path: Path | str, root: Path) -> Path | None:
-    """The resolved file when it is a regular file inside `root` (symlinks resolved first), else None."""
-    try:
-        real = Path(root, path).resolve(strict=True)
-        base = Path(root).resolve(strict=True)
-    except (OSError, RuntimeError):
-        return None
-    if not real.is_file() or not real.is_relative_to(base):
-        return None
-    return real
-
-
-def is_png(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(8) == b"\x89PNG\r\n\x1a\n"
-    except OSError:
-        return False
