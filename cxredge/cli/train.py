@@ -73,6 +73,8 @@ def train(
     ema: float = typer.Option(0.0, "--ema", help="finetune: score and keep an exponential moving average of the weights with this decay (e.g. 0.998; 0 = off)."),
     max_minutes: float = typer.Option(0.0, "--max-minutes", help="Stop training before an epoch that would end past this many minutes from the start, keeping the best weights so far (0 = no budget)."),
     ensemble: bool = typer.Option(False, "--ensemble", help="After training, average the logits of the trained variants into one model, <out>/ensemble/ (as cxredge ensemble does); e.g. --variant two_conv,finetune --ensemble."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Feature cache folder (default RUN/feature_cache): memory-mapped cuts keyed by weights, alpha, data, cut and view; runs that share it skip the backbone for what is cached. An interrupted pass resumes."),
+    cache_dtype: str = typer.Option("auto", "--cache-dtype", help="auto (float16 for a cut whose values it keeps to 1e-3 of their range, checked on a first batch; else float32) | float16 | float32."),
     audit: bool = typer.Option(True, "--audit/--no-audit", help="Before training: duplicates and the shortcut probe on the decoded images (a few seconds), warnings printed, audit.json in the run folder."),
 ) -> None:
     """Train the MobileNet head variants on cached features and write a run directory."""
@@ -91,7 +93,8 @@ def train(
                              finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, warmup_epochs=warmup_epochs,
                              finetune_patience=finetune_patience,
                              weight_decay=weight_decay, bn_mode=bn_mode, bn_freeze_blocks=bn_freeze_blocks, finetune_head=finetune_head,
-                             finetune_augment=finetune_augment, pair_weight=pair_weight, ema=ema, max_minutes=max_minutes, audit=audit)
+                             finetune_augment=finetune_augment, pair_weight=pair_weight, ema=ema, max_minutes=max_minutes, audit=audit,
+                             cache_dir=str(cache_dir) if cache_dir else "", cache_dtype=cache_dtype)
     from cxredge.train.variants import resolve_weights
 
     resolve_weights(weights, alpha)  # fail on a bad --weights before decoding any image
