@@ -6,9 +6,9 @@ import io
 
 import numpy as np
 import pytest
+from conftest import make_dataset
 from rich.console import Console
 
-from conftest import make_dataset
 from cxredge.train.store import FeatureStore, Rows, float16_keeps
 
 pytest.importorskip("cxredge.keras")
@@ -118,3 +118,15 @@ def test_float16_is_kept_only_where_it_keeps_the_values():
     assert float16_keeps(np.linspace(0, 6, 1000))  # ReLU6 activations
     assert not float16_keeps(np.linspace(-3e-16, 3e-16, 100))  # random-init logits: underflow
     assert not float16_keeps(np.array([1e5, 1.0]))  # overflow
+
+
+def test_an_unwritable_cache_dir_is_a_one_line_error(tiny_data, tmp_path):
+    from conftest import invoke
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    result = invoke("train", "--data", tiny_data, "--out", tmp_path / "r", "--variant", "fc", "--alpha", "0.25",
+                    "--weights", "none", "--epochs", "1", "--no-audit", "--cache-dir", blocker)
+    assert result.exit_code != 0
+    assert f"--cache-dir {blocker}: cannot write the feature cache there" in result.output
+    assert "Traceback" not in result.output

@@ -173,7 +173,10 @@ def _fill(store, names, shapes, dtypes, extractor, paths, start, view, int8, bar
     """Stream the images from `start` through the backbone into the store; durable every CHUNK_BATCHES."""
     bs = 32
     start -= start % bs  # a view's random transform is seeded per batch of 32 rows
-    writers = [store.writer(name, shape, dt) for name, shape, dt in zip(names, shapes, dtypes)]
+    try:
+        writers = [store.writer(name, shape, dt) for name, shape, dt in zip(names, shapes, dtypes)]
+    except OSError as exc:
+        raise CxrError(f"feature cache {store.dir}: {exc.strerror or exc}") from None
     n = len(paths)
     task = bar.add_task(label, total=n, completed=start, info="(resumed)" if start else "", rate="")
     transform = view_transform(view, settings.seed, settings.pixel_noise)
@@ -192,6 +195,9 @@ def _fill(store, names, shapes, dtypes, extractor, paths, start, view, int8, bar
             bar.update(task, advance=len(x), rate=f"{done / (time.perf_counter() - t0):.1f} img/s")
         for w in writers:
             w.commit()
+    except OSError as exc:  # a full disk, a read-only or vanished cache folder: rerun resumes from the marker
+        raise CxrError(f"feature cache {store.dir}: {exc.strerror or exc} while writing; free space or pass "
+                       f"another --cache-dir, then rerun (it resumes)") from None
     finally:
         for w in writers:
             w.close()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxredge.errors import CxrError
 from cxredge.io import write_json
 
 FORMAT = "cxredge-feature-cache/1"
@@ -54,9 +55,13 @@ class FeatureStore:
     def __init__(self, root: str | Path, key: dict):
         self.key = {"format": FORMAT, **key}
         self.dir = Path(root) / digest(self.key)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if not (self.dir / "key.json").exists():
-            write_json(self.dir / "key.json", self.key)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if not (self.dir / "key.json").exists():
+                write_json(self.dir / "key.json", self.key)
+        except OSError as exc:
+            raise CxrError(f"--cache-dir {root}: cannot write the feature cache there "
+                           f"({exc.strerror or exc})") from None
 
     def meta(self, name: str) -> dict:
         try:
