@@ -58,27 +58,36 @@ def _write(job: tuple[str, str, int, int]) -> None:
     if k == 0 and not Path(dst).exists():
         shutil.copyfile(src, dst)  # the film itself
     elif not Path(dst).exists():
+        tmp = f"{dst}.{os.getpid()}.tmp"
         with Image.open(src) as im:
-            transform(im, k, idx).save(dst, optimize=False, compress_level=1)
+            transform(im, k, idx).save(tmp, format="PNG", optimize=False, compress_level=1)
+        os.replace(tmp, dst)
 
 
-def build(size: int, work: Path) -> Path:
-    """A dataset of `size` films: copies 0, 1, 2... of every source film, split by split, until full."""
+def build(size: int, work: Path, largest: int) -> Path:
+    """A dataset of `size` films: copies 0, 1, 2... of every source film, split by split, until full. The
+    copies are made once for the largest size (work/pool) and hard-linked into each smaller one."""
     out = work / f"cxr_{size}"
     if (out / ".complete").exists():
         return out
     files = sorted(p for p in SOURCE.glob("*/*/*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    copies = -(-size // len(files))
     jobs = []
-    for k in range(copies):
+    for k in range(-(-largest // len(files))):
         for idx, src in enumerate(files):
-            if len(jobs) == size:
+            if len(jobs) == largest:
                 break
             split, cls = src.parent.parent.name, src.parent.name
-            (out / split / cls).mkdir(parents=True, exist_ok=True)
-            jobs.append((str(src), str(out / split / cls / f"{src.stem}_c{k}.png"), k, idx))
+            jobs.append((str(src), f"{split}/{cls}/{src.stem}_c{k}.png", k, idx))
+    pool_dir = work / "pool"
+    for d in {str(Path(rel).parent) for _, rel, _, _ in jobs}:
+        (pool_dir / d).mkdir(parents=True, exist_ok=True)
+        (out / d).mkdir(parents=True, exist_ok=True)
+    todo = [(src, str(pool_dir / rel), k, idx) for src, rel, k, idx in jobs]
     with ProcessPoolExecutor(os.cpu_count()) as pool:
-        list(pool.map(_write, jobs, chunksize=64))
+        list(pool.map(_write, todo, chunksize=64))
+    for _, rel, _, _ in jobs[:size]:
+        if not (out / rel).exists():
+            os.link(pool_dir / rel, out / rel)
     (out / ".complete").write_text(str(size))
     return out
 
@@ -92,13 +101,16 @@ def measure(code_root: Path, data: Path, out: Path, args: list[str]) -> dict:
                "r.returncode); "
                "sys.stderr.write(r.stderr[-3000:])")
     env = {**os.environ, "PYTHONPATH": str(code_root), "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "100"}
-    p = subprocess.run([sys.executable, "-c", wrapper], env=env, capture_output=True, text=True)
+    # cwd = the code's root: `python -m` puts the working folder first on sys.path, ahead of PYTHONPATH
+    p = subprocess.run([sys.executable, "-c", wrapper], env=env, capture_output=True, text=True, cwd=code_root)
     rss_kib, wall, rc = p.stdout.split()[-3:]
     if int(rc) != 0:
         raise SystemExit(f"train failed ({code_root}, {data}):\n{p.stderr}")
     run = json.loads((out / "run.json").read_text())
     hist = json.loads((out / "fc" / "history.json").read_text())
     fc = run.get("feature_cache") or {}
+    if (code_root / "cxredge" / "train" / "store.py").exists() != bool(fc):
+        raise SystemExit(f"{out}: run.json does not come from the code in {code_root}")
     passes = fc.get("forward_passes") or _old_passes(run, args)
     return {"peak_rss_mb": round(int(rss_kib) / 1024, 1), "wall_s": round(float(wall), 1),
             "feature_pass_s": run["feature_cache_seconds"], "forward_passes": passes,
@@ -122,6 +134,7 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="5600,20000,50000")
@@ -139,9 +152,12 @@ def main() -> None:
     common = ["--variant", "fc", "--epochs", "1", "--no-audit", "--cache-views", a.cache_views, *model]
     doc = {"machine": machine(), "command": "cxredge train " + " ".join(common), "sizes": {}, "old_vs_new": None}
     sizes = [int(s) for s in a.sizes.split(",")]
+    t0 = time.perf_counter()
+    build(max(sizes), work, max(sizes))  # every film written before any measurement
+    doc["pool_build_s"] = round(time.perf_counter() - t0, 1)
     for i, size in enumerate(sizes):
         t0 = time.perf_counter()
-        data = build(size, work)
+        data = build(size, work, max(sizes))
         built = round(time.perf_counter() - t0, 1)
         if i == 0 and a.old:
             old_root = work / f"old-{a.old}"

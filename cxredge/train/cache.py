@@ -3,8 +3,9 @@
 Every variant's model is a linear chain of layers. Everything before the first trainable layer is
 frozen, so its output (the "cut") is a fixed function of the image. We compute the cuts of all the
 variants of a run in one forward pass per image (and per extra "view" of each train image: the
-mirrored image, then randomly augmented ones; see augment.view_transform), then train a tail model that re-applies the remaining layers of the full model to the cached
-tensor. The layers are shared objects, so the trained tail's weights ARE the full model's weights.
+mirrored image, then randomly augmented ones; see augment.view_transform), then train a tail model
+that re-applies the remaining layers of the full model to the cached tensor (stored on disk:
+train/store.py). The layers are shared objects, so the trained tail's weights ARE the full model's weights.
 
 Cuts (the output of the layer just before the first trainable one):
   fc        reshape_2        the 1000-d conv_preds logits
@@ -98,3 +99,14 @@ def predict(model: keras.Model, x, batch_size: int = 64) -> np.ndarray:
     else:
         batches = iter(x)
     return np.concatenate([fn(tf.constant(b, dtype=tf.float32)).numpy() for b in batches])
+
+
+def predict_many(models: list[keras.Model], batches: Iterable[np.ndarray]) -> list[np.ndarray]:
+    """Every model on each batch of one pass over `batches` (a streamed split is decoded once)."""
+    fns = [tf.function(lambda t, m=m: m(t, training=False), reduce_retracing=True) for m in models]
+    outs: list[list[np.ndarray]] = [[] for _ in models]
+    for b in batches:
+        t = tf.constant(b, dtype=tf.float32)
+        for out, fn in zip(outs, fns):
+            out.append(fn(t).numpy())
+    return [np.concatenate(o) for o in outs]
