@@ -53,6 +53,11 @@ def tail_model(model: keras.Model, cut_name: str, frozen_bn: set[str] | None = N
     return keras.Model(inp, x, name=f"{model.name}_tail")
 
 
+def compiled(extractor: keras.Model):
+    """The extractor as one tf.function (inference mode), traced once per batch shape."""
+    return tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
+
+
 def forward(fn, x: np.ndarray) -> list[np.ndarray]:
     """One backbone call on a batch of float32 pixels -> one array per cut (tests count these calls)."""
     out = fn(tf.constant(x, dtype=tf.float32))
@@ -64,7 +69,7 @@ def iter_features(extractor: keras.Model, batches: Iterable[np.ndarray], start: 
                   ) -> Iterator[tuple[int, np.ndarray, list[np.ndarray]]]:
     """(first row, pixels the extractor saw, one array per cut) for each uint8 batch, rows counted from
     `start` (a view's transform is seeded by the row, so a resumed pass sees the same pixels)."""
-    fn = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
+    fn = compiled(extractor)
     row = start
     for batch in batches:
         x = transform(batch, row) if transform else batch.astype(np.float32)

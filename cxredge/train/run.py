@@ -129,34 +129,40 @@ def _cache(data: TrainData, settings: TrainSettings, weights, console, out: Path
     jobs += [("test", 0)] if set(cuts) - {"finetune"} else []
     computed, seconds = 0, 0.0
     with progress_bar(console, rate=True) as bar:
-        for split, view in jobs:
-            tag = view_tag(view, settings.seed, settings.pixel_noise)
-            names = [f"{split}.{tag}.{layer}.{dtypes[layer]}" for layer in layer_names]
-            if int8:
-                names += [f"{split}.{tag}.{layer}.int8-{int8.tag}.{dtypes[layer]}" for layer in layer_names]
+        for split in dict.fromkeys(split for split, _ in jobs):
             paths = data.splits[split].paths
             n = len(paths)
-            all_shapes = [(n, *s) for s in shapes] * (2 if int8 else 1)
-            start = min(store.done(name, shape) for name, shape in zip(names, all_shapes))
-            label = f"{split}{VIEW_NAMES.get(view, f' (augmented view {view})')}"
-            if start < n:
-                t1 = time.perf_counter()
+            views = []
+            for view in [v for s_, v in jobs if s_ == split]:
+                tag = view_tag(view, settings.seed, settings.pixel_noise)
+                names = [f"{split}.{tag}.{layer}.{dtypes[layer]}" for layer in layer_names]
+                if int8:
+                    names += [f"{split}.{tag}.{layer}.int8-{int8.tag}.{dtypes[layer]}" for layer in layer_names]
+                all_shapes = [(n, *s) for s in shapes] * (2 if int8 else 1)
                 kinds = [dtypes[lay] for lay in layer_names] * (2 if int8 else 1)
-                _fill(store, names, all_shapes, kinds, extractor, paths, start, view, int8, bar, f"cache {label}",
-                      settings)
+                start = min(store.done(name, shape) for name, shape in zip(names, all_shapes))
+                views.append(_View(view, names, all_shapes, kinds, start))
+            todo = sorted({v.start for v in views if v.start < n})
+            for start in todo:  # the views that stopped at the same row share one decode of each batch
+                group = [v for v in views if v.start == start]
+                label = f"cache {split}" + (f" ({len(group)} views)" if len(group) > 1 else
+                                            VIEW_NAMES.get(group[0].view, f" (augmented view {group[0].view})"))
+                t1 = time.perf_counter()
+                _fill(store, group, extractor, paths, start, int8, bar, label, settings)
                 seconds += time.perf_counter() - t1
-                computed += n - start
-            arrays = [store.rows(name) for name in names]
-            for i, layer in enumerate(layer_names):
-                q = arrays[len(layer_names) + i] if int8 else None
-                if split == "train":
-                    feats.train.setdefault(layer, []).append(arrays[i])
-                    if q is not None:
-                        feats.int8_train.setdefault(layer, []).append(q)
-                else:
-                    getattr(feats, split)[layer] = arrays[i]
-                    if q is not None:
-                        getattr(feats, f"int8_{split}")[layer] = q
+                computed += (n - start) * len(group)
+            for v in views:
+                arrays = [store.rows(name) for name in v.names]
+                for i, layer in enumerate(layer_names):
+                    q = arrays[len(layer_names) + i] if int8 else None
+                    if split == "train":
+                        feats.train.setdefault(layer, []).append(arrays[i])
+                        if q is not None:
+                            feats.int8_train.setdefault(layer, []).append(q)
+                    else:
+                        getattr(feats, split)[layer] = arrays[i]
+                        if q is not None:
+                            getattr(feats, f"int8_{split}")[layer] = q
     feats.seconds = time.perf_counter() - t0
     feats.forward_passes = computed
     feats.images_per_second = round(computed / seconds, 2) if computed and seconds else None
@@ -169,37 +175,53 @@ def _cache(data: TrainData, settings: TrainSettings, weights, console, out: Path
     return cuts, feats
 
 
-def _fill(store, names, shapes, dtypes, extractor, paths, start, view, int8, bar, label, settings) -> None:
-    """Stream the images from `start` through the backbone into the store; durable every CHUNK_BATCHES."""
+@dataclass
+class _View:
+    view: int
+    names: list[str]
+    shapes: list[tuple[int, ...]]
+    dtypes: list[str]
+    start: int
+
+
+def _fill(store, views: list[_View], extractor, paths, start, int8, bar, label, settings) -> None:
+    """Stream the images from `start` through the backbone into the store, every view of `views` from
+    one decode of each batch; durable every CHUNK_BATCHES batches."""
     bs = 32
     start -= start % bs  # a view's random transform is seeded per batch of 32 rows
     try:
-        writers = [store.writer(name, shape, dt) for name, shape, dt in zip(names, shapes, dtypes)]
+        writers = [[store.writer(name, shape, dt) for name, shape, dt in zip(v.names, v.shapes, v.dtypes)]
+                   for v in views]
     except OSError as exc:
         raise CxrError(f"feature cache {store.dir}: {exc.strerror or exc}") from None
     n = len(paths)
-    task = bar.add_task(label, total=n, completed=start, info="(resumed)" if start else "", rate="")
-    transform = view_transform(view, settings.seed, settings.pixel_noise)
+    task = bar.add_task(label, total=n * len(views), completed=start * len(views),
+                        info="(resumed)" if start else "", rate="")
+    transforms = [view_transform(v.view, settings.seed, settings.pixel_noise) for v in views]
+    fn = cache.compiled(extractor)
     t0, done = time.perf_counter(), 0
     try:
-        batches = stream.decode_batches(paths, bs, start)
-        for i, (row, x, outs) in enumerate(cache.iter_features(extractor, batches, start, transform)):
-            if int8:
-                outs = outs + int8.cuts(int8_views.as_pixels(x))
-            for w, arr in zip(writers, outs):
-                w.write(row, arr)
-            done += len(x)
+        for i, batch in enumerate(stream.decode_batches(paths, bs, start)):
+            row = start + i * bs
+            for transform, ws in zip(transforms, writers):
+                x = transform(batch, row) if transform else batch.astype(np.float32)
+                outs = cache.forward(fn, x)
+                if int8:
+                    outs = outs + int8.cuts(int8_views.as_pixels(x))
+                for w, arr in zip(ws, outs):
+                    w.write(row, arr)
+                done += len(x)
             if (i + 1) % CHUNK_BATCHES == 0:
-                for w in writers:
+                for w in (w for ws in writers for w in ws):
                     w.commit()
-            bar.update(task, advance=len(x), rate=f"{done / (time.perf_counter() - t0):.1f} img/s")
-        for w in writers:
+            bar.update(task, advance=len(batch) * len(views), rate=f"{done / (time.perf_counter() - t0):.1f} img/s")
+        for w in (w for ws in writers for w in ws):
             w.commit()
     except OSError as exc:  # a full disk, a read-only or vanished cache folder: rerun resumes from the marker
         raise CxrError(f"feature cache {store.dir}: {exc.strerror or exc} while writing; free space or pass "
                        f"another --cache-dir, then rerun (it resumes)") from None
     finally:
-        for w in writers:
+        for w in (w for ws in writers for w in ws):
             w.close()
 
 
