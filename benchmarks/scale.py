@@ -144,6 +144,7 @@ def main() -> None:
                     "random init: the same data path at a fraction of the backbone's cost, for the big sizes)")
     ap.add_argument("--cache-views", default="1")
     ap.add_argument("--tag", default="scale")
+    ap.add_argument("--repeat", type=int, default=1, help="old/new pairs at the first size (alternated)")
     a = ap.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -165,12 +166,20 @@ def main() -> None:
                 old_root.mkdir()
                 tar = subprocess.run(["git", "-C", str(ROOT), "archive", a.old], capture_output=True, check=True).stdout
                 subprocess.run(["tar", "-x", "-C", str(old_root)], input=tar, check=True)
-            old = measure(old_root, data, work / f"run_old_{size}", common)
-            new = measure(ROOT, data, work / f"run_new_{size}", [*common, "--cache-dir", str(work / f"cache_{size}")])
-            doc["old_vs_new"] = {"size": size, "old_commit": a.old, "old": old, "new": new,
-                                 "feature_pass_rate_new_over_old": round(new["feature_pass_images_per_s"]
-                                                                         / old["feature_pass_images_per_s"], 3),
-                                 "peak_rss_new_over_old": round(new["peak_rss_mb"] / old["peak_rss_mb"], 3)}
+            pairs = []
+            for r in range(a.repeat):  # old, new, old, new...: the machine's load drifts, pairs see the same
+                old = measure(old_root, data, work / f"run_old_{size}", common)
+                cache_dir = work / f"cache_{size}_{a.model}_{r}"
+                shutil.rmtree(cache_dir, ignore_errors=True)
+                new = measure(ROOT, data, work / f"run_new_{size}", [*common, "--cache-dir", str(cache_dir)])
+                pairs.append({"old": old, "new": new,
+                              "feature_pass_rate_new_over_old": round(new["feature_pass_images_per_s"]
+                                                                      / old["feature_pass_images_per_s"], 3),
+                              "peak_rss_new_over_old": round(new["peak_rss_mb"] / old["peak_rss_mb"], 3)})
+                print(json.dumps(pairs[-1]), flush=True)
+            ratios = sorted(p["feature_pass_rate_new_over_old"] for p in pairs)
+            doc["old_vs_new"] = {"size": size, "old_commit": a.old, **pairs[-1], "pairs": pairs,
+                                 "median_rate_ratio": float(np.median(ratios))}
             print(json.dumps(doc["old_vs_new"]), flush=True)
             rec = new
         else:
@@ -179,6 +188,10 @@ def main() -> None:
         doc["sizes"][str(size)] = rec
         print(size, json.dumps(rec), flush=True)
         _report(doc, a.tag, sizes)
+
+
+def _accs(ov: dict, side: str) -> str:
+    return ", ".join(f"{p[side]['accuracy']:.4f}" for p in ov["pairs"])
 
 
 def _report(doc: dict, tag: str, sizes: list[int]) -> None:
@@ -211,6 +224,10 @@ def _report(doc: dict, tag: str, sizes: list[int]) -> None:
                   f"{ov['new']['feature_pass_images_per_s']} img/s, peak RSS {ov['new']['peak_rss_mb']} MB: rate ratio "
                   f"{ov['feature_pass_rate_new_over_old']}, RSS ratio {ov['peak_rss_new_over_old']}. "
                   "Feature pass img/s = forward passes / feature-cache seconds (model build included, both sides)."]
+        if len(ov.get("pairs", [])) > 1:
+            lines += ["", "Pairs run alternately (old, new, old, new...): rate ratios "
+                      f"{', '.join(str(p['feature_pass_rate_new_over_old']) for p in ov['pairs'])}; "
+                      f"median {ov['median_rate_ratio']}; accuracy old {_accs(ov, 'old')}, new {_accs(ov, 'new')}."]
     (RESULTS / f"{tag}.md").write_text("\n".join(lines) + "\n")
 
 
