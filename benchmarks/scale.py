@@ -179,7 +179,7 @@ def main() -> None:
                 print(json.dumps(pairs[-1]), flush=True)
             ratios = sorted(p["feature_pass_rate_new_over_old"] for p in pairs)
             doc["old_vs_new"] = {"size": size, "old_commit": a.old, **pairs[-1], "pairs": pairs,
-                                 "median_rate_ratio": float(np.median(ratios))}
+                                 "median_rate_ratio": round(float(np.median(ratios)), 3)}
             print(json.dumps(doc["old_vs_new"]), flush=True)
             rec = new
         else:
