@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     data = load_data(args.data, seed=base.seed, console=console)
     strategy = fitting.make_strategy(base.strategy)
     t0 = time.perf_counter()
-    cuts, feats = train._cache(data, base, weights, console)  # noqa: SLF001 - the product's own cache
+    cuts, feats = train._cache(data, base, weights, console, args.out)  # noqa: SLF001 - the product's own cache
     cache_seconds = time.perf_counter() - t0
     plain_feats = replace(feats, int8_train={}, int8_val={}, int8_test={})
     configs = [("plain", base.replace(int8_aware=False), plain_feats)]
@@ -61,7 +61,7 @@ def main(argv=None) -> None:
         out = args.out / name.replace(" ", "_").replace("=", "")
         results = [train._train_variant(v, data, f, cuts, settings, weights, strategy, out, console)  # noqa: SLF001
                    for v in variants]
-        train._write_run_json(out, data, settings, results, f, strategy)  # noqa: SLF001
+        train._write_run_json(out, data, settings, results, f, strategy, None)  # noqa: SLF001
         qrows = quantize_run(QuantizeSettings(run=out, variants=variants, modes=("float32", "int8"), split="test"),
                              NullTracker())
         for m in results:

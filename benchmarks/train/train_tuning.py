@@ -24,6 +24,7 @@ from cxredge.train import fit as fitting
 from cxredge.train.augment import view_transform
 from cxredge.train.cache import compute_features, feature_extractor, predict, tail_model
 from cxredge.train.data import load_data
+from cxredge.train.stream import decode_paths
 from cxredge.train.settings import TrainSettings
 from cxredge.train.variants import build_model, resolve_weights
 
@@ -42,7 +43,7 @@ def aug_views(F, n):
         if not p.exists():
             data = load_data(ARGS.data, console=Console())
             ref = build_model("fc", 4, 0.75, W)
-            arrs = compute_features(feature_extractor(ref, list(CUTS.values())), data.splits["train"].x, 32, view_transform(v, 0))
+            arrs = compute_features(feature_extractor(ref, list(CUTS.values())), decode_paths(data.splits["train"].paths), 32, view_transform(v, 0))
             np.savez(p, **dict(zip(CUTS.values(), arrs)))
         d = np.load(p)
         out[v] = {k: d[k] for k in d.files}
@@ -82,7 +83,7 @@ def base_features():
         ex = feature_extractor(ref, list(CUTS.values()))
         out = {}
         for split, view in (("train", 0), ("train_flip", 1), ("val", 0), ("test", 0)):
-            arrs = compute_features(ex, data.splits[split.split("_")[0]].x, 32, view_transform(view, 0))
+            arrs = compute_features(ex, decode_paths(data.splits[split.split("_")[0]].paths), 32, view_transform(view, 0))
             out.update({f"{split}/{n}": a for n, a in zip(CUTS.values(), arrs)})
             out[f"y_{split}"] = data.splits[split.split("_")[0]].y
         np.savez(path, **out)

@@ -84,6 +84,8 @@ def train(
     patient_column: Optional[str] = D.PATIENT_COLUMN, split_column: Optional[str] = D.SPLIT_COLUMN,
     path_pattern: str = D.PATH_PATTERN, label_map: Optional[str] = D.LABEL_MAP,
     patient_regex: Optional[str] = D.PATIENT_REGEX, any_modality: bool = D.ANY_MODALITY,
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Feature cache folder (default RUN/feature_cache): memory-mapped cuts keyed by weights, alpha, data, cut and view; runs that share it skip the backbone for what is cached. An interrupted pass resumes."),
+    cache_dtype: str = typer.Option("auto", "--cache-dtype", help="auto (float16 for a cut whose values it keeps to 1e-3 of their range, checked on a first batch; else float32) | float16 | float32."),
     audit: bool = typer.Option(True, "--audit/--no-audit", help="Before training: duplicates and the shortcut probe on the decoded images (a few seconds), warnings printed, audit.json in the run folder."),
 ) -> None:
     """Train the MobileNet head variants on cached features and write a run directory."""
@@ -106,7 +108,8 @@ def train(
                              weight_decay=weight_decay, bn_mode=bn_mode, bn_freeze_blocks=bn_freeze_blocks, finetune_head=finetune_head,
                              finetune_augment=finetune_augment, pair_weight=pair_weight, ema=ema,
                              max_minutes=max_minutes, audit=audit,
-                             data_options=None if options.is_default() else options.to_dict())
+                             data_options=None if options.is_default() else options.to_dict(),
+                             cache_dir=str(cache_dir) if cache_dir else "", cache_dtype=cache_dtype)
     from cxredge.train.variants import resolve_weights
 
     resolve_weights(weights, alpha)  # fail on a bad --weights before decoding any image

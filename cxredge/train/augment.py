@@ -10,9 +10,13 @@ docs/training.md); int8 rounding inside the backbone acts the same way.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from cxredge.edge.images import IMG_SIZE
 from cxredge.keras import keras, tf
+from cxredge.train.stream import decode_paths, workers
 
 # Augmentation presets (fractions as the Keras layers take them). "standard" is --augment's and the
 # cached augmented views'; "light" is the finetune recipe's (no flip: the heart sits on one side).
@@ -67,16 +71,7 @@ def view_transform(view: int, seed: int, noise: float = 0.0):
     return transform
 
 
-def image_dataset(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, seed: int,
-                  augment: bool, weights: np.ndarray | None = None, noise: float = 0.0,
-                  preset: str = "standard", shuffle: bool | None = None) -> tf.data.Dataset:
-    """uint8 images -> float32 0..255 batches with one-hot labels (and sample weights). Shuffled
-    (seeded, every epoch) when augmented unless `shuffle` says otherwise; preset "none" = no transform."""
-    w = (weights if weights is not None else np.ones(num_classes, np.float32))[y]
-    ds = tf.data.Dataset.from_tensor_slices((x, np.eye(num_classes, dtype=np.float32)[y], w))
-    if augment if shuffle is None else shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+def _augmented(ds: tf.data.Dataset, seed: int, augment: bool, noise: float, preset: str) -> tf.data.Dataset:
     augment = augment and (AUGMENT_PRESETS[preset] is not None or noise > 0)
     if augment:
         aug = augmenter(seed, noise, preset)
@@ -88,3 +83,38 @@ def image_dataset(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: in
     else:
         ds = ds.map(lambda img, lab, sw: (tf.cast(img, tf.float32), lab, sw))
     return ds.prefetch(2)
+
+
+def path_dataset(paths: list[Path], y: np.ndarray, num_classes: int, batch_size: int, seed: int,
+                 augment: bool, weights: np.ndarray | None = None, noise: float = 0.0,
+                 preset: str = "standard", shuffle: bool | None = None) -> tf.data.Dataset:
+    """image_dataset, streamed from the files: the same batches (the same seeded shuffle of the same
+    rows), but each batch is decoded when the pipeline reaches it (edge/images.py's loader, batches
+    decoded in parallel, a few in flight), so no split is ever held in memory."""
+    w = (weights if weights is not None else np.ones(num_classes, np.float32))[y]
+    files = list(paths)
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(files), dtype=np.int64),
+                                             np.eye(num_classes, dtype=np.float32)[y], w))
+    if augment if shuffle is None else shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def decode(idx, lab, sw):
+        img = tf.numpy_function(lambda i: decode_paths([files[j] for j in i]), [idx], tf.uint8, stateful=False)
+        img.set_shape((None, IMG_SIZE, IMG_SIZE, 3))
+        return img, lab, sw
+    ds = ds.map(decode, num_parallel_calls=workers(), deterministic=True)
+    return _augmented(ds, seed, augment, noise, preset)
+
+
+def image_dataset(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, seed: int,
+                  augment: bool, weights: np.ndarray | None = None, noise: float = 0.0,
+                  preset: str = "standard", shuffle: bool | None = None) -> tf.data.Dataset:
+    """uint8 images -> float32 0..255 batches with one-hot labels (and sample weights). Shuffled
+    (seeded, every epoch) when augmented unless `shuffle` says otherwise; preset "none" = no transform."""
+    w = (weights if weights is not None else np.ones(num_classes, np.float32))[y]
+    ds = tf.data.Dataset.from_tensor_slices((x, np.eye(num_classes, dtype=np.float32)[y], w))
+    if augment if shuffle is None else shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    return _augmented(ds, seed, augment, noise, preset)

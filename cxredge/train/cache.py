@@ -3,8 +3,9 @@
 Every variant's model is a linear chain of layers. Everything before the first trainable layer is
 frozen, so its output (the "cut") is a fixed function of the image. We compute the cuts of all the
 variants of a run in one forward pass per image (and per extra "view" of each train image: the
-mirrored image, then randomly augmented ones; see augment.view_transform), then train a tail model that re-applies the remaining layers of the full model to the cached
-tensor. The layers are shared objects, so the trained tail's weights ARE the full model's weights.
+mirrored image, then randomly augmented ones; see augment.view_transform), then train a tail model
+that re-applies the remaining layers of the full model to the cached tensor (stored on disk:
+train/store.py). The layers are shared objects, so the trained tail's weights ARE the full model's weights.
 
 Cuts (the output of the layer just before the first trainable one):
   fc        reshape_2        the 1000-d conv_preds logits
@@ -13,7 +14,7 @@ Cuts (the output of the layer just before the first trainable one):
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -52,30 +53,65 @@ def tail_model(model: keras.Model, cut_name: str, frozen_bn: set[str] | None = N
     return keras.Model(inp, x, name=f"{model.name}_tail")
 
 
+def compiled(extractor: keras.Model):
+    """The extractor as one tf.function (inference mode), traced once per batch shape."""
+    return tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
+
+
+def forward(fn, x: np.ndarray) -> list[np.ndarray]:
+    """One backbone call on a batch of float32 pixels -> one array per cut (tests count these calls)."""
+    out = fn(tf.constant(x, dtype=tf.float32))
+    return [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
+
+
+def iter_features(extractor: keras.Model, batches: Iterable[np.ndarray], start: int = 0,
+                  transform: Callable[[np.ndarray, int], np.ndarray] | None = None
+                  ) -> Iterator[tuple[int, np.ndarray, list[np.ndarray]]]:
+    """(first row, pixels the extractor saw, one array per cut) for each uint8 batch, rows counted from
+    `start` (a view's transform is seeded by the row, so a resumed pass sees the same pixels)."""
+    fn = compiled(extractor)
+    row = start
+    for batch in batches:
+        x = transform(batch, row) if transform else batch.astype(np.float32)
+        yield row, x, forward(fn, x)
+        row += len(batch)
+
+
 def compute_features(extractor: keras.Model, images: np.ndarray, batch_size: int = 32,
                      transform: Callable[[np.ndarray, int], np.ndarray] | None = None,
                      progress: Callable[[int], None] | None = None,
                      on_pixels: Callable[[np.ndarray], None] | None = None) -> list[np.ndarray]:
-    """Run the extractor over uint8 images, optionally transformed first (transform(batch, start)
-    returns float32 pixels 0..255); one array per cut. `on_pixels` sees each batch of pixels the
-    extractor saw (the int8 views run the same transformed images)."""
-    fn = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
+    """Run the extractor over in-memory uint8 images (small sets; train streams through iter_features),
+    optionally transformed first (transform(batch, start) returns float32 pixels 0..255); one array per
+    cut. `on_pixels` sees each batch of pixels the extractor saw."""
     chunks: list[list[np.ndarray]] = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
-        x = transform(batch, start) if transform else batch.astype(np.float32)
+    batches = (images[s:s + batch_size] for s in range(0, len(images), batch_size))
+    for _, x, out in iter_features(extractor, batches, 0, transform):
         if on_pixels:
             on_pixels(x)
-        out = fn(tf.constant(x, dtype=tf.float32))
-        out = out if isinstance(out, (list, tuple)) else [out]
-        chunks.append([o.numpy() for o in out])
+        chunks.append(out)
         if progress:
-            progress(len(batch))
+            progress(len(x))
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
-def predict(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Inference in batches through a tf.function (no tf.data pipeline, no per-call retracing)."""
+def predict(model: keras.Model, x, batch_size: int = 64) -> np.ndarray:
+    """Inference in batches through a tf.function (no tf.data pipeline, no per-call retracing). `x` is
+    an array (or cached Rows) sliced into batches, or any iterable of batches (a streamed split)."""
     fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
-    outs = [fn(tf.constant(x[i:i + batch_size], dtype=tf.float32)).numpy() for i in range(0, len(x), batch_size)]
-    return np.concatenate(outs)
+    if hasattr(x, "__getitem__") and hasattr(x, "shape"):
+        batches = (x[i:i + batch_size] for i in range(0, len(x), batch_size))
+    else:
+        batches = iter(x)
+    return np.concatenate([fn(tf.constant(b, dtype=tf.float32)).numpy() for b in batches])
+
+
+def predict_many(models: list[keras.Model], batches: Iterable[np.ndarray]) -> list[np.ndarray]:
+    """Every model on each batch of one pass over `batches` (a streamed split is decoded once)."""
+    fns = [tf.function(lambda t, m=m: m(t, training=False), reduce_retracing=True) for m in models]
+    outs: list[list[np.ndarray]] = [[] for _ in models]
+    for b in batches:
+        t = tf.constant(b, dtype=tf.float32)
+        for out, fn in zip(outs, fns):
+            out.append(fn(t).numpy())
+    return [np.concatenate(o) for o in outs]

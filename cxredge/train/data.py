@@ -1,26 +1,46 @@
-"""Dataset folder -> decoded splits, with leakage and corrupt-image accounting. TF-free.
+"""Dataset folder -> the file lists training streams from, with leakage and corrupt-image accounting. TF-free.
 
-The scanning and decoding live in cxredge.edge.dataset (shared with bench); this module adds what
-training needs on top: a rich progress bar, the leakage count, the skipped-image count.
+The scanning lives in cxredge.edge.dataset (shared with bench). Here every image is decoded once, in a
+thread pool (train/stream.py), to find the unreadable ones and hash the pixels (leakage), and to hand
+each decoded image to an optional `on_image` callback (the pre-training audit); no split is kept in
+memory: what stays per image is its path, label and pixel hash. Training decodes again in batches.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cxredge.edge.dataset import Dataset, Loaded, count_leaks, load_split, scan
+from cxredge.edge.dataset import Dataset, count_leaks, scan
 from cxredge.edge.table import DataOptions
+from cxredge.errors import CxrError
+from cxredge.train.stream import ImageStream, decode_each
 from cxredge.vocab import SPLITS
+
+
+@dataclass
+class Split:
+    """One split as training reads it: the readable files, labels, pixel hashes; the skipped files."""
+    paths: list[Path]
+    y: np.ndarray
+    skipped: list[str] = field(default_factory=list)
+    pixel_hashes: list[str] = field(default_factory=list)
+
+    def stream(self, batch_size: int = 32) -> ImageStream:
+        return ImageStream(self.paths, batch_size)
 
 
 @dataclass
 class TrainData:
     dataset: Dataset
-    splits: dict[str, Loaded]
+    splits: dict[str, Split]
     leaks: dict[str, int]
+    _fingerprint: str | None = None
 
     @property
     def skipped(self) -> list[str]:
@@ -30,23 +50,61 @@ class TrainData:
     def classes(self) -> tuple[str, ...]:
         return self.dataset.classes
 
+    def fingerprint(self) -> str:
+        """The dataset's sha256 (edge/dataset.py), computed once."""
+        if self._fingerprint is None:
+            self._fingerprint = self.dataset.fingerprint()
+        return self._fingerprint
 
-def progress_bar(console: Console) -> Progress:
-    return Progress(TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False)
+
+def progress_bar(console: Console, rate: bool = False) -> Progress:
+    columns = [TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if rate:
+        columns.append(TextColumn("{task.fields[rate]}"))
+    columns += [TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+    return Progress(*columns, console=console, transient=False)
+
+
+OnImage = Callable[[str, Path, int, np.ndarray], None]
+
+
+def index_split(ds: Dataset, split: str, skip_bad: bool = False, progress: Callable[[int], None] | None = None,
+                on_image: OnImage | None = None) -> Split:
+    """Decode a split once (streamed): keep the readable paths, labels and pixel hashes."""
+    items = list(ds._get(split))
+    labels = dict(items)
+    paths, ys, skipped, hashes = [], [], [], []
+    for path, img in decode_each([p for p, _ in items]):
+        if isinstance(img, CxrError):
+            if not skip_bad:
+                raise CxrError(f"{img} (use --skip-bad to skip such files)") from None
+            skipped.append(str(path))
+        else:
+            paths.append(path)
+            ys.append(labels[path])
+            hashes.append(hashlib.sha1(img.tobytes()).hexdigest())
+            if on_image:
+                on_image(split, path, labels[path], img)
+        if progress:
+            progress(1)
+    if not paths:
+        raise CxrError(f"--data {ds.root}: no readable images in the {split} split")
+    return Split(paths, np.array(ys, dtype=np.int64), skipped, hashes)
 
 
 def load_data(root: str | Path, seed: int = 0, skip_bad: bool = False, console: Console | None = None,
-              options: DataOptions | None = None) -> TrainData:
-    """Scan, decode every split, count skipped images and cross-split duplicates (leakage)."""
+              on_image: OnImage | None = None, options: DataOptions | None = None,
+              ds: Dataset | None = None) -> TrainData:
+    """Scan (or take `ds`, already scanned), check every image once, count skipped images and cross-split
+    duplicates (leakage), and say what a label table dropped and how patients were split."""
     console = console or Console()
-    ds = scan(root, seed=seed, options=options)
+    ds = ds if ds is not None else scan(root, seed=seed, options=options)
     report_data(ds, console)
-    splits: dict[str, Loaded] = {}
+    splits: dict[str, Split] = {}
     with progress_bar(console) as bar:
         for split in SPLITS:
-            task = bar.add_task(f"decode {split}", total=len(ds.paths(split)), info="")
-            splits[split] = load_split(ds, split, skip_bad=skip_bad, progress=lambda n, t=task: bar.advance(t, n))
+            task = bar.add_task(f"check {split}", total=len(ds.paths(split)), info="")
+            splits[split] = index_split(ds, split, skip_bad, lambda n, t=task: bar.advance(t, n), on_image)
     data = TrainData(ds, splits, count_leaks(splits))
     if data.skipped:
         console.print(f"[yellow]warning:[/] skipped {len(data.skipped)} unreadable image(s) (--skip-bad), "

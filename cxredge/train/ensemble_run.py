@@ -15,7 +15,7 @@ from rich.console import Console
 
 from cxredge.edge import validation
 from cxredge.edge.clinical import Resampler
-from cxredge.edge.dataset import load_split, scan_recorded
+from cxredge.edge.dataset import scan_recorded
 from cxredge.edge.metrics import classification_metrics
 from cxredge.errors import CxrError
 from cxredge.formats import METRICS_JSON, RUN_JSON
@@ -23,8 +23,8 @@ from cxredge.io import read_json, write_json
 from cxredge.plots import plot_confusion
 from cxredge.train import ensemble as E
 from cxredge.train.artifacts import save_model
-from cxredge.train.cache import predict
-from cxredge.train.data import progress_bar
+from cxredge.train.cache import predict, predict_many
+from cxredge.train.data import Split, progress_bar
 from cxredge.train.finetune import pair_accuracy
 from cxredge.vocab import EVAL_SPLITS
 
@@ -44,6 +44,12 @@ def scores(y: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
             "pair_accuracy": pair_accuracy(y, pred, classes)}
 
 
+def _advancing(batches, advance):
+    for b in batches:
+        yield b
+        advance(len(b))
+
+
 def ensemble_run(run_dir: Path, specs: list[str], weights: list[float] | None, console: Console) -> dict:
     run_path = run_dir / RUN_JSON
     if not run_path.is_file():
@@ -58,20 +64,16 @@ def ensemble_run(run_dir: Path, specs: list[str], weights: list[float] | None, c
     rec = E.record(members, weights)
     w = np.array([m["weight"] for m in rec["members"]])
     logits: dict[str, list[np.ndarray]] = {}
-    splits = {}
+    splits = {s: Split(ds.paths(s), ds.labels(s)) for s in ("val", "test")}  # streamed: decoded in batches
+    subs = [E.logits_model(m.model, E.member_name(i, m.label)) for i, m in enumerate(members)]
     with progress_bar(console) as bar:
         for split in EVAL_SPLITS:
-            task = bar.add_task(f"decode {split}", total=len(ds.paths(split)), info="")
-            splits[split] = load_split(ds, split, progress=lambda n, t=task: bar.advance(t, n))
-        for i, m in enumerate(members):
-            sub = E.logits_model(m.model, E.member_name(i, m.label))
-            task = bar.add_task(f"member {m.label}", total=2, info="")
-            for split in EVAL_SPLITS:
-                logits.setdefault(split, []).append(predict(sub, splits[split].x, batch_size=32))
-                bar.advance(task, 1)
+            task = bar.add_task(f"{len(members)} members on {split}", total=len(splits[split].paths), info="")
+            batches = _advancing(splits[split].stream(32), lambda n, t=task: bar.advance(t, n))
+            logits[split] = predict_many(subs, batches)
     probs = {s: softmax(np.tensordot(w, np.stack(z), axes=1)) for s, z in logits.items()}
     test = splits["test"]
-    check = float(np.abs(predict(model, test.x[:CHECK_IMAGES]) - probs["test"][:CHECK_IMAGES]).max())
+    check = float(np.abs(predict(model, test.stream().head(CHECK_IMAGES)) - probs["test"][:CHECK_IMAGES]).max())
     if check > 1e-4:
         raise CxrError(f"ensemble: the built model differs from the mean of its members' logits by {check:.2e}")
     metrics = classification_metrics(test.y, probs["test"].argmax(1), classes)

@@ -23,7 +23,7 @@ import numpy as np
 
 from cxredge.edge.metrics import classification_metrics
 from cxredge.keras import keras, tf
-from cxredge.train.augment import image_dataset
+from cxredge.train.augment import path_dataset
 from cxredge.train.cache import predict, tail_model
 from cxredge.train.ema import WeightEMA
 from cxredge.train.settings import TrainSettings
@@ -103,7 +103,8 @@ def pair_accuracy(y: np.ndarray, pred: np.ndarray, classes) -> float | None:
     return float((pred[mask] == y[mask]).mean()) if mask.any() else None
 
 
-def val_scores(model: keras.Model, x: np.ndarray, y: np.ndarray, classes) -> dict:
+def val_scores(model: keras.Model, x, y: np.ndarray, classes) -> dict:
+    """Loss, accuracy, macro-F1 and pair accuracy on val; `x` is an image array or a streamed split."""
     probs = predict(model, x, batch_size=32)
     pred = probs.argmax(1)
     m = classification_metrics(y, pred, classes)
@@ -182,11 +183,11 @@ def fit_phase2(model, data, settings: TrainSettings, cw, strategy, bar_factory, 
                         loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing),
                         metrics=["accuracy"])
     cw = pair_weighted(cw, data.classes, settings.pair_weight)
-    train = image_dataset(train_split.x, train_split.y, k, settings.batch_size, settings.seed, augment=True,
-                          weights=cw, noise=settings.pixel_noise, preset=settings.finetune_augment, shuffle=True)
+    train = path_dataset(train_split.paths, train_split.y, k, settings.batch_size, settings.seed, augment=True,
+                         weights=cw, noise=settings.pixel_noise, preset=settings.finetune_augment, shuffle=True)
     bar = bar_factory("finetune phase 2", settings.finetune_epochs * steps)
     ema = WeightEMA(model, settings.ema) if settings.ema > 0 else None
-    monitor = ValMonitor(model, (val_split.x, val_split.y), data.classes, settings.finetune_patience, deadline, bar, ema)
+    monitor = ValMonitor(model, (val_split.stream(32), val_split.y), data.classes, settings.finetune_patience, deadline, bar, ema)
     hist = trainer.fit(train, epochs=settings.finetune_epochs, verbose=0, callbacks=[monitor], shuffle=False)
     history = {key: [float(v) for v in vals] for key, vals in hist.history.items()}
     history.update(epoch_seconds=monitor.epoch_seconds, best_epoch=monitor.best_epoch,

@@ -85,6 +85,21 @@ class CachedBatches(keras.utils.Sequence):
         return x, self.onehot[idx], self.sample_w[idx]
 
 
+class RowBatches(keras.utils.Sequence):
+    """(features, one-hot) batches of a cached split in file order (validation: never loaded whole)."""
+
+    def __init__(self, x, y: np.ndarray, num_classes: int, batch_size: int):
+        super().__init__()
+        self.x, self.onehot, self.batch_size = x, np.eye(num_classes, dtype=np.float32)[y], batch_size
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.onehot) / self.batch_size))
+
+    def __getitem__(self, i: int):
+        s = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        return np.asarray(self.x[s], dtype=np.float32), self.onehot[s]
+
+
 class EpochProgress(keras.callbacks.Callback):
     """Feeds a rich progress bar and records wall time per epoch."""
 

@@ -12,6 +12,7 @@ CLASS_WEIGHTS = ("none", "balanced")
 BN_MODES = ("train", "inference")
 FINETUNE_HEADS = ("linear", "mlp")
 FINETUNE_AUGMENTS = ("light", "standard", "none")
+CACHE_DTYPES = ("auto", "float16", "float32")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class TrainSettings:
     # finetune phase 2 augmentation preset (train/augment.py); none won on val over 3 seeds
     finetune_augment: str = "none"
     max_minutes: float = 0.0  # stop training when the next epoch would end past this budget (0 = none)
+    cache_dir: str = ""  # the feature cache's folder ("" = <out>/feature_cache); shared by runs on the same data
+    cache_dtype: str = "auto"  # cached cuts: float16 where it keeps them to 1e-3 of their range, else float32
     audit: bool = True  # duplicates + shortcut probe on the decoded images before training (audit.json)
     data_options: dict | None = None  # --data table columns, --label-map, --patient-regex (edge/table.DataOptions)
 
@@ -88,6 +91,7 @@ class TrainSettings:
              f"--finetune-augment {self.finetune_augment}: expected light, standard or none"),
             (self.pair_weight > 0, f"--pair-weight {self.pair_weight}: must be > 0 (1 = off)"),
             (0 <= self.ema < 1, f"--ema {self.ema}: expected 0 (off) <= decay < 1, e.g. 0.998"),
+            (self.cache_dtype in CACHE_DTYPES, f"--cache-dtype {self.cache_dtype}: expected auto, float16 or float32"),
             (self.max_minutes >= 0, f"--max-minutes {self.max_minutes}: must be >= 0 (0 = no budget)"),
         ]
         for ok, message in checks:
