@@ -14,7 +14,7 @@ from cxredge.cli.main import app
 from edge_fixtures import make_run
 
 runner = CliRunner()
-FAST = ["--runs", "3", "--warmup", "1", "--ci", "50"]
+FAST = ["--runs", "3", "--warmup", "1", "--ci", "100"]
 
 
 def bench(*args):

@@ -120,7 +120,7 @@ def test_report_puts_internal_and_external_side_by_side(run_dir, tiny_data, tmp_
     assert res.exit_code == 0, res.output
     md = (tmp_path / "rep" / "report.md").read_text()
     assert md.index("## Internal vs external test sets") < md.index("## On-device benchmark")
-    assert "internal (test, n=16) -> hospital_b (test, n=16)" in md
+    assert "internal (test, n=16) -&gt; hospital_b (test, n=16)" in md  # the heading, escaped (cxredge/markdown.py)
     a = json.loads((internal / "bench.json").read_text())["models"]["two_conv/int8"]["accuracy"]
     b = json.loads((external / "bench.json").read_text())["models"]["two_conv/int8"]["accuracy"]
     assert f"{100 * (b - a):+.1f} pt" in md

@@ -119,9 +119,9 @@ def test_bomb_is_one_line_in_predict_explain_bench_and_skipped_by_audit(run_dir,
 
 
 def test_pixel_limit_is_checked_before_decoding(tmp_path, monkeypatch):
-    from cxredge.edge import images
+    from cxredge.edge import images, limits
 
-    monkeypatch.setattr(images, "MAX_PIXELS", 300 * 300)
+    monkeypatch.setattr(limits, "MAX_PIXELS", 300 * 300)  # the limit every decoder checks (edge/limits.py)
     ok, big = tmp_path / "ok.png", tmp_path / "big.png"
     Image.fromarray(np.zeros((300, 300), np.uint8)).save(ok)
     Image.fromarray(np.zeros((300, 301), np.uint8)).save(big)

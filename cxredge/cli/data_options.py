@@ -19,8 +19,9 @@ PATIENT_COLUMN = typer.Option(None, "--patient-column",
 SPLIT_COLUMN = typer.Option(None, "--split-column",
                             help=T + "the column of train/val/test (default: split, if present).")
 PATH_PATTERN = typer.Option("{}", "--path-pattern",
-                            help=T + "where a path column value points, e.g. 'stage_2_train_images/{}.dcm'.")
-LABEL_MAP = typer.Option(None, "--label-map", help="Merge/rename/drop labels: 'Viral Pneumonia=Pneumonia,Other=-' "
+                            help=T + "where a path column value points, {} standing for the value, e.g. "
+                                 "'images/{}.dcm' (docs/dicom.md).")
+LABEL_MAP = typer.Option(None, "--label-map", help="Merge, rename or drop labels: 'Viral Pneumonia=Pneumonia, Other=-' "
                          "('-' drops, '*' = any other label) or a .json file.")
 PATIENT_REGEX = typer.Option(None, "--patient-regex", help="Patient ID from file names (group 1), e.g. "
                              "'person(\\d+)_': splits keep each patient in one split.")

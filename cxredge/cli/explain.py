@@ -29,7 +29,7 @@ def explain(
     compare: Optional[Path] = typer.Option(None, "--compare", help="A second .tflite to explain and correlate with (with a bundle: or a precision of it, e.g. float32)."),
     target: Optional[str] = typer.Option(None, "--class", help="Explain this class instead of the predicted one."),
     per_class: Optional[int] = typer.Option(None, "--per-class", min=1, help="From folders: the first N images of each class folder."),
-    batch: Optional[int] = typer.Option(None, "--batch", min=1, help=f"Occluded copies per invoke (1 = no resize; default {DEFAULT_BATCH} for int8 models, 1 for float: the faster of each, benchmarks/results/explain/explain_speed.md)."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help=f"Occluded copies per invoke (1 = no resize; default {DEFAULT_BATCH} for int8 models, 1 for float: the faster of each: docs/explain.md)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Interpreter threads (default: the CPU count, at most 4)."),
     delegate: str = typer.Option("xnnpack", "--delegate", help="xnnpack | none | PATH.so."),
     method: str = typer.Option("auto", "--method", help="occlusion | gradcam (gradcam: .keras only); auto = occlusion for .tflite, gradcam for .keras."),

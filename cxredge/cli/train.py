@@ -42,8 +42,8 @@ def parse_blocks(value: str) -> int | str:
 def train(
     data: Path = typer.Option(SAMPLE_DATA, "--data", show_default="the bundled sample",
                               help="DIR/SPLIT/CLASS/ images (SPLIT: train, val, test), DIR/CLASS/ (split 70/15/15) "
-                                   "or a label TABLE.csv (path,label[,patient_id][,split]); PNG, JPEG or DICOM "
-                                   "(docs/dicom.md)."),
+                                   "or a label TABLE.csv (columns path, label; optional patient_id, split); PNG, JPEG or "
+                                   "DICOM (docs/dicom.md)."),
     out: Path = typer.Option(DEFAULT_RUN, "--out", help="Run directory to write."),
     variant: str = typer.Option("all", "--variant", help="fc | one_conv | two_conv | all (the three) | finetune, or a comma list."),
     alpha: float = typer.Option(0.75, "--alpha", help="MobileNet width multiplier: 0.25, 0.5, 0.75 or 1.0."),
