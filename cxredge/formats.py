@@ -14,7 +14,7 @@ Run folder (`cxredge train --out RUN`; quantize, bench, explain, audit, report a
     metrics.json            METRICS_KEYS (below), confusion.png
     <precision>.tflite      PRECISIONS (cxredge/vocab.py), each with its sidecar <precision>.json
   bench.json, bench.md      BENCH_FORMAT (below); moving to bench/<dataset>/ (bench_dir)
-  explain/explain.json      EXPLAIN_FORMAT (cxredge/edge/explain_run.py, docs/explain.md)
+  explain/explain.json      EXPLAIN_FORMAT (cxredge/edge/explain/run.py, docs/explain.md)
   test_images/<class>/      a bundle's labelled images (`cxredge export --with-test-images`)
 """
 from __future__ import annotations
@@ -37,8 +37,8 @@ EXPLAIN_DIR, EXPLAIN_JSON = "explain", "explain.json"
 TEST_IMAGES = "test_images"
 DEVICES_DIR = "devices"  # devices/<host>/bench.json: what `cxredge bench --remote` brought back
 
-# metrics.json (train, per variant; cxredge/edge/metrics.py computes it). per_class {class: {precision,
-# recall, f1, support}}; confusion_matrix rows = true class. The clinical block (cxredge/edge/validation.py)
+# metrics.json (train, per variant; cxredge/edge/evaluate/metrics.py computes it). per_class {class: {precision,
+# recall, f1, support}}; confusion_matrix rows = true class. The clinical block (cxredge/edge/evaluate/validation.py)
 # and variant, split are added to it.
 METRICS_KEYS = ("classes", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "per_class",
                 "confusion_matrix")
@@ -50,7 +50,7 @@ def bench_dir(run_dir: str | Path, dataset: str) -> Path:
 
 
 # ---- sidecar: the JSON next to every .tflite (`int8.tflite` -> `int8.json`) -----------------------------
-# Written by `cxredge quantize` (cxredge/convert/artifacts.py), read on the device (cxredge/edge/sidecar.py):
+# Written by `cxredge quantize` (cxredge/convert/artifacts.py), read on the device (cxredge/edge/formats/sidecar.py):
 #   format        SIDECAR_FORMAT
 #   model         file name of the .tflite
 #   variant       VARIANTS;  precision  PRECISIONS (the file stem)
@@ -61,7 +61,7 @@ def bench_dir(run_dir: str | Path, dataset: str) -> Path:
 #   calibration   null or {manifest (path relative to the run or repo), sha256, size, seed, dataset}
 #   versions      {cxredge, tensorflow, tf_keras, tfmot, numpy}
 #   validation    {split, n, max_abs_dprob, agreement, macro_f1, macro_f1_float, delta_macro_f1, ...}
-#   ood           optional, OOD_FORMAT: the OOD guard's reference (cxredge/edge/ood.py, docs/ood-guard.md):
+#   ood           optional, OOD_FORMAT: the OOD guard's reference (cxredge/edge/ood/guard.py, docs/ood-guard.md):
 #                 {format, split, n, input_size, keep, threshold, val_flagged, features {name: {median, scale,
 #                 side, floor, quantiles}}, layout_grid, layout_template}. A sidecar without it (made before
 #                 the guard) means "no guard", which predict and bench say, never an error.
@@ -71,29 +71,29 @@ OOD_FORMAT = "cxredge-ood/1"
 # ---- calibration manifest: `# cxredge-calibration/1` header, then one image per line (convert/calibration.py)
 CALIBRATION_FORMAT = "cxredge-calibration/1"
 
-# ---- bundle: one zip to copy to a device (`cxredge export`, cxredge/edge/bundle.py) ---------------------
+# ---- bundle: one zip to copy to a device (`cxredge export`, cxredge/edge/formats/bundle.py) ---------------------
 #   bundle.json   {format BUNDLE_FORMAT, created, classes, models: [{path, sha256, size}], test_images: n or 0,
 #                 run: the run.json it came from (or null)}
 #   labels.txt, run.json, <variant>/<precision>.tflite + sidecar, <variant>/metrics.json, test_images/<class>/
 BUNDLE_FORMAT = "cxredge-bundle/1"
 BUNDLE_JSON = "bundle.json"
 
-# ---- explain: explain.json (cxredge/edge/explain_run.py) ------------------------------------------------
+# ---- explain: explain.json (cxredge/edge/explain/run.py) ------------------------------------------------
 EXPLAIN_FORMAT = "cxredge-explain/1"
 
 # ---- audit: audit.json (cxredge/edge/audit/run.py) ------------------------------------------------------
 AUDIT_FORMAT = "cxredge-audit/1"
 
-# ---- bench: bench.json (cxredge/edge/results.py writes and reads it) -----------------------------------
+# ---- bench: bench.json (cxredge/edge/bench/results.py writes and reads it) -----------------------------------
 #   format BENCH_FORMAT, created, device {...}, settings {...}, dataset {source, path, split, n, classes},
 #   models {key: full metrics of that model + evaluated_with + agreement_with_float},
 #   results [one row per (model, delegate, threads): BENCH_ROW_KEYS, then what the runner measured:
 #            latency_ms {init, first, median, p90, p99, mean, std, min, runs}, peak_rss_mb, rss_mb,
 #            temperature_c (cxredge bench) or memory_footprint_mb (LiteRT benchmark_model)],
 #   clinical per model and row: per_class sensitivity / specificity / ppv / npv / auc / sens_at_spec95, macro_auc,
-#       brier, ece, ci95, paired_vs_float (cxredge/edge/validation.py, docs/clinical-metrics.md),
+#       brier, ece, ci95, paired_vs_float (cxredge/edge/evaluate/validation.py, docs/clinical-metrics.md),
 #   ood {n, n_flagged, share, threshold, reasons, flagged, per_model, guarded, unguarded} (the OOD guard:
-#       cxredge/edge/ood_flags.py, docs/ood-guard.md),
+#       cxredge/edge/ood/flags.py, docs/ood-guard.md),
 #   notes [...]
 # LiteRT benchmark_model text output becomes the same document with format BENCHMARK_MODEL_FORMAT.
 BENCH_FORMAT = "cxredge-bench/1"

@@ -7,7 +7,7 @@ backtick or a newline must not end a code span or a table row. Three ways in:
   Markdown punctuation backslash-escaped, line breaks as spaces);
 - code(s): plain text -> one code span (a fence longer than any backtick run inside);
 - rich(s): the report Doc's text, plain text with `code` spans between single backticks (as the HTML
-  twin reads it, cxredge/edge/report.py inline_code): each span stays a span, the rest goes through text().
+  twin reads it, cxredge/edge/report/page.py inline_code): each span stays a span, the rest goes through text().
 cell(s) and table() add what a GFM table cell needs (`\\|`); image() makes an image line.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 One alpha-0.25, weights=None MobileNet (cxredge.train.variants.build_model) converted to float32, full
 int8 with uint8 input and uint8 output, and full int8 with int8 output, plus sidecars following
-cxredge/edge/sidecar.py. Built once per test session into a shared folder (all test modules reuse it),
+cxredge/edge/formats/sidecar.py. Built once per test session into a shared folder (all test modules reuse it),
 then laid out as a run directory: run.json pointing at the tiny dataset, fc/ and two_conv/ holding
 float32.tflite + int8.tflite + sidecars (the same network under two variant names keeps it fast).
 """
@@ -27,7 +27,7 @@ def build_models(folder: Path, data: Path) -> dict[str, Path]:
     if done.is_file():
         return names
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from cxredge.edge.dataset import load_split, scan
+    from cxredge.edge.data.dataset import load_split, scan
     from cxredge.keras import keras, tf
     from cxredge.train.variants import build_model
 
@@ -66,7 +66,7 @@ def build_models(folder: Path, data: Path) -> dict[str, Path]:
 
 
 def write_sidecar(model_path: Path, variant: str, precision: str, labels=CLASSES) -> Path:
-    from cxredge.edge.runtime import TFLiteModel
+    from cxredge.edge.runtime.interpreter import TFLiteModel
 
     m = TFLiteModel(model_path)
     side = {"format": "cxredge-sidecar/1", "model": model_path.name, "variant": variant, "precision": precision,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxredge.edge import results, validation
-from cxredge.edge.bench import BenchOutcome, fill_rows
-from cxredge.edge.metrics import agreement, classification_metrics
+from cxredge.edge.bench import results
+from cxredge.edge.bench.measure import BenchOutcome, fill_rows
+from cxredge.edge.evaluate import validation
+from cxredge.edge.evaluate.metrics import agreement, classification_metrics
 
 CLASSES = ["COVID", "Normal", "Bacterial_Pneumonia", "Viral_Pneumonia"]
 SIZES = {"float32": 3_300_000, "int8": 900_000}

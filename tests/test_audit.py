@@ -112,7 +112,7 @@ def test_outputs_md_html_and_report_section(controls, tmp_path):
     assert "**warning (shortcut)**: a vs c" in md and "| a vs b |" in md
     page = (out / "audit.html").read_text()
     assert page.count("data:image/png;base64,") == 3 * 6 and "class='warn'" in page
-    from cxredge.edge.report import build, to_markdown
+    from cxredge.edge.report.page import build, to_markdown
 
     run = tmp_path / "run"
     run.mkdir()
@@ -220,7 +220,7 @@ def test_folds_are_stratified_and_seeded():
 
 def test_fast_audit_from_decoded_inputs_equals_the_file_audit(controls):
     from cxredge.edge.audit import audit, collect_files, collect_loaded
-    from cxredge.edge.dataset import load_split, scan
+    from cxredge.edge.data.dataset import load_split, scan
 
     ds = scan(controls["base"] / "png_after_jpeg")
     loaded = {s: load_split(ds, s) for s in ("train", "val", "test")}

@@ -55,9 +55,9 @@ def test_missing_delegate_fails_its_rows_only(bench_doc):
 
 
 def test_accuracy_is_from_real_predictions(bench_doc, run_dir, tiny_data):
-    from cxredge.edge.dataset import load_split, scan
-    from cxredge.edge.metrics import agreement, classification_metrics
-    from cxredge.edge.runtime import TFLiteModel
+    from cxredge.edge.data.dataset import load_split, scan
+    from cxredge.edge.evaluate.metrics import agreement, classification_metrics
+    from cxredge.edge.runtime.interpreter import TFLiteModel
 
     doc, _ = bench_doc
     ds = load_split(scan(tiny_data), "test")
@@ -95,7 +95,7 @@ def test_plots_or_a_note(bench_doc, run_dir):
 def test_plots_skipped_cleanly_without_matplotlib(bench_doc, tmp_path, monkeypatch):
     import sys
 
-    from cxredge.edge import plots
+    from cxredge.edge.render import plots
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     paths, note = plots.bench_plots(bench_doc[0], tmp_path)

@@ -83,7 +83,7 @@ def test_a_failed_bench_never_replaces_a_good_one(run_dir):
 
 def test_an_interrupted_write_leaves_the_previous_unit(run_dir, monkeypatch):
     """cause 2: the plots are drawn before bench.json is written; a failure in between changes nothing."""
-    from cxredge.edge import results
+    from cxredge.edge.bench import results
 
     internal = run_dir / "bench" / "test"
     if not (internal / "bench.json").is_file():
@@ -114,7 +114,7 @@ def test_out_folder_never_keeps_old_plots_beside_a_new_bench(run_dir, tmp_path, 
 
 
 def test_bench_place_names_are_safe_and_deduplicated(tmp_path):
-    from cxredge.edge import bench_store
+    from cxredge.edge.bench import store as bench_store
 
     assert bench_store.safe_name("../../etc") == "etc" and bench_store.safe_name("..") == "dataset"
     assert bench_store.safe_name("Hospital B (2024)/test") == "Hospital-B-2024-test"
@@ -152,7 +152,7 @@ def noisy_timer(calls):
 
 
 def test_steady_latency_remeasures_and_keeps_the_better_run():
-    from cxredge.edge.bench import steady_latency
+    from cxredge.edge.bench.measure import steady_latency
 
     runs = iter([[10] * 7 + [50] * 3, [10] * 10])
     stats, check = steady_latency(lambda: next(runs))
@@ -165,7 +165,7 @@ def test_steady_latency_remeasures_and_keeps_the_better_run():
 
 
 def test_noisy_rows_are_flagged_and_give_no_speedup(run_dir, tmp_path, monkeypatch):
-    from cxredge.edge import bench as edge_bench
+    from cxredge.edge.bench import measure as edge_bench
 
     calls = []
     monkeypatch.setattr(edge_bench, "time_invokes", noisy_timer(calls))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cxredge.convert import calibration
-from cxredge.edge.dataset import scan
+from cxredge.edge.data.dataset import scan
 from cxredge.errors import CxrError
 
 

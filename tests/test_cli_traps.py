@@ -91,8 +91,8 @@ def on_pi(doc: dict) -> dict:
 def test_devices_section_flags_other_image_set_even_where_predictions_agree(bench_ok, tmp_path):
     """Handed two benches of other images (the report groups benches by dataset first), the device
     comparison still flags them once for the dataset, not only per model, and in the notes."""
-    from cxredge.edge.report import Doc
-    from cxredge.edge.report_devices import devices_section
+    from cxredge.edge.report.devices import devices_section
+    from cxredge.edge.report.page import Doc
 
     a = json.loads(bench_ok.read_text())
     b = on_pi(a)  # the same run benched with --limit 8: a subset of the images, per-image predictions agree

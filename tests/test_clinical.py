@@ -1,4 +1,4 @@
-"""cxredge.edge.clinical cross-checked against scikit-learn (and hand-computed cases) to 1e-9."""
+"""cxredge.edge.evaluate.clinical cross-checked against scikit-learn (and hand-computed cases) to 1e-9."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import pytest
 
 sk = pytest.importorskip("sklearn.metrics")
 
-from cxredge.edge import clinical as C  # noqa: E402
+from cxredge.edge.evaluate import clinical as C  # noqa: E402
 
 CLASSES = ["a", "b", "c", "d"]
 

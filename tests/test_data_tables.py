@@ -1,4 +1,4 @@
-"""Label tables (cxredge/edge/table.py) and patient-level splits (cxredge/edge/patients.py).
+"""Label tables (cxredge/edge/data/table.py) and patient-level splits (cxredge/edge/data/patients.py).
 
 The RSNA and NIH fixtures are written from the headers those tables ship with (RSNA Pneumonia Detection
 Challenge `stage_2_detailed_class_info.csv`; NIH ChestX-ray14 `Data_Entry_2017.csv`)."""
@@ -11,9 +11,9 @@ import pytest
 from dicom_fixtures import real_png, write_dicom
 from PIL import Image
 
-from cxredge.edge.dataset import SPLITS, scan, scan_recorded
-from cxredge.edge.images import load_image
-from cxredge.edge.table import DataOptions, map_label, parse_label_map
+from cxredge.edge.data.dataset import SPLITS, scan, scan_recorded
+from cxredge.edge.data.images import load_image
+from cxredge.edge.data.table import DataOptions, map_label, parse_label_map
 from cxredge.errors import CxrError
 from conftest import invoke, read, synth_image
 
@@ -104,7 +104,7 @@ def test_nih_chestxray14_table_as_it_ships(tmp_path):
 
 
 def test_patient_split_is_seeded_and_independent_of_the_salt(tmp_path, monkeypatch):
-    import cxredge.edge.patients as P
+    import cxredge.edge.data.patients as P
 
     table = nih_fixture(tmp_path)
     a = scan(table, seed=1, options=NIH)
@@ -173,7 +173,7 @@ def test_patient_regex_on_kermany_names(tmp_path):
     by_patient = scan(root, seed=0, options=DataOptions(patient_regex=r"person(\d+)_"))
     assert_no_patient_in_two_splits(by_patient)
     # the same regex applied to the image-level split finds the leak it had
-    import cxredge.edge.patients as P
+    import cxredge.edge.data.patients as P
 
     assert sum(P.leaks(by_image.splits, by_patient.patients).values()) > 0
 
@@ -244,7 +244,7 @@ def test_train_from_a_label_table_keeps_patients_apart(tmp_path):
 def test_bench_and_quantize_reopen_a_table_run_with_its_options(tmp_path):
     """run.json's data block (as train writes it) is enough to re-open the same table split: bench's
     dataset_for with no --data, with --data TABLE, and scan_recorded (quantize, export, ensemble)."""
-    from cxredge.edge.sources import Source, dataset_for
+    from cxredge.edge.data.sources import Source, dataset_for
 
     table = nih_fixture(tmp_path)
     ds = scan(table, seed=3, options=NIH)

@@ -1,4 +1,4 @@
-"""The DICOM decoder (cxredge/edge/dicom.py) on files made with pydicom from real chest X-rays (dicom_fixtures.py)."""
+"""The DICOM decoder (cxredge/edge/data/dicom.py) on files made with pydicom from real chest X-rays (dicom_fixtures.py)."""
 from __future__ import annotations
 
 import sys
@@ -8,8 +8,8 @@ import pytest
 from dicom_fixtures import CLASSES, real_png, twelve_bit, write_dicom
 from PIL import Image
 
-from cxredge.edge import dicom
-from cxredge.edge.images import load_image
+from cxredge.edge.data import dicom
+from cxredge.edge.data.images import load_image
 from cxredge.errors import CxrError
 
 pytest.importorskip("pydicom")
@@ -284,7 +284,7 @@ def test_dicom_decoding_and_tables_need_no_tensorflow(tmp_path):
 
     stored, kw = twelve_bit(real_png("Normal"))
     write_dicom(tmp_path / "a.dcm", stored, syntax="j2k", **kw)
-    code = ("from cxredge.edge.images import load_image; from cxredge.edge import table, patients, dataset; "
+    code = ("from cxredge.edge.data.images import load_image; from cxredge.edge import table, patients, dataset; "
             "print(load_image('a.dcm').shape)")
     res = run_blocked(tmp_path, "-c", code)
     assert res.returncode == 0 and "(224, 224, 3)" in res.stdout, res.stderr

@@ -1,4 +1,4 @@
-"""Fuzz the DICOM reader (cxredge/edge/dicom.py) with damaged files: whatever the bytes, `load_image` returns a
+"""Fuzz the DICOM reader (cxredge/edge/data/dicom.py) with damaged files: whatever the bytes, `load_image` returns a
 224x224x3 image or raises CxrError naming the file in one line; never another exception, never a warning."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dicom_fixtures import real_png, twelve_bit, write_dicom
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cxredge.edge.images import load_image
+from cxredge.edge.data.images import load_image
 from cxredge.errors import CxrError
 from fuzz import FUZZ
 

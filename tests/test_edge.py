@@ -33,11 +33,11 @@ def test_edge_modules_import_without_tensorflow(tmp_path):
         import importlib, pkgutil, sys
         import cxredge.edge
         import cxredge.remote
-        names = [m.name for m in pkgutil.iter_modules(cxredge.edge.__path__, "cxredge.edge.")]
+        names = [m.name for m in pkgutil.walk_packages(cxredge.edge.__path__, "cxredge.edge.")]
         names += [m.name for m in pkgutil.iter_modules(cxredge.remote.__path__, "cxredge.remote.")]
         names += ["cxredge.cli.bench", "cxredge.cli.bench_remote", "cxredge.cli.predict", "cxredge.cli.export",
                   "cxredge.cli.report", "cxredge.cli.main", "cxredge.cli.audit", "cxredge.cli.explain", "cxredge.train.audit_step",
-                  "cxredge.edge.ood", "cxredge.edge.ood_flags"]
+                  "cxredge.edge.ood.guard", "cxredge.edge.ood.flags"]
         import cxredge.edge.audit
         names += [m.name for m in pkgutil.iter_modules(cxredge.edge.audit.__path__, "cxredge.edge.audit.")]
         for n in names:
@@ -78,7 +78,7 @@ def test_audit_runs_with_tensorflow_blocked(tmp_path, tiny_data):
 def sk_compare(y, p, classes):
     from sklearn import metrics as sk
 
-    from cxredge.edge.metrics import classification_metrics
+    from cxredge.edge.evaluate.metrics import classification_metrics
 
     labels = list(range(len(classes)))
     m = classification_metrics(y, p, classes)
@@ -103,8 +103,8 @@ def test_metrics_match_sklearn_random_and_missing_class():
 
 
 def test_metrics_match_sklearn_on_real_model_predictions(edge_models, tiny_data):
-    from cxredge.edge.dataset import load_split, scan
-    from cxredge.edge.runtime import TFLiteModel
+    from cxredge.edge.data.dataset import load_split, scan
+    from cxredge.edge.runtime.interpreter import TFLiteModel
 
     ds = load_split(scan(tiny_data), "test")
     p = TFLiteModel(edge_models["int8"]).predict_proba(ds.x).argmax(1)
@@ -114,7 +114,7 @@ def test_metrics_match_sklearn_on_real_model_predictions(edge_models, tiny_data)
 # --- (de)quantization ---------------------------------------------------------------------------
 
 def test_dequantize_int8_and_uint8_specs():
-    from cxredge.edge.runtime import dequantize, quantize
+    from cxredge.edge.runtime.interpreter import dequantize, quantize
 
     u8 = {"dtype": "uint8", "scale": 1 / 256, "zero_point": 0}
     i8 = {"dtype": "int8", "scale": 1 / 256, "zero_point": -128}
@@ -128,8 +128,8 @@ def test_dequantize_int8_and_uint8_specs():
 
 @pytest.mark.parametrize("name,dtype", [("int8", "uint8"), ("int8_i8out", "int8")])
 def test_quantized_outputs_dequantize_to_float_probabilities(edge_models, tiny_data, name, dtype):
-    from cxredge.edge.dataset import load_split, scan
-    from cxredge.edge.runtime import TFLiteModel
+    from cxredge.edge.data.dataset import load_split, scan
+    from cxredge.edge.runtime.interpreter import TFLiteModel
 
     x = load_split(scan(tiny_data), "test", limit=8).x
     q = TFLiteModel(edge_models[name])
@@ -150,8 +150,8 @@ def test_quantized_outputs_dequantize_to_float_probabilities(edge_models, tiny_d
 
 
 def test_uint8_and_int8_output_models_agree(edge_models, tiny_data):
-    from cxredge.edge.dataset import load_split, scan
-    from cxredge.edge.runtime import TFLiteModel
+    from cxredge.edge.data.dataset import load_split, scan
+    from cxredge.edge.runtime.interpreter import TFLiteModel
 
     x = load_split(scan(tiny_data), "test").x
     a = TFLiteModel(edge_models["int8"]).predict_proba(x)
@@ -227,7 +227,7 @@ def test_empty_folders(tmp_path, run_dir):
 # --- device facts ---------------------------------------------------------------------------------
 
 def test_device_facts_decode_pi_thermal_and_throttling(tmp_path, monkeypatch):
-    from cxredge.edge import device
+    from cxredge.edge.runtime import device
 
     zone = tmp_path / "thermal" / "thermal_zone0"
     zone.mkdir(parents=True)

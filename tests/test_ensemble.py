@@ -32,7 +32,7 @@ def member_logits(path, x):
 
 
 def test_ensemble_is_the_weighted_mean_of_member_logits(runs, tiny_data, tmp_path):
-    from cxredge.edge.dataset import load_split, scan
+    from cxredge.edge.data.dataset import load_split, scan
     from cxredge.keras import keras
     run = tmp_path / "run"
     shutil.copytree(runs / "a", run)

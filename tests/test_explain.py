@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cxredge.cli.main import app
-from cxredge.edge.explain import (
+from cxredge.edge.explain.occlusion import (
     BatchRunner,
     OcclusionSettings,
     Saliency,
@@ -22,7 +22,7 @@ from cxredge.edge.explain import (
     region_shares,
     spearman,
 )
-from cxredge.edge.runtime import TFLiteModel
+from cxredge.edge.runtime.interpreter import TFLiteModel
 from edge_fixtures import CLASSES, make_run
 from explain_fixtures import A, batch1_only, cam_model, flat, region_model
 from test_edge import assert_clean_error, run_blocked
@@ -76,7 +76,7 @@ def test_saliency_is_where_the_model_looks(known, name, box):
 
 
 def test_region_shares_exact_on_hand_made_maps():
-    from cxredge.edge.explain import border_mask
+    from cxredge.edge.explain.occlusion import border_mask
 
     mask = border_mask((224, 224), 0.125)
     assert mask[27, 100] and not mask[28, 100] and mask[100, 196] and not mask[100, 195]
@@ -115,7 +115,7 @@ def test_compare_maps_of_different_grids_uses_the_heatmaps():
 
 
 def test_batched_and_unbatched_give_the_same_heatmap(edge_models, tiny_data):
-    from cxredge.edge.images import load_image
+    from cxredge.edge.data.images import load_image
 
     img = load_image(next((tiny_data / "test" / "beta").glob("*.png")))
     for name in ("float32", "int8"):

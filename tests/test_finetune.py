@@ -57,7 +57,7 @@ def test_history_records_both_phases_and_val_macro_f1(ft_runs):
 
 def test_best_epoch_weights_are_the_saved_ones(ft_runs, pair_data):
     """Re-evaluating model.keras on val gives the best epoch's val scores (weights restored)."""
-    from cxredge.edge.dataset import load_split, scan
+    from cxredge.edge.data.dataset import load_split, scan
     from cxredge.keras import keras
     from cxredge.train.finetune import val_scores
     hist = read(ft_runs / "default" / "finetune" / "history.json")
@@ -210,7 +210,7 @@ def test_weight_ema_averages_every_float_weight_and_swaps_back():
 
 def test_finetune_with_ema_keeps_the_scored_average(pair_data, tmp_path):
     """--ema: the saved model is the weight average ValMonitor scored at the best epoch."""
-    from cxredge.edge.dataset import load_split, scan
+    from cxredge.edge.data.dataset import load_split, scan
     from cxredge.keras import keras
     from cxredge.train.finetune import val_scores
     result = invoke("train", "--data", pair_data, "--out", tmp_path / "r", "--variant", "finetune", "--epochs", "1",

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from cxredge import formats
-from cxredge.edge import bench, benchmark_model
-from cxredge.edge.metrics import classification_metrics
+from cxredge.edge.bench import measure as bench
+from cxredge.edge.evaluate.metrics import classification_metrics
+from cxredge.edge.runtime import benchmark_model
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "cxredge"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from cxredge.edge.audit.facts import read_image
-from cxredge.edge.images import load_image
+from cxredge.edge.data.images import load_image
 from cxredge.errors import CxrError
 from fuzz import FUZZ
 

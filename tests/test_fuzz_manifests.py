@@ -14,8 +14,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cxredge.edge.bundle import BUNDLE_FORMAT, open_bundle
-from cxredge.edge.sidecar import SIDECAR_FORMAT, read_labels_file, read_sidecar
+from cxredge.edge.formats.bundle import BUNDLE_FORMAT, open_bundle
+from cxredge.edge.formats.sidecar import SIDECAR_FORMAT, read_labels_file, read_sidecar
 from cxredge.errors import CxrError
 from fuzz import FUZZ
 

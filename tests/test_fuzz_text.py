@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from cxredge.edge.benchmark_model import read_bench_file
+from cxredge.edge.runtime.benchmark_model import read_bench_file
 from cxredge.errors import CxrError
 from fuzz import FUZZ
 
@@ -102,7 +102,7 @@ def test_fuzz_comma_lists(value):
     from cxredge.cli.ensemble import parse_weights
     from cxredge.cli.quantize import parse_modes
     from cxredge.cli.train import parse_blocks, parse_variants
-    from cxredge.edge.explain import parse_fill
+    from cxredge.edge.explain.occlusion import parse_fill
 
     items = result_or_error(split_list, value, "--x")
     assert items is None or (items and all(i == i.strip() and i and "," not in i for i in items))

@@ -119,9 +119,9 @@ def test_bomb_is_one_line_in_predict_explain_bench_and_skipped_by_audit(run_dir,
 
 
 def test_pixel_limit_is_checked_before_decoding(tmp_path, monkeypatch):
-    from cxredge.edge import images, limits
+    from cxredge.edge.data import images, limits
 
-    monkeypatch.setattr(limits, "MAX_PIXELS", 300 * 300)  # the limit every decoder checks (edge/limits.py)
+    monkeypatch.setattr(limits, "MAX_PIXELS", 300 * 300)  # the limit every decoder checks (edge/data/limits.py)
     ok, big = tmp_path / "ok.png", tmp_path / "big.png"
     Image.fromarray(np.zeros((300, 300), np.uint8)).save(ok)
     Image.fromarray(np.zeros((300, 301), np.uint8)).save(big)
@@ -133,7 +133,7 @@ def test_pixel_limit_is_checked_before_decoding(tmp_path, monkeypatch):
 def test_default_pixel_limit_refuses_a_real_64_megapixel_png(tmp_path):
     """A real 8000x8000 PNG (64 MP: under Pillow's 89 MP warning, so main decoded it, ~256 MB as RGB) is
     refused from its header by the 60 MP limit; a 10000x10000 header likewise."""
-    from cxredge.edge.images import MAX_PIXELS, load_image
+    from cxredge.edge.data.images import MAX_PIXELS, load_image
 
     assert 40_000_000 <= MAX_PIXELS <= 60_000_000
     path = tmp_path / "huge.png"
@@ -233,7 +233,7 @@ def test_json_that_python_cannot_hold_is_one_line(tmp_path, text):
 
 
 def test_label_files_are_checked_like_sidecars(tmp_path):
-    from cxredge.edge.sidecar import read_labels_file
+    from cxredge.edge.formats.sidecar import read_labels_file
 
     for text, word in (("a\nb\na\n", "twice"), ("a\n", "at least 2"), ("x\nX\n", "case")):
         (tmp_path / "l.txt").write_text(text)
@@ -312,7 +312,7 @@ def test_duplicate_member_is_refused(good_bundle, tmp_path):
 # --- cause 17: class folders differing only by case -----------------------------------------
 
 def test_class_folders_differing_by_case_are_an_error(run_dir, tiny_data_copy, tmp_path):
-    from cxredge.edge.dataset import scan, scan_eval
+    from cxredge.edge.data.dataset import scan, scan_eval
 
     (tmp_path / "case").mkdir()
     if (tmp_path / "CASE").exists():
@@ -331,7 +331,7 @@ def test_class_folders_differing_by_case_are_an_error(run_dir, tiny_data_copy, t
 # --- --threads bounds ------------------------------------------------------------------------
 
 def test_threads_are_bounded(run_dir, tiny_data, tmp_path):
-    from cxredge.edge.runtime import max_threads
+    from cxredge.edge.runtime.interpreter import max_threads
 
     model, img, n = run_dir / "fc" / "int8.tflite", an_image(tiny_data), max_threads() + 1
     assert max_threads() == 4 * (os.cpu_count() or 1)
@@ -345,7 +345,7 @@ def test_threads_are_bounded(run_dir, tiny_data, tmp_path):
 
 def test_sidecar_fixture_still_verifies(run_dir):
     """The fixtures' sidecars (tests/edge_fixtures.py) pass the checks: the checks refuse lies, not sidecars."""
-    from cxredge.edge.sidecar import read_sidecar
+    from cxredge.edge.formats.sidecar import read_sidecar
 
     for p in run_dir.glob("*/*.tflite"):
         assert read_sidecar(p)["sha256"] == sha256_file(p)

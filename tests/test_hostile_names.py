@@ -130,7 +130,7 @@ def test_audit_outputs_are_written_together(hostile_data, tmp_path, monkeypatch)
 # --- cause 14 in report.md and bench.md -----------------------------------------------------------
 
 def test_report_markdown_escapes_every_block(tmp_path):
-    from cxredge.edge.report import Doc, to_markdown
+    from cxredge.edge.report.page import Doc, to_markdown
 
     doc = Doc()
     doc.h(2, HOSTILE_CLASS)
@@ -144,7 +144,7 @@ def test_report_markdown_escapes_every_block(tmp_path):
 
 
 def test_bench_markdown_escapes_names_and_errors():
-    from cxredge.edge.results import bench_markdown
+    from cxredge.edge.bench.results import bench_markdown
 
     row = {"model": f"{HOSTILE_CLASS}/int8", "delegate": "xnnpack", "threads": 1, "size_bytes": 1000,
            "status": "failed", "error": "bad | <script>alert(3)</script>\nsecond line"}

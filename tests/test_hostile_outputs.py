@@ -89,7 +89,7 @@ def test_handle_errors_turns_any_oserror_into_one_line(monkeypatch, tmp_path):
     def read_only(*a, **k):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path / "out" / "audit.json"))
 
-    monkeypatch.setattr("cxredge.edge.dataset.scan", read_only)
+    monkeypatch.setattr("cxredge.edge.data.dataset.scan", read_only)
     res = runner.invoke(app, ["audit", str(tmp_path), "--out", str(tmp_path / "out")])
     assert one_error_line(res) == f"error: {tmp_path / 'out' / 'audit.json'}: Read-only file system"
 
@@ -99,7 +99,7 @@ def test_programming_errors_keep_their_traceback(monkeypatch, tmp_path):
     def bug(*a, **k):
         raise KeyError("a bug")
 
-    monkeypatch.setattr("cxredge.edge.dataset.scan", bug)
+    monkeypatch.setattr("cxredge.edge.data.dataset.scan", bug)
     res = runner.invoke(app, ["audit", str(tmp_path), "--out", str(tmp_path / "out")])
     assert isinstance(res.exception, KeyError)
 
@@ -126,7 +126,7 @@ def test_atomic_rewrite_keeps_the_files_own_mode(tmp_path, umask_022):
 
 
 def test_bundle_is_group_readable(tmp_path, umask_022):
-    from cxredge.edge.bundle import write_bundle
+    from cxredge.edge.formats.bundle import write_bundle
 
     src = tmp_path / "int8.tflite"
     src.write_bytes(b"TFL3")
@@ -238,7 +238,7 @@ def test_bench_unpacks_a_bundle_under_its_output_folder(tmp_path, monkeypatch):
         assert dest.is_dir()
         raise CxrError(f"{path}: stop here")
 
-    monkeypatch.setattr("cxredge.edge.bundle.open_bundle", fake_open)
+    monkeypatch.setattr("cxredge.edge.formats.bundle.open_bundle", fake_open)
     (tmp_path / "b.zip").write_bytes(b"")
     res = runner.invoke(app, ["bench", str(tmp_path / "b.zip"), "--out", str(tmp_path / "out")])
     assert "stop here" in one_error_line(res)

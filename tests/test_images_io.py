@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxredge.edge.images import load_image
+from cxredge.edge.data.images import load_image
 from cxredge.errors import CxrError
 from cxredge.io import atomic_path, read_json, write_json
 

@@ -1,4 +1,4 @@
-"""The OOD guard (cxredge/edge/ood.py, ood_flags.py): its statistics, threshold, sidecar round trip, and
+"""The OOD guard (cxredge/edge/ood/guard.py, ood_flags.py): its statistics, threshold, sidecar round trip, and
 what predict / bench say about inputs that are not chest X-rays.
 
 The reference is built from the bundled sample's val split (80 real X-rays), as `cxredge quantize` does
@@ -16,9 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cxredge.cli.main import app
-from cxredge.edge import ood
-from cxredge.edge.dataset import load_split, scan
-from cxredge.edge.images import load_image
+from cxredge.edge.data.dataset import load_split, scan
+from cxredge.edge.data.images import load_image
+from cxredge.edge.ood import guard as ood
 from cxredge.paths import SAMPLE_DATA
 from edge_fixtures import CLASSES, make_run
 from ood_images import cmyk_scene_jpeg, flat_png, rgba_scene_png, uniform_noise_png

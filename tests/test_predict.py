@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cxredge.cli.main import app
-from cxredge.edge import ood
-from cxredge.edge.dataset import load_split, scan
+from cxredge.edge.data.dataset import load_split, scan
+from cxredge.edge.ood import guard as ood
 from cxredge.io import sha256_file
 from cxredge.paths import SAMPLE_DATA
 from edge_fixtures import make_run

@@ -22,7 +22,7 @@ MODES = ("float32", "int8", "float16", "dynamic", "qat_int8", "int8_fallback")
 
 
 def make_run(run_dir: Path, data: Path, variant: str = "fc") -> Path:
-    from cxredge.edge.dataset import scan
+    from cxredge.edge.data.dataset import scan
     from cxredge.keras import keras
     from cxredge.train.variants import build_model
 
@@ -225,7 +225,7 @@ def test_failure_during_conversion_keeps_previous_models(copy_run, monkeypatch):
 
 def test_float32_tolerance_is_enforced(full_run, tiny_data):
     from cxredge.convert import validate
-    from cxredge.edge.dataset import load_split, scan
+    from cxredge.edge.data.dataset import load_split, scan
 
     loaded = load_split(scan(tiny_data), "val")
     path = full_run / "fc" / "float32.tflite"
@@ -241,7 +241,7 @@ def test_input_scale_is_exactly_one_or_it_fails(tiny_data, monkeypatch):
     """A calibration set without 0 and 255 pixels gets the range anchor; without it, conversion fails.
     (A small conv net with the cxredge input contract keeps this test fast.)"""
     from cxredge.convert import quantize
-    from cxredge.edge.dataset import load_split, scan
+    from cxredge.edge.data.dataset import load_split, scan
     from cxredge.keras import keras
 
     keras.utils.set_random_seed(0)
@@ -260,7 +260,7 @@ def test_input_scale_is_exactly_one_or_it_fails(tiny_data, monkeypatch):
 
 def test_qat_keeps_frozen_layers_frozen(tiny_data):
     from cxredge.convert.qat import QatSettings, fine_tune
-    from cxredge.edge.dataset import load_split, scan
+    from cxredge.edge.data.dataset import load_split, scan
     from cxredge.keras import keras
     from cxredge.train.variants import build_model
 
@@ -305,8 +305,8 @@ def test_refit_changes_only_the_head_of_a_copy():
 
 
 def test_every_sidecar_carries_the_ood_reference_of_the_val_split(full_run, tiny_data):
-    from cxredge.edge.dataset import load_split, scan
-    from cxredge.edge.ood import OOD_FORMAT, build_reference, reference_from_dict
+    from cxredge.edge.data.dataset import load_split, scan
+    from cxredge.edge.ood.guard import OOD_FORMAT, build_reference, reference_from_dict
 
     val = load_split(scan(tiny_data), "val")
     expected = build_reference(val.x).to_dict()

@@ -82,8 +82,8 @@ def test_variant_table_shows_the_clinical_block_of_metrics_json(reported_run, tm
 
     import numpy as np
 
-    from cxredge.edge import validation
-    from cxredge.edge.clinical import Resampler
+    from cxredge.edge.evaluate import validation
+    from cxredge.edge.evaluate.clinical import Resampler
 
     run = shutil.copytree(reported_run[0], tmp_path / "run")  # the shared run stays as it was
     rng = np.random.default_rng(0)

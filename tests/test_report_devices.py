@@ -39,7 +39,7 @@ def bench_a(edge_models, tiny_data, tmp_path_factory) -> Path:
 
 
 def test_benchmark_model_fixture_is_a_latency_only_bench():
-    from cxredge.edge.benchmark_model import read_bench_file
+    from cxredge.edge.runtime.benchmark_model import read_bench_file
 
     doc = read_bench_file(FIXTURE)
     assert doc["origin"] == "benchmark_model" and doc["device"]["hostname"].startswith("SAMPLE phone")
@@ -55,7 +55,7 @@ def test_benchmark_model_fixture_is_a_latency_only_bench():
 
 
 def test_benchmark_model_logcat_and_older_layouts(tmp_path):
-    from cxredge.edge.benchmark_model import read_bench_file
+    from cxredge.edge.runtime.benchmark_model import read_bench_file
 
     (tmp_path / "phone.txt").write_text(LOGCAT)
     doc = read_bench_file(tmp_path / "phone.txt")

@@ -16,7 +16,7 @@ from report_fixtures import synthetic_bench
 from typer.testing import CliRunner
 
 from cxredge.cli.main import app
-from cxredge.edge.report import build
+from cxredge.edge.report.page import build
 from cxredge.errors import CxrError
 from fuzz import FUZZ
 
@@ -86,7 +86,7 @@ def test_report_refuses_a_non_png_inside_the_run(tmp_path):
 ])
 def test_bench_json_shape_is_checked(mutate, key):
     """cause 12: a bench.json of the wrong shape is one error naming the file and the key."""
-    from cxredge.edge.report_inputs import check_bench
+    from cxredge.edge.report.inputs import check_bench
 
     doc = json.loads(json.dumps(synthetic_bench()))
     mutate(doc)
@@ -96,7 +96,7 @@ def test_bench_json_shape_is_checked(mutate, key):
 
 
 def test_explain_and_audit_shapes_are_checked():
-    from cxredge.edge.report_inputs import check_audit, check_explain
+    from cxredge.edge.report.inputs import check_audit, check_explain
 
     check_explain("e.json", explain_doc("grid.png"))
     with pytest.raises(CxrError, match=r"e\.json: .*settings\.patch: missing"):
@@ -151,7 +151,7 @@ def test_fuzz_bench_json_either_refused_or_reported(where, value, drop, tmp_path
     """cause 12, property: any one key of a real bench.json replaced or removed -> the check refuses it
     with CxrError, or the whole report builds (never another exception). Tables only (no matplotlib),
     to keep the example budget fast."""
-    from cxredge.edge.report_inputs import check_bench
+    from cxredge.edge.report.inputs import check_bench
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     doc = copy.deepcopy(BASE)

@@ -10,7 +10,7 @@ from report_fixtures import synthetic_bench
 from typer.testing import CliRunner
 
 from cxredge.cli.main import app
-from cxredge.edge.report_summary import RULE, build_card, recommend
+from cxredge.edge.report.summary import RULE, build_card, recommend
 from cxredge.paths import SAMPLE_DATA
 
 runner = CliRunner()

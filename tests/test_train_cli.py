@@ -85,7 +85,7 @@ def test_run_directory_contract(alpha1_run, tiny_data):
 
 
 def test_saved_model_reloads_and_predicts_like_the_metrics(alpha1_run, tiny_data):
-    from cxredge.edge.dataset import load_split, scan
+    from cxredge.edge.data.dataset import load_split, scan
     from cxredge.keras import keras
     from cxredge.train.cache import predict
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cxredge import vocab
-from cxredge.edge.benchmark_model import model_name, parse
+from cxredge.edge.runtime.benchmark_model import model_name, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -51,7 +51,7 @@ PROJECT="${WHEEL:-$ROOT}" MODELS="$STAGE/nomodels" "$SMOKE" install > "$STAGE/in
 R=$A/rootfs
 rm -rf "$R/smoke/stage"; cp -r "$STAGE/stage" "$R/smoke/stage"
 CMD="python -c 'import platform, sys; print(\"arm64 python\", platform.machine(), sys.version.split()[0])' && \
-python -c 'import cxredge.edge.bench, sys; assert not [m for m in sys.modules if m.startswith(\"tensorflow\")]; print(\"no tensorflow\")' && \
+python -c 'import cxredge.edge.bench.measure, sys; assert not [m for m in sys.modules if m.startswith(\"tensorflow\")]; print(\"no tensorflow\")' && \
 python -m cxredge predict stage/bundle.zip stage/images --variant $VARIANT --json > stage/predict_arm64.json && \
 python -m cxredge bench stage/bundle.zip --runs 3 --warmup 1 --out stage/bench"
 PROJECT="${WHEEL:-$ROOT}" MODELS="$STAGE/nomodels" SMOKE_CMD="$CMD" "$SMOKE" run > "$STAGE/run.log" 2>&1 || { tail -30 "$STAGE/run.log"; fail "arm64 run"; }

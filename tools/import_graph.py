@@ -33,18 +33,17 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # The edge side, by job: inputs, runtime and document primitives; data sets and model sources; what
     # evaluates; what writes and renders results; the fronts that run one verb end to end. It is TF-free:
     # it never imports keras, convert, train or cli (EDGE_FORBIDDEN).
-    ("edge.base", ("cxredge.edge", "cxredge.edge.images", "cxredge.edge.sidecar", "cxredge.edge.runtime",
-                   "cxredge.edge.metrics", "cxredge.edge.fingerprint", "cxredge.edge.device",
-                   "cxredge.edge.entry", "cxredge.edge.document",
-                   "cxredge.edge.limits", "cxredge.edge.dicom", "cxredge.edge.table", "cxredge.edge.patients")),
-    ("edge.data", ("cxredge.edge.dataset", "cxredge.edge.sources", "cxredge.edge.bundle")),
-    ("edge.evaluate", ("cxredge.edge.bench", "cxredge.edge.clinical", "cxredge.edge.validation",
-                       "cxredge.edge.ood", "cxredge.edge.ood_flags", "cxredge.edge.explain",
-                       "cxredge.edge.audit")),
-    ("edge.render", ("cxredge.edge.results", "cxredge.edge.benchmark_model", "cxredge.edge.clinical_tables",
-                     "cxredge.edge.clinical_plots", "cxredge.edge.plots", "cxredge.edge.explain_render",
-                     "cxredge.edge.audit.writers", "cxredge.edge.audit.console", "cxredge.edge.report_")),
-    ("edge.run", ("cxredge.edge.report", "cxredge.edge.explain_run", "cxredge.edge.audit.run")),
+    ("edge.base", ("cxredge.edge", "cxredge.edge.formats.sidecar", "cxredge.edge.formats.fingerprint",
+                   "cxredge.edge.data.images", "cxredge.edge.data.limits", "cxredge.edge.data.dicom",
+                   "cxredge.edge.data.table", "cxredge.edge.data.patients", "cxredge.edge.runtime.interpreter",
+                   "cxredge.edge.runtime.device", "cxredge.edge.evaluate.metrics", "cxredge.edge.render.document")),
+    ("edge.data", ("cxredge.edge.data.dataset", "cxredge.edge.data.sources", "cxredge.edge.formats.bundle")),
+    ("edge.evaluate", ("cxredge.edge.bench.measure", "cxredge.edge.bench.store", "cxredge.edge.evaluate",
+                       "cxredge.edge.ood", "cxredge.edge.explain.occlusion", "cxredge.edge.audit")),
+    ("edge.render", ("cxredge.edge.bench.results", "cxredge.edge.runtime.benchmark_model", "cxredge.edge.render",
+                     "cxredge.edge.explain.render", "cxredge.edge.audit.writers", "cxredge.edge.audit.console",
+                     "cxredge.edge.report")),
+    ("edge.run", ("cxredge.edge.report.page", "cxredge.edge.explain.run", "cxredge.edge.audit.run")),
     ("remote", ("cxredge.remote",)),
     ("convert", ("cxredge.convert",)),
     ("train", ("cxredge.train",)),
@@ -96,7 +95,7 @@ def imports_of(src: str, path: Path, modules: dict[str, Path]) -> list[Edge]:
             mod = _resolve(node, src, path.name == "__init__.py")
             targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in modules else mod for a in node.names]
         for t in targets:
-            while t and t not in modules:  # `import cxredge.edge.bench.x` -> the deepest module that exists
+            while t and t not in modules:  # `import cxredge.edge.bench.measure.x` -> the deepest module that exists
                 t = t.rpartition(".")[0]
             edge = Edge(src, t, node.lineno, id(node) in in_fn)
             if t.split(".")[0] == PACKAGE and t in modules and t != src and edge not in out:

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from cxredge.edge.audit import audit, collect_loaded
-from cxredge.edge.dataset import SPLITS, load_split, scan
-from cxredge.edge.device import device_info
+from cxredge.edge.data.dataset import SPLITS, load_split, scan
+from cxredge.edge.runtime.device import device_info
 from cxredge.paths import SAMPLE_DATA
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for common.py

@@ -31,8 +31,8 @@ from cxredge.edge.audit import features as FE
 from cxredge.edge.audit.duplicates import NEAR_THRESHOLD, hamming_pairs
 from cxredge.edge.audit.probe import MIN_LIFT, Z_MIN, ProbeSettings, flagged
 from cxredge.edge.audit.run import Collected, dataset_items, rel_name
-from cxredge.edge.dataset import scan
-from cxredge.edge.device import device_info
+from cxredge.edge.data.dataset import scan
+from cxredge.edge.runtime.device import device_info
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for common.py
 from common import DEFAULT_DATA, results_dir, save  # noqa: E402

@@ -4,7 +4,7 @@
         [MODEL.tflite ...] [--runs 300] [--rounds 5]
 
 Per model, `rounds` alternating rounds (ABAB...) of:
-  A  cxredge: cxredge.edge.bench.measure() (what `cxredge bench` runs for a row: TFLiteModel, first invoke,
+  A  cxredge: cxredge.edge.bench.measure.measure() (what `cxredge bench` runs for a row: TFLiteModel, first invoke,
      warm-up, `runs` invokes each timed alone) -> its median;
   B  bare: ai_edge_litert Interpreter(num_threads=1), set_tensor once, warm-up, then `runs` x
      (perf_counter_ns; invoke(); perf_counter_ns) -> median; and the whole loop's wall time / runs.
@@ -24,10 +24,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for common.py
 from common import ROOT, results_dir  # noqa: E402
 
-from cxredge.edge.bench import BenchSettings, ModelEntry, measure  # noqa: E402
-from cxredge.edge.device import device_info  # noqa: E402
-from cxredge.edge.images import load_image  # noqa: E402
-from cxredge.edge.runtime import find_runtime  # noqa: E402
+from cxredge.edge.bench.measure import BenchSettings, ModelEntry, measure  # noqa: E402
+from cxredge.edge.data.images import load_image  # noqa: E402
+from cxredge.edge.runtime.device import device_info  # noqa: E402
+from cxredge.edge.runtime.interpreter import find_runtime  # noqa: E402
 from cxredge.io import write_json, write_text  # noqa: E402
 from cxredge.paths import SAMPLE_DATA  # noqa: E402
 

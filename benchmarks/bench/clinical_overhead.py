@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for common.py
 from common import ROOT, cli, cpu_flags, results_dir  # noqa: E402
 
-from cxredge.edge.device import device_info  # noqa: E402
-from cxredge.edge.runtime import find_runtime  # noqa: E402
+from cxredge.edge.runtime.device import device_info  # noqa: E402
+from cxredge.edge.runtime.interpreter import find_runtime  # noqa: E402
 from cxredge.io import write_json, write_text  # noqa: E402
 
 RESULTS = results_dir(__file__)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxredge.edge.device import device_info
-from cxredge.edge.runtime import TFLiteModel, find_runtime
+from cxredge.edge.runtime.device import device_info
+from cxredge.edge.runtime.interpreter import TFLiteModel, find_runtime
 from cxredge.io import write_json, write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for common.py

@@ -29,7 +29,7 @@ import hashlib, sys, numpy as np
 from PIL import Image
 sys.path.insert(0, sys.argv[3])
 Image.MAX_IMAGE_PIXELS = None  # the previous decoder as a user would meet it past Pillow's warning
-from cxredge.edge.images import load_image
+from cxredge.edge.data.images import load_image
 from cxredge.errors import CxrError
 def rss_mb():
     return int(open('/proc/self/statm').read().split()[1]) * 4096 / 2**20

@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from common import results_dir  # noqa: E402
 from dicom_fixtures import twelve_bit, write_dicom  # noqa: E402
 
-from cxredge.edge.device import device_info  # noqa: E402
-from cxredge.edge.images import load_image  # noqa: E402
+from cxredge.edge.data.images import load_image  # noqa: E402
+from cxredge.edge.runtime.device import device_info  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "chest_xray_4class"
 OUT = results_dir(__file__)

@@ -5,7 +5,7 @@
 
 For the run's two_conv int8.tflite (and float32.tflite for reference), at the default grid (patch 32,
 stride 16: 13 x 13 = 169 occlusions + the image itself), per configuration (batch per invoke x threads):
-the wall time of cxredge.edge.explain.occlusion() per image (model already loaded), over `--images` test
+the wall time of cxredge.edge.explain.occlusion.occlusion() per image (model already loaded), over `--images` test
 images (one per class in turn), configurations interleaved per image so they share the machine's state.
 Reports the median seconds per image, the ratio to batch 1 / 1 thread, and the largest heatmap
 difference to batch 1 (batched and unbatched must give the same map). Also one end-to-end
@@ -28,10 +28,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for common.py
 from common import cli, results_dir  # noqa: E402
 
-from cxredge.edge.device import device_info  # noqa: E402
-from cxredge.edge.explain import BatchRunner, OcclusionSettings, occlusion  # noqa: E402
-from cxredge.edge.images import load_image  # noqa: E402
-from cxredge.edge.runtime import TFLiteModel, find_runtime  # noqa: E402
+from cxredge.edge.data.images import load_image  # noqa: E402
+from cxredge.edge.explain.occlusion import BatchRunner, OcclusionSettings, occlusion  # noqa: E402
+from cxredge.edge.runtime.device import device_info  # noqa: E402
+from cxredge.edge.runtime.interpreter import TFLiteModel, find_runtime  # noqa: E402
 from cxredge.io import write_json, write_text  # noqa: E402
 
 CONFIGS = [("int8", 1, 1), ("int8", 4, 1), ("int8", 8, 1), ("int8", 16, 1), ("int8", 32, 1),

@@ -25,12 +25,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for common.py
 from common import ROOT, cli, results_dir  # noqa: E402
 
-from cxredge.edge import explain_render as R  # noqa: E402
-from cxredge.edge.device import device_info  # noqa: E402
-from cxredge.edge.explain import OcclusionSettings  # noqa: E402
-from cxredge.edge.explain_run import explain_all, tflite_explainer  # noqa: E402
-from cxredge.edge.images import load_image  # noqa: E402
-from cxredge.edge.runtime import find_runtime  # noqa: E402
+from cxredge.edge.data.images import load_image  # noqa: E402
+from cxredge.edge.explain import render as R  # noqa: E402
+from cxredge.edge.explain.occlusion import OcclusionSettings  # noqa: E402
+from cxredge.edge.explain.run import explain_all, tflite_explainer  # noqa: E402
+from cxredge.edge.runtime.device import device_info  # noqa: E402
+from cxredge.edge.runtime.interpreter import find_runtime  # noqa: E402
 from cxredge.io import read_json, write_json, write_text  # noqa: E402
 
 DATA = Path("/work/shared/data/chest_xray_4class/test")

@@ -30,12 +30,12 @@ from common import ROOT, results_dir  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
 
-from cxredge.edge import ood  # noqa: E402
-from cxredge.edge.dataset import load_split, scan_recorded  # noqa: E402
-from cxredge.edge.device import device_info  # noqa: E402
-from cxredge.edge.images import load_batch  # noqa: E402
-from cxredge.edge.runtime import TFLiteModel, find_runtime  # noqa: E402
-from cxredge.edge.sidecar import read_sidecar  # noqa: E402
+from cxredge.edge.data.dataset import load_split, scan_recorded  # noqa: E402
+from cxredge.edge.data.images import load_batch  # noqa: E402
+from cxredge.edge.formats.sidecar import read_sidecar  # noqa: E402
+from cxredge.edge.ood import guard as ood  # noqa: E402
+from cxredge.edge.runtime.device import device_info  # noqa: E402
+from cxredge.edge.runtime.interpreter import TFLiteModel, find_runtime  # noqa: E402
 from cxredge.io import read_json, write_json, write_text  # noqa: E402
 from ood_images import NON_XRAY, xray_variants  # noqa: E402
 

@@ -37,7 +37,7 @@ def main(argv=None) -> None:
 
     from cxredge.convert import bias_correction, calibration
     from cxredge.convert.pipeline import load_run
-    from cxredge.edge.dataset import load_split, scan_recorded
+    from cxredge.edge.data.dataset import load_split, scan_recorded
     from cxredge.io import read_json, write_json, write_text
 
     run = load_run(args.run)

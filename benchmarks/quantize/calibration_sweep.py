@@ -28,7 +28,7 @@ def setup(run_dir: Path, variant: str, split: str):
     """(run.json, dataset, Keras model, validate.Reference on the split)."""
     from cxredge.convert import validate
     from cxredge.convert.pipeline import load_model, load_run
-    from cxredge.edge.dataset import load_split, scan_recorded
+    from cxredge.edge.data.dataset import load_split, scan_recorded
 
     run = load_run(run_dir)
     ds = scan_recorded(run["data"])
@@ -40,7 +40,7 @@ def setup(run_dir: Path, variant: str, split: str):
 
 def run_bytes(data: bytes, x, threads: int = 1):
     """Write .tflite `data` to a temp file and run it with the edge runtime: (N, C) probabilities."""
-    from cxredge.edge.runtime import TFLiteModel
+    from cxredge.edge.runtime.interpreter import TFLiteModel
 
     with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
         f.write(data)

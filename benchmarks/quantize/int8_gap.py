@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxredge.edge.dataset import load_split, scan_recorded
-from cxredge.edge.runtime import TFLiteModel
+from cxredge.edge.data.dataset import load_split, scan_recorded
+from cxredge.edge.runtime.interpreter import TFLiteModel
 from cxredge.io import read_json, write_json, write_text
 from cxredge.keras import keras
 from cxredge.train.cache import predict

@@ -29,7 +29,7 @@ GRID = [round(0.1 * i, 1) for i in range(11)]  # weight of the second member
 
 
 def member_logits(folder: Path, data: str) -> dict:
-    from cxredge.edge.dataset import load_split, scan
+    from cxredge.edge.data.dataset import load_split, scan
     from cxredge.keras import keras
     from cxredge.train.ensemble import logits_model
     doc = json.loads((folder / "ensemble" / "metrics.json").read_text())

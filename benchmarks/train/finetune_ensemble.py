@@ -53,8 +53,8 @@ def run(args) -> None:
 def tta(args) -> None:
     import numpy as np
 
-    from cxredge.edge.dataset import load_split, scan
-    from cxredge.edge.metrics import classification_metrics
+    from cxredge.edge.data.dataset import load_split, scan
+    from cxredge.edge.evaluate.metrics import classification_metrics
     from cxredge.keras import keras
     from cxredge.train.cache import predict
     from cxredge.train.finetune import pair_accuracy

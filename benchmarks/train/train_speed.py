@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxredge.edge.dataset import load_split, scan
-from cxredge.edge.metrics import classification_metrics
+from cxredge.edge.data.dataset import load_split, scan
+from cxredge.edge.evaluate.metrics import classification_metrics
 from cxredge.io import write_json, write_text
 from cxredge.keras import keras, tf
 from cxredge.train import fit as fitting

@@ -38,7 +38,7 @@ def audit(
     from cxredge.edge.audit.features import HASH_BITS
     from cxredge.edge.audit.probe import ProbeSettings
     from cxredge.edge.audit.writers import write_outputs
-    from cxredge.edge.dataset import scan
+    from cxredge.edge.data.dataset import scan
 
     if not 2 <= folds <= 20:
         raise CxrError(f"--folds {folds}: expected 2..20")

@@ -54,9 +54,9 @@ def bench(
     ssh_config: Optional[Path] = typer.Option(None, "--ssh-config", rich_help_panel=REMOTE, help=REMOTE_HELP["ssh_config"]),
 ) -> None:
     """Bench accuracy (vs the labels) and latency (init, first, median/p90/p99) of TFLite models, without TensorFlow."""
-    from cxredge.edge import results
-    from cxredge.edge.bench import BenchSettings
-    from cxredge.edge.runtime import check_threads
+    from cxredge.edge.bench import results
+    from cxredge.edge.bench.measure import BenchSettings
+    from cxredge.edge.runtime.interpreter import check_threads
 
     settings = BenchSettings(threads=tuple(split_ints(threads, "--threads")),
                              delegates=tuple(split_list(delegate, "--delegate")),
@@ -103,12 +103,18 @@ def parse_options(items: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_bad=False):
-    from cxredge.edge import bench_store, clinical_tables, device, ood_flags, results, sources, validation
-    from cxredge.edge.bench import machine_load, run_bench
-    from cxredge.edge.clinical_plots import clinical_plots
-    from cxredge.edge.dataset import load_split
-    from cxredge.edge.plots import bench_plots
-    from cxredge.edge.runtime import find_runtime
+    from cxredge.edge.bench import results
+    from cxredge.edge.bench import store as bench_store
+    from cxredge.edge.bench.measure import machine_load, run_bench
+    from cxredge.edge.data import sources
+    from cxredge.edge.data.dataset import load_split
+    from cxredge.edge.evaluate import validation
+    from cxredge.edge.ood import flags as ood_flags
+    from cxredge.edge.render import clinical_tables
+    from cxredge.edge.render.clinical_plots import clinical_plots
+    from cxredge.edge.render.plots import bench_plots
+    from cxredge.edge.runtime import device
+    from cxredge.edge.runtime.interpreter import find_runtime
     from cxredge.io import shown
 
     t_start = time.perf_counter()
@@ -142,7 +148,7 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_
                                  outcome.rows)
     doc["origin"] = source.origin
     doc["machine_load"] = load  # load average before / after, governor: is the latency to be trusted?
-    from cxredge.edge.fingerprint import annotate
+    from cxredge.edge.formats.fingerprint import annotate
 
     annotate(doc, loaded.paths, loaded.y, outcome.predictions, list(ds.classes))  # image ids, predictions
     validation.attach(doc, outcome, loaded.y, list(ds.classes), resamples=ci)  # sens/spec, AUC, CIs

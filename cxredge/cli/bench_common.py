@@ -14,7 +14,8 @@ from cxredge.vocab import SPLITS
 
 def resolve_source(models: list[Path], run: Path | None, labels: Path | None, stack: contextlib.ExitStack,
                    out: Path | None = None):
-    from cxredge.edge import bundle, sources
+    from cxredge.edge.data import sources
+    from cxredge.edge.formats import bundle
     from cxredge.io import scratch_dir
 
     if models and run is not None:

@@ -77,7 +77,7 @@ def bench_args(settings) -> tuple[str, ...]:
 def bench_remote(models, run, labels, data, split, limit, settings, out, rs, name=None, ci=2000) -> None:
     from cxredge.cli.bench_common import dataset_name, resolve_source
     from cxredge.cli.common import console
-    from cxredge.edge import sources
+    from cxredge.edge.data import sources
     from cxredge.io import scratch_dir
     from cxredge.remote.pack import device_bundle
     from cxredge.remote.session import BenchJob
@@ -147,7 +147,7 @@ def report(done, failed, n: int) -> None:
 
     from cxredge.cli.bench_common import no_row_ok
     from cxredge.cli.common import console
-    from cxredge.edge.results import rich_table
+    from cxredge.edge.bench.results import rich_table
 
     for name, path, doc in done:
         console.print(rich_table(doc, title=f"{name} ({path.parent.name})", width=console.width))

@@ -1,7 +1,7 @@
 """The --data reading options train, audit and bench share: label-table columns, --label-map, patients, DICOM. TF-free.
 
 Each verb lists the same typer options (defined once here) and turns them into one DataOptions
-(cxredge/edge/table.py) with `data_options(...)`, which also applies --any-modality to the DICOM decoder.
+(cxredge/edge/data/table.py) with `data_options(...)`, which also applies --any-modality to the DICOM decoder.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from cxredge.edge.table import DataOptions
+from cxredge.edge.data.table import DataOptions
 
 T = "--data TABLE.csv: "
 PATH_COLUMN = typer.Option("path", "--path-column", help=T + "the column of image paths (relative to the table).")
@@ -32,8 +32,8 @@ ANY_MODALITY = typer.Option(False, "--any-modality",
 def data_options(path_column: str = "path", label_column: str = "label", patient_column: Optional[str] = None,
                  split_column: Optional[str] = None, path_pattern: str = "{}", label_map: Optional[str] = None,
                  patient_regex: Optional[str] = None, any_modality: bool = False) -> DataOptions:
-    from cxredge.edge.dicom import allow_any_modality
-    from cxredge.edge.patients import compile_regex
+    from cxredge.edge.data.dicom import allow_any_modality
+    from cxredge.edge.data.patients import compile_regex
 
     allow_any_modality(any_modality)
     compile_regex(patient_regex)  # a bad regex fails before any image is read

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from cxredge.cli.common import check_out_dir, console, err_console, handle_errors
-from cxredge.edge.explain import DEFAULT_BATCH, DEFAULT_BORDER, DEFAULT_PATCH, DEFAULT_STRIDE
+from cxredge.edge.explain.occlusion import DEFAULT_BATCH, DEFAULT_BORDER, DEFAULT_PATCH, DEFAULT_STRIDE
 from cxredge.errors import CxrError
 from cxredge.formats import EXPLAIN_DIR, EXPLAIN_JSON, RUN_JSON
 
@@ -40,10 +40,10 @@ def explain(
 ) -> None:
     """Heatmaps of where a model looks (occlusion saliency), its share on the image border, float-vs-int8 maps."""
     from cxredge.cli.predict import expand_images, model_in_bundle
-    from cxredge.edge.explain import OcclusionSettings, parse_fill
+    from cxredge.edge.explain.occlusion import OcclusionSettings, parse_fill
 
     settings = OcclusionSettings(patch, stride, parse_fill(fill), border)
-    from cxredge.edge.runtime import check_threads
+    from cxredge.edge.runtime.interpreter import check_threads
 
     threads = default_threads() if threads is None else check_threads(threads)
     if method not in ("auto", "occlusion", "gradcam"):
@@ -85,7 +85,7 @@ def make_explainer(path: Path, shown: Path, settings, method: str, batch: int, t
     else:
         if method == "gradcam":
             raise CxrError(f"--method gradcam: needs a .keras model ({path} is not one); .tflite uses occlusion")
-        from cxredge.edge.explain_run import tflite_explainer
+        from cxredge.edge.explain.run import tflite_explainer
 
         ex = tflite_explainer(path, shown, settings, batch, threads, delegate, labels)
     if ex.key == taken:
@@ -127,7 +127,7 @@ def default_out(model: Path) -> Path:
 def run_with_progress(files: list[Path], explainers, settings, out_dir: Path, target: str | None) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from cxredge.edge.explain_run import explain_all
+    from cxredge.edge.explain.run import explain_all
 
     total = len(files) * sum(e.steps for e in explainers)
     with Progress(TextColumn("explain"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

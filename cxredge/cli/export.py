@@ -23,8 +23,8 @@ def export(
     data: Optional[Path] = typer.Option(None, "--data", help="Where the run's dataset is now (default: run.json data.path)."),
 ) -> None:
     """Pack a run's TFLite models into one bundle to copy to a device (bench and predict read it as is)."""
-    from cxredge.edge import bundle
-    from cxredge.edge.sources import read_run
+    from cxredge.edge.data.sources import read_run
+    from cxredge.edge.formats import bundle
 
     if out.suffix.lower() != ".zip":
         raise CxrError(f"--out {out}: a bundle is a .zip file")
@@ -42,8 +42,8 @@ def export(
 
 def test_images(run: Path, run_json: dict | None, data: Path | None, tmp: Path) -> list[tuple[Path, str]]:
     """The run's test split; DICOM files go in as de-identified PNGs of their decoded pixels (no header)."""
-    from cxredge.edge.dataset import scan_recorded
-    from cxredge.edge.dicom import is_dicom, to_png
+    from cxredge.edge.data.dataset import scan_recorded
+    from cxredge.edge.data.dicom import is_dicom, to_png
 
     info = (run_json or {}).get("data") or {}
     root = data or (Path(info["path"]) if info.get("path") else None)

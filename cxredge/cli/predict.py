@@ -41,9 +41,9 @@ def predict(
 
     Exit status: 0 answered; 1 an error (unreadable image, bad model); 3 with --strict when no input can be trusted.
     """
-    from cxredge.edge.ood_flags import Guard
-    from cxredge.edge.runtime import check_tflite_file, check_threads, open_model
-    from cxredge.edge.sidecar import model_labels
+    from cxredge.edge.formats.sidecar import model_labels
+    from cxredge.edge.ood.flags import Guard
+    from cxredge.edge.runtime.interpreter import check_tflite_file, check_threads, open_model
     from cxredge.vocab import resolve_delegate
 
     if not 0 <= margin < 1:
@@ -97,7 +97,7 @@ def untrusted_reason(results: list[dict], guard) -> str | None:
 
 def identify(given: Path, path: Path) -> dict:
     """The model that answers: the file given, the member of a bundle, its variant, precision and sha256."""
-    from cxredge.edge.sidecar import read_sidecar
+    from cxredge.edge.formats.sidecar import read_sidecar
     from cxredge.io import sha256_file
 
     try:
@@ -117,7 +117,7 @@ def title(given: Path, who: dict) -> str:
 
 
 def model_in_bundle(bundle: Path, variant: str, precision: str, stack: contextlib.ExitStack) -> Path:
-    from cxredge.edge.bundle import open_bundle
+    from cxredge.edge.formats.bundle import open_bundle
     from cxredge.io import scratch_dir
 
     dest = stack.enter_context(scratch_dir(tempfile.gettempdir()))  # stale ones of killed runs are removed
@@ -130,7 +130,7 @@ def model_in_bundle(bundle: Path, variant: str, precision: str, stack: contextli
 
 
 def expand_images(items: list[Path]) -> list[Path]:
-    from cxredge.edge.images import IMAGE_SUFFIXES, is_image_file
+    from cxredge.edge.data.images import IMAGE_SUFFIXES, is_image_file
 
     files: list[Path] = []
     for item in items:
@@ -148,8 +148,8 @@ def classify(model, files: list[Path], names: list[str], guard=None, margin: flo
              ) -> tuple[list[dict], list[str]]:
     import numpy as np
 
-    from cxredge.edge.dicom import is_dicom, read_facts
-    from cxredge.edge.images import load_image
+    from cxredge.edge.data.dicom import is_dicom, read_facts
+    from cxredge.edge.data.images import load_image
 
     results, bad = [], []
     size = model.image_size

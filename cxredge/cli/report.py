@@ -23,7 +23,7 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for report.html / report.md (default: the run folder, else .)."),
 ) -> None:
     """Write report.html (images embedded) and report.md: training, quantization and bench results."""
-    from cxredge.edge.report import write_report
+    from cxredge.edge.report.page import write_report
 
     check_out_dir(out)
     run_dir = run if run is not None else (DEFAULT_RUN if DEFAULT_RUN.is_dir() or not bench else None)
@@ -48,9 +48,9 @@ def gather(given: list[Path], run_dir: Path | None) -> tuple[list[tuple[Path, di
     A --bench file that is not a usable bench is an error; one found in the run folder is skipped with a
     warning (a broken devices/*/bench.json must not break every later report). The same file given twice
     (same path, or the same bytes) is reported once, with a note."""
-    from cxredge.edge.bench_store import find_benches
-    from cxredge.edge.benchmark_model import read_bench_file
-    from cxredge.edge.report_inputs import check_bench
+    from cxredge.edge.bench.store import find_benches
+    from cxredge.edge.report.inputs import check_bench
+    from cxredge.edge.runtime.benchmark_model import read_bench_file
     from cxredge.io import sha256_file
 
     found = find_benches(run_dir) if run_dir is not None else []

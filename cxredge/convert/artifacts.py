@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from cxredge.edge.runtime import TFLiteModel
-from cxredge.edge.sidecar import sidecar_path
+from cxredge.edge.formats.sidecar import sidecar_path
+from cxredge.edge.runtime.interpreter import TFLiteModel
 from cxredge.formats import SIDECAR_FORMAT
 from cxredge.io import atomic_path, write_json
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxredge.edge.dataset import Dataset
-from cxredge.edge.images import load_image
+from cxredge.edge.data.dataset import Dataset
+from cxredge.edge.data.images import load_image
 from cxredge.errors import CxrError
 from cxredge.formats import CALIBRATION_FORMAT
 from cxredge.io import sha256_file, write_text

@@ -15,8 +15,8 @@ import numpy as np
 from cxredge.convert import artifacts, calibration, debug, quantize, refit, validate
 from cxredge.convert import bias_correction as bcorr
 from cxredge.convert.qat import QatSettings, fine_tune
-from cxredge.edge.dataset import load_split, scan_recorded
-from cxredge.edge.ood import build_reference
+from cxredge.edge.data.dataset import load_split, scan_recorded
+from cxredge.edge.ood.guard import build_reference
 from cxredge.errors import CxrError
 from cxredge.formats import QUANTIZE_JSON, RUN_JSON
 from cxredge.io import read_json, sha256_file, write_json, write_text
@@ -117,7 +117,7 @@ def quantize_run(settings: QuantizeSettings, tracker) -> list[dict]:
     loaded = load_split(ds, settings.split, skip_bad=True, progress=tracker.task(f"{settings.split} images", n_val))
     if calib is not None:
         calib.save(settings.calibration_file)
-    ood = build_reference(loaded.x, settings.split).to_dict()  # the OOD guard's reference (edge/ood.py), ~1.5 ms/image
+    ood = build_reference(loaded.x, settings.split).to_dict()  # the OOD guard's reference (edge/ood/guard.py), ~1.5 ms/image
     rows: list[dict] = []
     for variant in settings.variants:
         rows += quantize_variant(settings, run, variant, loaded, calib, tracker, ood)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cxredge.edge.runtime import dequantize, tensor_spec
+from cxredge.edge.runtime.interpreter import dequantize, tensor_spec
 from cxredge.errors import CxrError
 from cxredge.keras import keras
 from cxredge.vocab import HEAD_LAYERS

@@ -1,7 +1,7 @@
 """Compare every .tflite with its Keras original on real images (the val split by default).
 
 The reference is the Keras model's probabilities on the same uint8 images. Each .tflite runs with the
-edge runtime (`cxredge.edge.runtime.TFLiteModel`, ai_edge_litert), exactly as on a device. float32
+edge runtime (`cxredge.edge.runtime.interpreter.TFLiteModel`, ai_edge_litert), exactly as on a device. float32
 must agree to max |dprob| <= 1e-4 or conversion failed; quantized models report top-1 agreement,
 macro-F1 and its change, max/mean |dprob| and how many outputs tie at the maximum (8-bit outputs).
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxredge.edge.metrics import agreement, classification_metrics
-from cxredge.edge.runtime import TFLiteModel
+from cxredge.edge.evaluate.metrics import agreement, classification_metrics
+from cxredge.edge.runtime.interpreter import TFLiteModel
 from cxredge.errors import CxrError
 
 FLOAT32_TOLERANCE = 1e-4

@@ -1,6 +1,6 @@
 """The bundle a remote device benches: the chosen models and the chosen labelled images. TF-free.
 
-It is a `cxredge export` bundle (cxredge/edge/bundle.py: models + sidecars + labels.txt, images under
+It is a `cxredge export` bundle (cxredge/edge/formats/bundle.py: models + sidecars + labels.txt, images under
 test_images/<class>/), so the device runs the plain `cxredge bench BUNDLE.zip`. The images are the
 ones a local `cxredge bench` with the same --data / --split / --limit would evaluate.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cxredge.edge.bundle import write_bundle
-from cxredge.edge.dataset import Dataset, first_per_class
+from cxredge.edge.data.dataset import Dataset, first_per_class
+from cxredge.edge.formats.bundle import write_bundle
 from cxredge.errors import CxrError
 
 

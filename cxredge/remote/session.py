@@ -278,7 +278,7 @@ class DeviceRun:
 
     def fetch(self) -> dict[str, bytes]:
         """WORK/out as {file name: bytes}: regular files with safe names only, bench.json required."""
-        from cxredge.edge.bundle import safe_member
+        from cxredge.edge.formats.bundle import safe_member
 
         self.view.phase("fetching bench.json", 1)
         rc, out, err = self.conn.run(f"cd {shlex.quote(self.work + '/out')} && tar -cf - .", "fetching results")

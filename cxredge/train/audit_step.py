@@ -14,7 +14,7 @@ from cxredge.edge.audit.console import print_warnings
 from cxredge.edge.audit.facts import read_header
 from cxredge.edge.audit.probe import ProbeSettings
 from cxredge.edge.audit.run import Collected, luma, rel_name
-from cxredge.edge.dataset import Dataset
+from cxredge.edge.data.dataset import Dataset
 from cxredge.formats import AUDIT_JSON
 from cxredge.io import write_json
 from cxredge.train.data import TrainData

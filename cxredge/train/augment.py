@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxredge.edge.images import IMG_SIZE
+from cxredge.edge.data.images import IMG_SIZE
 from cxredge.keras import keras, tf
 from cxredge.train.stream import decode_paths, workers
 
@@ -89,7 +89,7 @@ def path_dataset(paths: list[Path], y: np.ndarray, num_classes: int, batch_size:
                  augment: bool, weights: np.ndarray | None = None, noise: float = 0.0,
                  preset: str = "standard", shuffle: bool | None = None) -> tf.data.Dataset:
     """image_dataset, streamed from the files: the same batches (the same seeded shuffle of the same
-    rows), but each batch is decoded when the pipeline reaches it (edge/images.py's loader, batches
+    rows), but each batch is decoded when the pipeline reaches it (edge/data/images.py's loader, batches
     decoded in parallel, a few in flight), so no split is ever held in memory."""
     w = (weights if weights is not None else np.ones(num_classes, np.float32))[y]
     files = list(paths)

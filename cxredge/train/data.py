@@ -1,6 +1,6 @@
 """Dataset folder -> the file lists training streams from, with leakage and corrupt-image accounting. TF-free.
 
-The scanning lives in cxredge.edge.dataset (shared with bench). Here every image is decoded once, in a
+The scanning lives in cxredge.edge.data.dataset (shared with bench). Here every image is decoded once, in a
 thread pool (train/stream.py), to find the unreadable ones and hash the pixels (leakage), and to hand
 each decoded image to an optional `on_image` callback (the pre-training audit); no split is kept in
 memory: what stays per image is its path, label and pixel hash. Training decodes again in batches.
@@ -16,8 +16,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cxredge.edge.dataset import Dataset, count_leaks, scan
-from cxredge.edge.table import DataOptions
+from cxredge.edge.data.dataset import Dataset, count_leaks, scan
+from cxredge.edge.data.table import DataOptions
 from cxredge.errors import CxrError
 from cxredge.train.stream import ImageStream, decode_each
 from cxredge.vocab import SPLITS
@@ -51,7 +51,7 @@ class TrainData:
         return self.dataset.classes
 
     def fingerprint(self) -> str:
-        """The dataset's sha256 (edge/dataset.py), computed once."""
+        """The dataset's sha256 (edge/data/dataset.py), computed once."""
         if self._fingerprint is None:
             self._fingerprint = self.dataset.fingerprint()
         return self._fingerprint

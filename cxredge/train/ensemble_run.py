@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from cxredge.edge import validation
-from cxredge.edge.clinical import Resampler
-from cxredge.edge.dataset import scan_recorded
-from cxredge.edge.metrics import classification_metrics
+from cxredge.edge.data.dataset import scan_recorded
+from cxredge.edge.evaluate import validation
+from cxredge.edge.evaluate.clinical import Resampler
+from cxredge.edge.evaluate.metrics import classification_metrics
 from cxredge.errors import CxrError
 from cxredge.formats import METRICS_JSON, RUN_JSON
 from cxredge.io import read_json, write_json

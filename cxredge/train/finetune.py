@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from cxredge.edge.metrics import classification_metrics
+from cxredge.edge.evaluate.metrics import classification_metrics
 from cxredge.keras import keras, tf
 from cxredge.train.augment import path_dataset
 from cxredge.train.cache import predict, tail_model

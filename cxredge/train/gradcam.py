@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxredge.edge.explain import OcclusionSettings, Saliency, occlusion
-from cxredge.edge.explain_run import Explainer
+from cxredge.edge.explain.occlusion import OcclusionSettings, Saliency, occlusion
+from cxredge.edge.explain.run import Explainer
 from cxredge.errors import CxrError
 from cxredge.formats import RUN_JSON
 from cxredge.io import read_json
@@ -62,7 +62,7 @@ def gradcam(gmodel, image: np.ndarray, target: int | None = None) -> Saliency:
 
 
 def run_labels(path: Path, labels_file: Path | None) -> list[str]:
-    from cxredge.edge.sidecar import read_labels_file
+    from cxredge.edge.formats.sidecar import read_labels_file
 
     if labels_file is not None:
         return read_labels_file(labels_file)
@@ -93,7 +93,7 @@ def keras_explainer(path: Path, settings: OcclusionSettings, method: str, batch:
     def predict(x: np.ndarray) -> np.ndarray:
         return model(x.astype("float32"), training=False).numpy()
 
-    from cxredge.edge.explain import positions
+    from cxredge.edge.explain.occlusion import positions
 
     steps = len(positions(size, settings.patch, settings.stride)) ** 2
     return Explainer(info["key"], info, lambda img, target, progress: occlusion(predict, img, settings, batch, target,

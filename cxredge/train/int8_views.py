@@ -21,9 +21,9 @@ from typing import Callable
 import numpy as np
 
 from cxredge.convert import bias_correction, calibration, quantize
-from cxredge.edge.dataset import Dataset
-from cxredge.edge.metrics import agreement
-from cxredge.edge.runtime import dequantize, tensor_spec
+from cxredge.edge.data.dataset import Dataset
+from cxredge.edge.evaluate.metrics import agreement
+from cxredge.edge.runtime.interpreter import dequantize, tensor_spec
 from cxredge.errors import CxrError
 from cxredge.keras import keras
 from cxredge.train.cache import predict

@@ -12,11 +12,11 @@ from rich.console import Console
 
 from cxredge import __version__
 from cxredge.convert import calibration
-from cxredge.edge import validation
-from cxredge.edge.clinical import Resampler
-from cxredge.edge.dataset import scan
-from cxredge.edge.metrics import classification_metrics
-from cxredge.edge.table import DataOptions
+from cxredge.edge.data.dataset import scan
+from cxredge.edge.data.table import DataOptions
+from cxredge.edge.evaluate import validation
+from cxredge.edge.evaluate.clinical import Resampler
+from cxredge.edge.evaluate.metrics import classification_metrics
 from cxredge.errors import CxrError
 from cxredge.formats import RUN_FORMAT, RUN_JSON
 from cxredge.io import write_json
@@ -388,7 +388,7 @@ def _evaluate(model, tail, variant, cuts, data, feats, settings) -> dict:
     metrics = classification_metrics(test.y, probs.argmax(axis=1), data.classes)
     metrics["pair_accuracy"] = pair_accuracy(test.y, probs.argmax(axis=1), data.classes)
     block = validation.clinical_block(test.y, probs, list(data.classes), Resampler(len(test.y)))
-    validation.merge_into(metrics, block)  # the clinical block (edge/validation.py), as bench writes it
+    validation.merge_into(metrics, block)  # the clinical block (edge/evaluate/validation.py), as bench writes it
     metrics.update(variant=variant, split="test", full_vs_cached_max_abs_diff=check,
                    cache_dtype_max_abs_diff=cache_diff)
     if tail is not None and cuts[variant] in feats.int8_test:

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from cxredge.edge.images import IMG_SIZE, load_image
+from cxredge.edge.data.images import IMG_SIZE, load_image
 from cxredge.errors import CxrError
 
 

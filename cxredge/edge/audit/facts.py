@@ -12,8 +12,8 @@ from PIL import Image
 
 from cxredge.edge.audit.features import WORK
 from cxredge.edge.audit.jpeg import estimate_quality
-from cxredge.edge.dicom import is_dicom
-from cxredge.edge.images import image_error, open_image, to_8bit
+from cxredge.edge.data.dicom import is_dicom
+from cxredge.edge.data.images import image_error, open_image, to_8bit
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def header_facts(im: Image.Image, path: Path) -> FileFacts:
 
 def dicom_facts(path: Path) -> FileFacts:
     """A DICOM file's facts: format DICOM, mode '<photometric> <bits stored>-bit', its View Position."""
-    from cxredge.edge.dicom import read_facts
+    from cxredge.edge.data.dicom import read_facts
 
     d = read_facts(path)
     return FileFacts(format="DICOM", mode=f"{d.photometric} {d.bits_stored}-bit", width=d.columns, height=d.rows,
@@ -61,7 +61,7 @@ def read_header(path: Path) -> FileFacts:
 def read_image(path: Path) -> tuple[FileFacts, np.ndarray, np.ndarray]:
     """(facts, native 8-bit gray at the file's size, 224x224 gray work view); CxrError names a bad file."""
     if is_dicom(path):  # the decoder's grayscale pipeline gives the native 8-bit view
-        from cxredge.edge.dicom import decode
+        from cxredge.edge.data.dicom import decode
 
         pixels, _ = decode(path)
         native = Image.fromarray(pixels, "L" if pixels.ndim == 2 else "RGB").convert("L")

@@ -19,7 +19,7 @@ from cxredge.edge.audit import facts as F
 from cxredge.edge.audit import features as FE
 from cxredge.edge.audit.duplicates import NEAR_THRESHOLD, find_duplicates
 from cxredge.edge.audit.probe import ProbeSettings, run_probe
-from cxredge.edge.dataset import Dataset, Loaded
+from cxredge.edge.data.dataset import Dataset, Loaded
 from cxredge.errors import CxrError
 from cxredge.formats import AUDIT_FORMAT
 from cxredge.io import shown_tree

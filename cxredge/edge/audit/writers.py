@@ -1,6 +1,6 @@
 """audit.json, audit.md and audit.html (thumbnails and duplicate pairs base64-embedded), rendered in
 memory and then written as one unit (all three or none: io.write_files). The page uses the report's style
-(cxredge/edge/report.py); the Markdown twin escapes every name (cxredge/markdown.py). TF-free.
+(cxredge/edge/report/page.py); the Markdown twin escapes every name (cxredge/markdown.py). TF-free.
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import io
 from pathlib import Path
 
 from cxredge.edge.audit.features import GROUP_TITLES, GROUPS
-from cxredge.edge.document import CSS, Doc, block_html, to_markdown
-from cxredge.edge.images import open_image
+from cxredge.edge.data.images import open_image
+from cxredge.edge.render.document import CSS, Doc, block_html, to_markdown
 from cxredge.errors import CxrError
 from cxredge.formats import AUDIT_HTML, AUDIT_JSON, AUDIT_MD
 from cxredge.io import json_text, shown, write_files

@@ -1,0 +1,1 @@
+"""cxredge bench on this device: measure every model, write bench.json/bench.md. TF-free."""

@@ -1,0 +1,1 @@
+"""Images and datasets in: decoding, class folders and tables, what bench/predict/export read. TF-free."""

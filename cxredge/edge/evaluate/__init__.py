@@ -1,0 +1,1 @@
+"""Metrics from real predictions: classification, clinical, the validation block. TF-free."""

@@ -1,0 +1,1 @@
+"""Occlusion saliency: compute, run over images, render overlays. TF-free."""

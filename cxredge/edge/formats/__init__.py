@@ -1,0 +1,1 @@
+"""On-disk documents the edge side reads and writes: sidecars, bundles, prediction fingerprints. TF-free."""
