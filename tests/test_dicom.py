@@ -201,8 +201,9 @@ def test_train_and_predict_see_identical_pixels(tmp_path):
     rec = Recorder()
     results, bad = classify(rec, list(test.paths), list(CLASSES))
     assert not bad and len(rec.seen) == len(test.paths) == 4
-    assert all(np.array_equal(a, b) for a, b in zip(rec.seen, test.x))
-    assert test.x.std() > 10  # real pixels, not a blank image twice
+    train_x = np.concatenate(list(test.stream(2)))  # the pixels training streams (train/stream.py)
+    assert all(np.array_equal(a, b) for a, b in zip(rec.seen, train_x))
+    assert train_x.std() > 10  # real pixels, not a blank image twice
     assert results[0]["dicom"] == {"view_position": "PA", "photometric": "MONOCHROME1", "bits_stored": 12,
                                    "voi": "window"}  # the per-image record predict gives
     summary = data.dataset.describe()["dicom"]  # and run.json's
@@ -284,7 +285,7 @@ def test_dicom_decoding_and_tables_need_no_tensorflow(tmp_path):
 
     stored, kw = twelve_bit(real_png("Normal"))
     write_dicom(tmp_path / "a.dcm", stored, syntax="j2k", **kw)
-    code = ("from cxredge.edge.data.images import load_image; from cxredge.edge import table, patients, dataset; "
+    code = ("from cxredge.edge.data.images import load_image; from cxredge.edge.data import table, patients, dataset; "
             "print(load_image('a.dcm').shape)")
     res = run_blocked(tmp_path, "-c", code)
     assert res.returncode == 0 and "(224, 224, 3)" in res.stdout, res.stderr
