@@ -154,8 +154,8 @@ def markdown(doc: dict) -> str:
         lines += ["",
                   f"**Ensembles over {len(sm['seeds'])} seeds ({', '.join(sm['seeds'])}), test:** accuracy mean "
                   f"{sm['test_accuracy_mean']:.4f} "
-                      f"(min {sm['test_accuracy_min']:.4f}, max {sm['test_accuracy_max']:.4f}), macro-F1 mean "
-                      f"{sm['test_macro_f1_mean']:.4f}, pair accuracy mean {sm['test_pair_mean']:.4f}."]
+                  f"(min {sm['test_accuracy_min']:.4f}, max {sm['test_accuracy_max']:.4f}), macro-F1 mean "
+                  f"{sm['test_macro_f1_mean']:.4f}, pair accuracy mean {sm['test_pair_mean']:.4f}."]
     lines += ["", "**int8 of each ensemble** (test split):", "",
               "| seed | agreement with float | disagreements | int8 acc | macro-F1 change (pt) | int8 MB | float32 MB "
               "| seconds (two_conv train / ensemble / quantize) |",

@@ -99,7 +99,7 @@ def train(
     bn_mode: str = typer.Option("inference", "--bn-mode",
                                 help="finetune: BatchNorm frozen on its ImageNet statistics (inference: higher "
                                      "int8 agreement, "
-                                 "docs/training.md) or on batch statistics (train)."),
+                                     "docs/training.md) or on batch statistics (train)."),
     bn_freeze_blocks: int = typer.Option(0, "--bn-freeze-blocks",
                                          help="finetune with --bn-mode train: BatchNorm of the stem and blocks 1..K "
                                               "keeps its ImageNet statistics (int8 fidelity: their drift inflates the "
@@ -110,7 +110,7 @@ def train(
     finetune_augment: str = typer.Option("none", "--finetune-augment",
                                          help="finetune: none (the best on val, docs/training.md) | light (small "
                                               "rotation, shift, zoom, "
-                                        "contrast) | standard (--augment's)."),
+                                              "contrast) | standard (--augment's)."),
     pair_weight: float = typer.Option(1.0, "--pair-weight",
                                       help="finetune: multiply the loss weight of the Bacterial and Viral pneumonia "
                                            "images (the hard pair) by this (1 = off)."),
