@@ -155,20 +155,24 @@ def test_planted_duplicates_are_found_by_path(tmp_path):
         for label, cls in enumerate(("x", "y")):
             (root / split / cls).mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(control_image(1000 * label + 100 * len(split) + i)).save(root / split / cls / f"{i}.png")
+                Image.fromarray(control_image(1000 * label + 100 * len(split) + i)).save(root / split / cls
+                                                                                         / f"{i}.png")
     src = root / "train" / "x" / "0.png"
     shutil.copy(src, root / "test" / "x" / "copy.png")  # exact, across splits
     img = np.asarray(Image.open(root / "train" / "x" / "1.png"))
     Image.fromarray(np.clip(img.astype(int) + 6, 0, 255).astype(np.uint8)).save(root / "train" / "y" / "bright.png")
-    Image.fromarray(jpeg75(np.asarray(Image.open(root / "train" / "y" / "2.png")))).save(root / "train" / "y" / "re.png")
+    Image.fromarray(jpeg75(np.asarray(Image.open(root / "train" / "y" / "2.png")))).save(root / "train" / "y"
+                                                                                         / "re.png")
     a = run_audit(root, tmp_path / "out")
     d = a["duplicates"]
     assert d["exact"] == [["train/x/0.png", "test/x/copy.png"]]
-    assert sorted(map(sorted, d["near"])) == [["train/x/1.png", "train/y/bright.png"], ["train/y/2.png", "train/y/re.png"]]
+    assert sorted(map(sorted, d["near"])) == [["train/x/1.png", "train/y/bright.png"],
+                                              ["train/y/2.png", "train/y/re.png"]]
     assert d["cross_class"] == [["train/x/1.png", "train/y/bright.png"]]
     assert d["cross_split"] == [["train/x/0.png", "test/x/copy.png"]]
     kinds = {w["kind"]: w for w in a["warnings"]}
-    assert kinds["label_conflict"]["classes"] == ["x", "y"] and "train/y/bright.png" in kinds["label_conflict"]["message"]
+    assert (kinds["label_conflict"]["classes"] == ["x", "y"]
+            and "train/y/bright.png" in kinds["label_conflict"]["message"])
     assert "test/x/copy.png" in kinds["leakage"]["message"] and "test/train: 1" in kinds["leakage"]["message"]
 
 

@@ -53,7 +53,8 @@ def test_only_int32_biases_change_and_the_model_stays_full_integer(models):
         if tb.quantization is not None and tb.quantization.scale is not None:
             assert np.array_equal(tb.quantization.scale, ta.quantization.scale)
             assert np.array_equal(tb.quantization.zeroPoint, ta.quantization.zeroPoint)
-        bytes_b = bytes(bytearray(before.buffers[tb.buffer].data)) if before.buffers[tb.buffer].data is not None else b""
+        bytes_b = (bytes(bytearray(before.buffers[tb.buffer].data)) if before.buffers[tb.buffer].data is not None
+                   else b"")
         bytes_a = bytes(bytearray(after.buffers[ta.buffer].data)) if after.buffers[ta.buffer].data is not None else b""
         if bytes_b != bytes_a:
             changed.add(tb.buffer)

@@ -122,7 +122,8 @@ def test_report_flags_other_classes_and_compares_predictions_by_name(bench_ok, t
     c = on_pi(a)
     c["dataset"]["classes"] = ["alpha", "beta", "delta", "other"]
     md, _ = report_md(tmp_path, bench_ok, c)
-    assert "MISMATCH: dataset: [2] has other classes than [1] (alpha, beta, delta, other vs alpha, beta, delta, gamma)" in md
+    assert ("MISMATCH: dataset: [2] has other classes than [1] "
+            "(alpha, beta, delta, other vs alpha, beta, delta, gamma)") in md
 
 
 def test_report_says_rows_without_sha256_are_matched_by_name_only(bench_ok, tmp_path):

@@ -35,7 +35,8 @@ def sk_onevsrest(y, p, k):
     out = []
     for i in range(k):
         tn, fp, fn, tp = sk.confusion_matrix(y == i, pred == i, labels=[False, True]).ravel()
-        out.append({"sensitivity": tp / (tp + fn) if tp + fn else None, "specificity": tn / (tn + fp) if tn + fp else None,
+        out.append({"sensitivity": tp / (tp + fn) if tp + fn else None,
+                    "specificity": tn / (tn + fp) if tn + fp else None,
                     "ppv": tp / (tp + fp) if tp + fp else None, "npv": tn / (tn + fn) if tn + fn else None})
     return out
 

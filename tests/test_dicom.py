@@ -1,4 +1,5 @@
-"""The DICOM decoder (cxredge/edge/data/dicom.py) on files made with pydicom from real chest X-rays (dicom_fixtures.py)."""
+"""The DICOM decoder (cxredge/edge/data/dicom.py) on files made with pydicom from real chest X-rays
+(dicom_fixtures.py)."""
 from __future__ import annotations
 
 import sys

@@ -36,7 +36,8 @@ def test_edge_modules_import_without_tensorflow(tmp_path):
         names = [m.name for m in pkgutil.walk_packages(cxredge.edge.__path__, "cxredge.edge.")]
         names += [m.name for m in pkgutil.iter_modules(cxredge.remote.__path__, "cxredge.remote.")]
         names += ["cxredge.cli.bench", "cxredge.cli.bench_remote", "cxredge.cli.predict", "cxredge.cli.export",
-                  "cxredge.cli.report", "cxredge.cli.main", "cxredge.cli.audit", "cxredge.cli.explain", "cxredge.train.audit_step",
+                  "cxredge.cli.report", "cxredge.cli.main", "cxredge.cli.audit", "cxredge.cli.explain",
+                  "cxredge.train.audit_step",
                   "cxredge.edge.ood.guard", "cxredge.edge.ood.flags"]
         import cxredge.edge.audit
         names += [m.name for m in pkgutil.iter_modules(cxredge.edge.audit.__path__, "cxredge.edge.audit.")]
@@ -85,8 +86,10 @@ def sk_compare(y, p, classes):
     assert m["accuracy"] == pytest.approx(sk.accuracy_score(y, p))
     for ours, avg in (("macro", "macro"), ("weighted", "weighted")):
         if ours == "macro":
-            assert m["macro_precision"] == pytest.approx(sk.precision_score(y, p, labels=labels, average=avg, zero_division=0))
-            assert m["macro_recall"] == pytest.approx(sk.recall_score(y, p, labels=labels, average=avg, zero_division=0))
+            assert m["macro_precision"] == pytest.approx(sk.precision_score(y, p, labels=labels, average=avg,
+                                                                            zero_division=0))
+            assert m["macro_recall"] == pytest.approx(sk.recall_score(y, p, labels=labels, average=avg,
+                                                                      zero_division=0))
         assert m[f"{ours}_f1"] == pytest.approx(sk.f1_score(y, p, labels=labels, average=avg, zero_division=0))
     assert m["confusion_matrix"] == sk.confusion_matrix(y, p, labels=labels).tolist()
     f1s = sk.f1_score(y, p, labels=labels, average=None, zero_division=0)
@@ -168,13 +171,16 @@ def test_predict_table_json_and_labels_file(run_dir, tiny_data, tmp_path, edge_m
     doc = json.loads(res.stdout)
     assert [Path(p["image"]).name for p in doc["predictions"]] == [i.name for i in imgs]
     for p in doc["predictions"]:
-        assert set(p["probabilities"]) == set(CLASSES) and p["label"] == max(p["probabilities"], key=p["probabilities"].get)
+        assert (set(p["probabilities"]) == set(CLASSES)
+                and p["label"] == max(p["probabilities"], key=p["probabilities"].get))
     bare = tmp_path / "bare.tflite"
     bare.write_bytes(edge_models["int8"].read_bytes())
     res = runner.invoke(app, ["predict", str(bare), str(imgs[0])])
     assert res.exit_code == 1 and "--labels" in res.output
     (tmp_path / "labels.txt").write_text("a\nb\nc\nd\n")
-    res = runner.invoke(app, ["predict", str(bare), str(tiny_data / "test" / "beta"), "--labels", str(tmp_path / "labels.txt")])
+    res = runner.invoke(app,
+                        ["predict", str(bare), str(tiny_data / "test" / "beta"), "--labels",
+                         str(tmp_path / "labels.txt")])
     assert res.exit_code == 0 and res.output.count(".png") == 4
 
 

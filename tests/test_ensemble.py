@@ -20,7 +20,8 @@ def runs(tiny_data, tmp_path_factory):
     """Run A: fc + two_conv (seed 0); run B: two_conv (seed 1), on the same tiny data."""
     base = tmp_path_factory.mktemp("ens")
     for name, variants, seed in (("a", "fc,two_conv", 0), ("b", "two_conv", 1)):
-        result = invoke("train", "--data", tiny_data, "--out", base / name, "--variant", variants, "--seed", seed, *FAST)
+        result = invoke("train", "--data", tiny_data, "--out", base / name, "--variant", variants, "--seed", seed,
+                        *FAST)
         assert result.exit_code == 0, result.output
     return base
 
@@ -123,7 +124,8 @@ def test_train_ensemble_flag(tiny_data, tmp_path):
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "--ensemble: needs at least 2 variants" in text, text
     assert not (tmp_path / "one").exists()  # refused before any image was decoded
-    result = invoke("train", "--data", tiny_data, "--out", tmp_path / "two", "--variant", "fc,one_conv", "--ensemble", *FAST)
+    result = invoke("train", "--data", tiny_data, "--out", tmp_path / "two", "--variant", "fc,one_conv", "--ensemble",
+                    *FAST)
     assert result.exit_code == 0, result.output
     m = read(tmp_path / "two" / "ensemble" / "metrics.json")
     assert [r["label"] for r in m["ensemble"]["members"]] == ["fc", "one_conv"]

@@ -138,7 +138,8 @@ def test_a_model_fixed_at_batch_1_falls_back_and_stays_right(known):
 
 def test_compare_float_int8_and_self_then_report(run_dir, tiny_data):
     model, other = run_dir / "two_conv" / "int8.tflite", run_dir / "two_conv" / "float32.tflite"
-    res = runner.invoke(app, ["explain", str(model), str(tiny_data / "test"), "--per-class", "2", "--compare", str(other),
+    res = runner.invoke(app,
+                        ["explain", str(model), str(tiny_data / "test"), "--per-class", "2", "--compare", str(other),
                               "--patch", "56", "--stride", "56"])
     assert res.exit_code == 0, res.output
     doc = json.loads((run_dir / "explain" / "explain.json").read_text())  # default --out: <run>/explain
@@ -150,7 +151,8 @@ def test_compare_float_int8_and_self_then_report(run_dir, tiny_data):
         assert e["true_class"] == Path(e["image"]).parent.name
         assert np.asarray(e["int8"]["grid"]).shape == (4, 4)
         heat = np.load(run_dir / "explain" / e["int8"]["heatmap_npy"])
-        assert heat.shape == (224, 224) and e["int8"]["border_share"] == pytest.approx(region_shares(heat, 0.125)["border_share"])
+        assert (heat.shape == (224, 224)
+                and e["int8"]["border_share"] == pytest.approx(region_shares(heat, 0.125)["border_share"]))
         with Image.open(run_dir / "explain" / e["float32"]["overlay"]) as im:
             assert im.size[0] > 224
     assert set(doc["summary"]["per_class"]) == set(CLASSES) and doc["summary"]["per_class"]["beta"]["n"] == 2
@@ -227,14 +229,18 @@ def test_bad_files_are_named(run_dir, tiny_data, tmp_path):
     broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     notes = tmp_path / "notes.tflite"
     notes.write_text("not a model")
-    assert_clean_error(runner.invoke(app, ["explain", str(tmp_path / "missing.tflite"), str(good)]), "missing.tflite", "not found")
-    assert_clean_error(runner.invoke(app, ["explain", model, str(good), "--compare", str(notes), "--out", str(tmp_path / "o")]),
+    assert_clean_error(runner.invoke(app, ["explain", str(tmp_path / "missing.tflite"), str(good)]), "missing.tflite",
+                       "not found")
+    assert_clean_error(runner.invoke(app,
+                                     ["explain", model, str(good), "--compare", str(notes), "--out",
+                                      str(tmp_path / "o")]),
                        "notes.tflite", "TFL3")
     res = runner.invoke(app, ["explain", model, str(broken), str(good), "--patch", "112", "--stride", "112",
                               "--out", str(tmp_path / "o")])
     assert_clean_error(res, "broken.png", "1 of 2 images")
     assert len(json.loads((tmp_path / "o" / "explain.json").read_text())["images"]) == 1  # the good one was explained
-    assert_clean_error(runner.invoke(app, ["explain", str(tmp_path / "model.keras"), str(good)]), "model.keras", "not found")
+    assert_clean_error(runner.invoke(app, ["explain", str(tmp_path / "model.keras"), str(good)]), "model.keras",
+                       "not found")
 
 
 def test_bundle_with_compare_by_precision(run_dir, tiny_data, tmp_path):
@@ -247,5 +253,7 @@ def test_bundle_with_compare_by_precision(run_dir, tiny_data, tmp_path):
     doc = json.loads(res.stdout)
     assert [m["key"] for m in doc["models"]] == ["int8", "float32"] and doc["models"][1]["path"] == "float32"
     assert "vs_int8" in doc["images"][0]["float32"]
-    res = runner.invoke(app, ["explain", str(tmp_path / "b.zip"), str(img), "--compare", "int16", "--out", str(tmp_path / "ex")])
+    res = runner.invoke(app,
+                        ["explain", str(tmp_path / "b.zip"), str(img), "--compare", "int16", "--out",
+                         str(tmp_path / "ex")])
     assert_clean_error(res, "no two_conv/int16.tflite")

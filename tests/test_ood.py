@@ -125,7 +125,8 @@ def test_predict_without_an_ood_key_says_so_once_and_still_predicts(guarded_run,
     res = runner.invoke(app, ["predict", str(guarded_run / "two_conv" / "int8.tflite"), *map(str, non_xrays), "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert doc["ood_guard"] == {"active": False, "why": doc["ood_guard"]["why"]} and "no `ood`" in doc["ood_guard"]["why"]
+    assert (doc["ood_guard"] == {"active": False, "why": doc["ood_guard"]["why"]}
+            and "no `ood`" in doc["ood_guard"]["why"])
     assert all(p["in_distribution"] is None and p["label"] in CLASSES for p in doc["predictions"])
     assert res.stderr.count("no OOD guard") == 1
 

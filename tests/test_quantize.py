@@ -44,7 +44,8 @@ def invoke(*args: str):
 @pytest.fixture(scope="module")
 def full_run(tiny_data, tmp_path_factory):
     run = make_run(tmp_path_factory.mktemp("qrun"), tiny_data)
-    res = invoke("--run", str(run), "--mode", "int8,float16,dynamic,qat", "--calibration-size", "8", "--qat-epochs", "1",
+    res = invoke("--run", str(run), "--mode", "int8,float16,dynamic,qat", "--calibration-size", "8", "--qat-epochs",
+                 "1",
                  "--qat-images", "8", "--debug", "--float-fallback", "1")
     assert res.exit_code == 0, res.output
     return run
@@ -300,7 +301,8 @@ def test_refit_changes_only_the_head_of_a_copy():
     for name in ("conv1", "conv_pw_13", "conv_preds"):
         assert all(np.array_equal(a, b) for a, b in zip(clone.get_layer(name).get_weights(),
                                                         model.get_layer(name).get_weights()))
-    assert not np.array_equal(clone.get_layer("head_out").get_weights()[0], model.get_layer("head_out").get_weights()[0])
+    assert not np.array_equal(clone.get_layer("head_out").get_weights()[0],
+                              model.get_layer("head_out").get_weights()[0])
     assert info["distill_loss"][-1] < info["distill_loss_before"]
 
 

@@ -180,8 +180,10 @@ def test_ci_out_of_range_is_refused_before_any_device(ci):
 
 def test_error_mapping_from_ssh_and_remote_stderr():
     t = Target("pi.local", "pi")
-    assert "host unreachable" in str(ssh_error(t, "ssh: Could not resolve hostname pi.local: Name or service not known"))
-    assert "authentication refused" in str(ssh_error(t, "Warning: Permanently added x\npi@pi.local: Permission denied (publickey)."))
+    assert "host unreachable" in str(
+        ssh_error(t, "ssh: Could not resolve hostname pi.local: Name or service not known"))
+    assert "authentication refused" in str(
+        ssh_error(t, "Warning: Permanently added x\npi@pi.local: Permission denied (publickey)."))
     assert "host key not known" in str(ssh_error(t, "Host key verification failed."))
     err = remote_failure(t, "pip install cxredge", 1, "ERROR: Could not install packages due to an OSError: "
                          "[Errno 28] No space left on device")

@@ -97,6 +97,7 @@ def test_variant_table_shows_the_clinical_block_of_metrics_json(reported_run, tm
     path.write_text(json.dumps(m))
     res = runner.invoke(app, ["report", "--run", str(run), "--out", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
-    row = next(ln for ln in (tmp_path / "rep" / "report.md").read_text().splitlines() if ln.startswith("| fc | 0.812 |"))
+    row = next(ln for ln in (tmp_path / "rep" / "report.md").read_text().splitlines()
+               if ln.startswith("| fc | 0.812 |"))
     lo, hi = m["ci95"]["accuracy"]
     assert f"| {lo:.3f}-{hi:.3f} | {m['macro_auc']:.3f} | {m['ece']:.3f} |" in row

@@ -20,9 +20,11 @@ LOGCAT = """\
 # device: Pixel-class phone (logcat layout)
 12-02 10:00:01.100  5395  5395 I tflite  : Graph: [/data/local/tmp/two_conv_int8.tflite]
 12-02 10:00:01.100  5395  5395 I tflite  : Use gpu: [1]
-12-02 10:00:01.300  5395  5395 I tflite  : count=10 first=2653894 curr=2709263 min=2640862 max=3025403 avg=2.71985e+06 std=105101
+12-02 10:00:01.300  5395  5395 I tflite  : count=10 first=2653894 curr=2709263 min=2640862 max=3025403 \
+avg=2.71985e+06 std=105101
 12-02 10:00:01.300  5395  5395 I tflite  : count=50 first=14480 curr=14600 min=14301 max=15207 avg=14575.2 std=170
-12-02 10:00:01.301  5395  5395 I tflite  : Inference timings in us: Init: 5685, First inference: 18535, Warmup (avg): 14462.3, Inference (avg): 14575.2
+12-02 10:00:01.301  5395  5395 I tflite  : Inference timings in us: Init: 5685, First inference: 18535, \
+Warmup (avg): 14462.3, Inference (avg): 14575.2
 12-02 10:00:01.302  5395  5395 I tflite  : Peak memory footprint (MB): init=4.92969 overall=138.809
 INFO: Graph: [/data/local/tmp/mobilenet.tflite]
 INFO: Use xnnpack: [0]

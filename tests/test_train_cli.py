@@ -31,7 +31,8 @@ def read(path):
 @pytest.fixture(scope="module")
 def alpha1_run(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "a1"
-    result = train("--data", tiny_data, "--out", out, "--alpha", "1.0", "--weights", "none", "--epochs", "1", "--seed", "3")
+    result = train("--data", tiny_data, "--out", out, "--alpha", "1.0", "--weights", "none", "--epochs", "1", "--seed",
+                   "3")
     assert result.exit_code == 0, result.output
     return out, result
 

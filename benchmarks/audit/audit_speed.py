@@ -70,7 +70,8 @@ def markdown(doc: dict) -> str:
         f"| `{f['command']}` (new process, imports included) | {f['images']} | {f['wall_s']:.1f} | {ph['read']:.1f} | "
         f"{ph['duplicates']:.1f} | {ph['probe']:.1f} | {BUDGET_S:.0f} s: {f['wall_s'] / BUDGET_S:.2f}x of it |",
         f"| fast audit in `cxredge train` (bundled sample, decoded images reused; median of {len(s['seconds'])}) | "
-        f"{s['images']} | {s['median_s']:.2f} | {s['phases_s_last']['read']:.2f} | {s['phases_s_last']['duplicates']:.2f} | "
+        f"{s['images']} | {s['median_s']:.2f} | {s['phases_s_last']['read']:.2f} | "
+        f"{s['phases_s_last']['duplicates']:.2f} | "
         f"{s['phases_s_last']['probe']:.2f} | a few seconds |", "",
         f"Full audit per image: {1000 * f['wall_s'] / f['images']:.1f} ms. Its warnings:", "",
         *[f"- {w}" for w in f["warnings"]], ""])

@@ -49,7 +49,8 @@ def edits(work: np.ndarray, rng) -> dict[str, np.ndarray]:
     x = work.astype(np.float64)
     out = {"JPEG q50 re-encode": np.asarray(Image.open(buf)), "brightness +10": x + 10,
            "contrast x1.15": (x - 128) * 1.15 + 128, "Gaussian noise sd 3": x + rng.normal(0, 3, x.shape),
-           "down to 160 px and back": np.asarray(im.resize((160, 160), Image.BILINEAR).resize((224, 224), Image.BILINEAR)),
+           "down to 160 px and back": np.asarray(im.resize((160, 160), Image.BILINEAR).resize((224, 224),
+                                                                                              Image.BILINEAR)),
            "crop 4% per side": np.asarray(im.crop((9, 9, 215, 215)).resize((224, 224), Image.BILINEAR)),
            "rotate 2 degrees": np.asarray(im.rotate(2, resample=Image.BILINEAR)),
            "shift 5 px": np.roll(work, 5, axis=1)}
@@ -125,7 +126,8 @@ def probe_study(rows: Collected, classes, args) -> dict:
         idx = np.flatnonzero(labels == c)
         for r in range(args.halves):
             y = rng.permutation(np.arange(len(idx)) % 2)
-            out["random_halves"].append({"class": classes[c], "n": len(idx), "accuracy": group_accs(cues, idx, y, args.seed + r)})
+            out["random_halves"].append({"class": classes[c], "n": len(idx),
+                                         "accuracy": group_accs(cues, idx, y, args.seed + r)})
     return out
 
 
@@ -136,7 +138,8 @@ def _null_summary(runs: list[dict], n: int) -> dict:
     return {"runs": len(runs), "n": n, "binomial_se": round(float(se), 4),
             "z_quantiles": {q: round(float(np.quantile(z, float(q))), 2) for q in ("0.99", "0.999")},
             "by_cue": {g: {"mean": round(float(acc[:, k].mean()), 4), "sd": round(float(acc[:, k].std()), 4),
-                           "max": round(float(acc[:, k].max()), 4), "max_z": round(float((acc[:, k].max() - 0.5) / se), 2)}
+                           "max": round(float(acc[:, k].max()), 4),
+                           "max_z": round(float((acc[:, k].max() - 0.5) / se), 2)}
                        for k, g in enumerate(GROUPS)},
             "flagged": int(sum(flagged(v, 0.5, n) for v in acc.ravel()))}
 
@@ -159,32 +162,41 @@ def markdown(doc: dict) -> str:
              "## Near duplicates: pHash (256 bits) distance", "",
              f"All {h['pairs']:,} pairs. Pairs per distance (0..80, odd distances are impossible):", "",
              "`" + " ".join(str(v) for v in h["pairs_per_distance_0_80"][::2]) + "`", "",
-             "| distance <= | pairs | lowest thumbnail correlation among them | across classes |", "|---:|---:|---:|---:|"]
-    lines += [f"| {t} | {v['pairs']} | {v['min_correlation']} | {v['cross_class']} |" for t, v in h["pairs_at_or_under"].items()]
-    lines += ["", "An image vs an edited copy of itself:", "", "| edit | n | median | q95 | max |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {k} | {v['n']} | {v['median']:.0f} | {v['q95']:.0f} | {v['max']} |" for k, v in h["edited_copies"].items()]
+             "| distance <= | pairs | lowest thumbnail correlation among them | across classes |",
+             "|---:|---:|---:|---:|"]
+    lines += [f"| {t} | {v['pairs']} | {v['min_correlation']} | {v['cross_class']} |"
+              for t, v in h["pairs_at_or_under"].items()]
+    lines += ["", "An image vs an edited copy of itself:", "", "| edit | n | median | q95 | max |",
+              "|---|---:|---:|---:|---:|"]
+    lines += [f"| {k} | {v['n']} | {v['median']:.0f} | {v['q95']:.0f} | {v['max']} |"
+              for k, v in h["edited_copies"].items()]
     m = h["maker_near_duplicates"]
-    lines += ["", f"The dataset maker's near duplicates (correlation > 0.975): {m['n']} pairs, distances {m['distances']}.",
+    lines += ["",
+              f"The dataset maker's near duplicates (correlation > 0.975): {m['n']} pairs, distances {m['distances']}.",
               f"Threshold in use: {h['threshold']}.", "", "## Shortcut probe: accuracy (5-fold CV) by cue", "",
               "| pair | n | " + " | ".join(GROUPS) + " |", "|---|---:|" + "---:|" * len(GROUPS)]
-    lines[-2:] = ["| pair | n | " + " | ".join(GROUPS) + " | flagged cues |", "|---|---:|" + "---:|" * len(GROUPS) + "---|"]
+    lines[-2:] = ["| pair | n | " + " | ".join(GROUPS) + " | flagged cues |",
+                  "|---|---:|" + "---:|" * len(GROUPS) + "---|"]
     lines += [f"| {' vs '.join(r['classes'])} | {r['n']} | " + " | ".join(f"{r['accuracy'][g]:.3f}" for g in GROUPS)
               + " | " + (", ".join(g for g in GROUPS if flagged(r["accuracy"][g], 0.5, r["n"])) or "none") + " |"
               for r in p["real_pairs"]]
     lines += ["", "Labels shuffled (pairs of 0 / 1 labels drawn at random; chance 0.5):", "",
               "| n | runs | binomial SE | " + " | ".join(f"{g} mean / sd / max (max z)" for g in GROUPS)
-              + " | z q99 / q99.9 (every cue group) | flagged |", "|---:|---:|---:|" + "---|" * len(GROUPS) + "---|---:|"]
+              + " | z q99 / q99.9 (every cue group) | flagged |",
+              "|---:|---:|---:|" + "---|" * len(GROUPS) + "---|---:|"]
     for v in p["shuffled"].values():
         lines.append(f"| {v['n']} | {v['runs']} | {v['binomial_se']} | " + " | ".join(
             f"{c['mean']:.3f} / {c['sd']:.3f} / {c['max']:.3f} ({c['max_z']})" for c in v["by_cue"].values())
             + f" | {v['z_quantiles']['0.99']} / {v['z_quantiles']['0.999']} | {v['flagged']} |")
     null = p["shuffled"].values()
     lines += ["", f"Largest z over all {sum(v['runs'] for v in null) * len(GROUPS)} shuffled probes: "
-              f"{max(c['max_z'] for v in null for c in v['by_cue'].values())}; flagged: {sum(v['flagged'] for v in null)}."]
+              f"{max(c['max_z'] for v in null for c in v['by_cue'].values())}; flagged: "
+              f"{sum(v['flagged'] for v in null)}."]
     halves = p["random_halves"]
     lines += ["", "One class cut into two random halves (same source, same disease):", "",
               "| class | n | " + " | ".join(GROUPS) + " |", "|---|---:|" + "---:|" * len(GROUPS)]
-    lines += [f"| {r['class']} | {r['n']} | " + " | ".join(f"{r['accuracy'][g]:.3f}" for g in GROUPS) + " |" for r in halves]
+    lines += [f"| {r['class']} | {r['n']} | " + " | ".join(f"{r['accuracy'][g]:.3f}" for g in GROUPS) + " |"
+              for r in halves]
     lines += ["", f"L2 strength, pair {' vs '.join(p['real_pairs'][0]['classes'])}:", "",
               "| l2 | " + " | ".join(GROUPS) + " |", "|---:|" + "---:|" * len(GROUPS)]
     lines += [f"| {k} | " + " | ".join(f"{v[g]:.3f}" for g in GROUPS) + " |" for k, v in p["l2"].items()]

@@ -75,7 +75,8 @@ def main() -> None:
             b, lp = bare(path, image, a.runs, a.warmup)
             mine_bare.append(b)
             loop.append(lp)
-        r = {"model": entry.key, "cxredge_median_ms": statistics.median(ours), "bare_median_ms": statistics.median(mine_bare),
+        r = {"model": entry.key, "cxredge_median_ms": statistics.median(ours),
+             "bare_median_ms": statistics.median(mine_bare),
              "bare_loop_mean_ms": statistics.median(loop), "rounds_cxredge": ours, "rounds_bare": mine_bare}
         r["ratio"] = r["cxredge_median_ms"] / r["bare_median_ms"]
         # Each round's A and B run back to back, so their ratio shares the machine's state; the median of
@@ -85,7 +86,8 @@ def main() -> None:
         r["within_3pct"] = abs(r["paired_ratio_median"] - 1) <= 0.03
         out.append(r)
         print(f"{entry.key:18s} cxredge {r['cxredge_median_ms']:.3f} ms  bare {r['bare_median_ms']:.3f} ms  "
-              f"bare loop {r['bare_loop_mean_ms']:.3f} ms  ratio {r['ratio']:.4f}  paired {r['paired_ratio_median']:.4f}  {'OK' if r['within_3pct'] else 'OVER 3%'}")
+              f"bare loop {r['bare_loop_mean_ms']:.3f} ms  ratio {r['ratio']:.4f}  paired "
+              f"{r['paired_ratio_median']:.4f}  {'OK' if r['within_3pct'] else 'OVER 3%'}")
     doc = {"device": device_info(runtime), "runs": a.runs, "warmup": a.warmup, "rounds": a.rounds,
            "threads": 1, "delegate": "xnnpack", "results": out}
     a.out.mkdir(parents=True, exist_ok=True)
@@ -94,11 +96,14 @@ def main() -> None:
              f"{doc['device']['cpu_model']}, {doc['device']['cores']} cores, {doc['device']['runtime']} "
              f"{doc['device']['runtime_version']}; 1 thread, XNNPACK; {a.rounds} alternating rounds of {a.runs} runs "
              f"(+{a.warmup} warm-up); medians over rounds.", "",
-             "| model | cxredge median ms | bare median ms | bare loop mean ms | ratio of medians | median paired ratio | within 3% (paired) | rounds cxredge / bare ms |",
+             "| model | cxredge median ms | bare median ms | bare loop mean ms | ratio of medians | median paired "
+             "ratio | within 3% (paired) | rounds cxredge / bare ms |",
              "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['cxredge_median_ms']:.3f} | {r['bare_median_ms']:.3f} | {r['bare_loop_mean_ms']:.3f} | "
+    lines += [f"| {r['model']} | {r['cxredge_median_ms']:.3f} | {r['bare_median_ms']:.3f} | "
+              f"{r['bare_loop_mean_ms']:.3f} | "
               f"{r['ratio']:.4f} | {r['paired_ratio_median']:.4f} | {'yes' if r['within_3pct'] else 'NO'} | "
-              f"{' '.join(f'{x:.2f}' for x in r['rounds_cxredge'])} / {' '.join(f'{x:.2f}' for x in r['rounds_bare'])} |"
+              f"{' '.join(f'{x:.2f}' for x in r['rounds_cxredge'])} / "
+              f"{' '.join(f'{x:.2f}' for x in r['rounds_bare'])} |"
               for r in out]
     write_text(a.out / "bench_overhead.md", "\n".join(lines) + "\n")
 

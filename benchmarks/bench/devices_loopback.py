@@ -83,7 +83,8 @@ def markdown(res: dict) -> str:
              f"- models: {', '.join(res['models'])}; {res['checks']['n_images']} test images; "
              f"`cxredge bench {' '.join(res['bench_opts'])}`; order {', '.join(res['order'])}",
              f"- SSH: {res['ssh']}", "",
-             "| model | local median ms (rounds 1, 4) | ssh median ms (rounds 2, 3) | ssh / local | within 10% | accuracy | macro F1 |",
+             "| model | local median ms (rounds 1, 4) | ssh median ms (rounds 2, 3) | ssh / local | within 10% | "
+             "accuracy | macro F1 |",
              "|---|---|---|---:|---|---:|---:|"]
     c = res["checks"]
     for m, v in c["per_model"].items():
@@ -120,7 +121,8 @@ def main() -> None:
             shutil.rmtree(dest, ignore_errors=True)
             shutil.copytree(folder, dest)
     ssh_v = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
-    res = {"started": started, "wall_s": time.perf_counter() - t0, "models": [f"{a.variant}/float32", f"{a.variant}/int8"],
+    res = {"started": started, "wall_s": time.perf_counter() - t0,
+           "models": [f"{a.variant}/float32", f"{a.variant}/int8"],
            "bench_opts": bench_opts, "order": ["local", "ssh", "ssh", "local"],
            "ssh": f"{ssh_v}, sshd on 127.0.0.1 (throw-away keys), cxredge bench --remote with --remote-python",
            "machine": {"cpu": cpu_summary(), "cores": len(os.sched_getaffinity(0)),

@@ -106,19 +106,25 @@ def markdown(doc: dict) -> str:
     d = doc["device"]
     lines = ["# cxredge explain: seconds per image (occlusion, default grid)", "",
              f"{d['cpu_model']}, {d['cores']} cores, {d['runtime']} {d['runtime_version']}, XNNPACK; two_conv of "
-             f"`{doc['model']}` (chest_xray_4class); patch {doc['settings']['patch']}, stride {doc['settings']['stride']}: "
+             f"`{doc['model']}` (chest_xray_4class); patch {doc['settings']['patch']}, stride "
+             f"{doc['settings']['stride']}: "
              f"169 occlusions + the image = 170 model evaluations per image; median over {len(doc['images'])} test "
              "images, configurations interleaved per image (order rotated); model loaded and warmed up beforehand. "
              f"Load average (1 min) {doc['load_average_1_5_15']['before'][0]:.1f} before, "
-             f"{doc['load_average_1_5_15']['after'][0]:.1f} after: the machine is shared, so small ratios are noise.", "",
-             "| model | batch per invoke | threads | median s / image | ms / evaluation | vs batch 1, 1 thread | max heatmap diff vs batch 1 | < 5 s |",
+             f"{doc['load_average_1_5_15']['after'][0]:.1f} after: the machine is shared, so small ratios are noise.",
+             "",
+             "| model | batch per invoke | threads | median s / image | ms / evaluation | vs batch 1, 1 thread | max "
+             "heatmap diff vs batch 1 | < 5 s |",
              "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in doc["results"]:
-        lines.append(f"| {r['precision']} | {r['batch_used']} | {r['threads']} | {r['median_s']:.3f} | {r['ms_per_evaluation']:.2f} | "
-                     f"{r['speedup_vs_batch1_1thread']:.2f}x | {r['max_abs_heatmap_diff_vs_batch1']:.2g} | {'yes' if r['under_5s'] else 'NO'} |")
+        lines.append(f"| {r['precision']} | {r['batch_used']} | {r['threads']} | {r['median_s']:.3f} | "
+                     f"{r['ms_per_evaluation']:.2f} | "
+                     f"{r['speedup_vs_batch1_1thread']:.2f}x | {r['max_abs_heatmap_diff_vs_batch1']:.2g} | "
+                     f"{'yes' if r['under_5s'] else 'NO'} |")
     e = doc["end_to_end_cli_s"]
     lines += ["", f"End to end, `python -m cxredge explain two_conv/int8.tflite IMAGE` (process start, model load, "
-              f"batch self-check, occlusion, overlay PNG, grid PNG, JSON; defaults: batch 8, threads = cores, at most 4): median {e['median']:.2f} s "
+              f"batch self-check, occlusion, overlay PNG, grid PNG, JSON; defaults: batch 8, threads = cores, at most "
+              f"4): median {e['median']:.2f} s "
               f"({', '.join(f'{t:.2f}' for t in e['times'])})."]
     return "\n".join(lines) + "\n"
 

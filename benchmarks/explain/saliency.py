@@ -1,4 +1,5 @@
-"""Where do the two_conv models look on chest_xray_4class? The must-show of `cxredge explain`, plus per-class statistics.
+"""Where do the two_conv models look on chest_xray_4class? The must-show of `cxredge explain`, plus per-class
+statistics.
 
     flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/explain/saliency.py [--run /work/runs/full-i13x] [--n 50]
 
@@ -38,7 +39,8 @@ OUT = results_dir(__file__) / "saliency"
 
 
 def must_show(run: Path, data: Path, out: Path) -> None:
-    out = out.resolve().relative_to(ROOT) if out.resolve().is_relative_to(ROOT) else out  # repo-relative paths in the report
+    # repo-relative paths in the report
+    out = out.resolve().relative_to(ROOT) if out.resolve().is_relative_to(ROOT) else out
     ex = out / "explain"
     if (ROOT / ex).exists():
         shutil.rmtree(ROOT / ex)
@@ -63,7 +65,8 @@ def statistics_run(run: Path, files: list[Path], work: Path) -> dict:
     from cxredge.train.gradcam import keras_explainer
 
     s = OcclusionSettings()
-    exs = [tflite_explainer(run / "two_conv" / f"{p}.tflite", run / "two_conv" / f"{p}.tflite", s, 16, 1, "xnnpack", None)
+    exs = [tflite_explainer(run / "two_conv" / f"{p}.tflite", run / "two_conv" / f"{p}.tflite", s, 16, 1, "xnnpack",
+                            None)
            for p in ("float32", "int8")]
     exs.append(keras_explainer(run / "two_conv" / "model.keras", s, "gradcam", 1, None))
     from rich.progress import Progress
@@ -164,9 +167,11 @@ def markdown(res: dict) -> str:
              "|---|---:|" + "---:|" * (2 * len(keys) + 1)]
     for c, row in res["per_class"].items():
         cells = [c, str(row["n"])]
-        cells += [f"{row[k]['border_share_mean']:.3f} ({row[k]['border_share_ci95'][0]:.3f}-{row[k]['border_share_ci95'][1]:.3f})"
+        cells += [f"{row[k]['border_share_mean']:.3f} "
+                  f"({row[k]['border_share_ci95'][0]:.3f}-{row[k]['border_share_ci95'][1]:.3f})"
                   for k in keys]
-        cells += [f"{row[k][f'pearson_vs_{keys[0]}_mean']:.3f} / {row[k][f'spearman_vs_{keys[0]}_mean']:.3f}" for k in keys[1:]]
+        cells += [f"{row[k][f'pearson_vs_{keys[0]}_mean']:.3f} / {row[k][f'spearman_vs_{keys[0]}_mean']:.3f}"
+                  for k in keys[1:]]
         cells += [f"{row[k]['accuracy']:.2f}" for k in keys[:2]]
         lines.append("| " + " | ".join(cells) + " |")
     b = res["regions_by_class"]
@@ -192,7 +197,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--skip-must-show", action="store_true")
-    ap.add_argument("--reuse", action="store_true", help="re-read RUN/explain_sample/explain.json instead of re-running")
+    ap.add_argument("--reuse", action="store_true",
+                    help="re-read RUN/explain_sample/explain.json instead of re-running")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     if not a.skip_must_show:

@@ -52,7 +52,8 @@ def rate(ref: ood.Reference, x: np.ndarray) -> dict:
 
 
 def make_cases(tmp: Path) -> dict[str, Path]:
-    cases = {name: fn(tmp / f"{i}{'.jpg' if 'JPEG' in name else '.png'}") for i, (name, fn) in enumerate(NON_XRAY.items())}
+    cases = {name: fn(tmp / f"{i}{'.jpg' if 'JPEG' in name else '.png'}")
+             for i, (name, fn) in enumerate(NON_XRAY.items())}
     for p in PHOTOS:
         if p.is_file():
             cases[f"photo {p.name} (colour)"] = p
@@ -76,7 +77,8 @@ def output_signal(run: Path, val_x: np.ndarray, cases: dict[str, np.ndarray]) ->
             rows[name] = {"label": labels[int(p.argmax())], "top1": round(float(p.max()), 3),
                           "val_percentile": round(100 * float((top < p.max()).mean()), 1),
                           "flagged_by_top1_rule": bool(p.max() < q01)}
-        out[model_path.parent.name] = {"val_top1_q01": round(q01, 3), "val_top1_median": round(float(np.median(top)), 3),
+        out[model_path.parent.name] = {"val_top1_q01": round(q01, 3),
+                                       "val_top1_median": round(float(np.median(top)), 3),
                                        "cases": rows}
     return out
 
@@ -126,14 +128,17 @@ def markdown(doc: dict) -> str:
     ref, d = doc["reference"], doc["device"]
     lines = ["# OOD guard: what it flags (benchmarks/ood/ood_guard.py)", "",
              f"Run `{doc['run']}`; reference from the {ref['split']} split ({ref['n']} images), threshold "
-             f"{ref['threshold']:.2f} (keeps {100 * ref['keep']:.0f}%); the sidecar's reference equals one rebuilt from "
+             f"{ref['threshold']:.2f} (keeps {100 * ref['keep']:.0f}%); the sidecar's reference equals "
+             f"one rebuilt from "
              f"the same images: {doc['stored_equals_rebuilt']}. Building it: {doc['build_s_val']} s; checking: "
              f"{doc['check_ms_per_image']} ms per image (decoded 224x224 input).", "",
-             "## Real X-rays (chest_xray_4class)", "", "| split | images | flagged | share | reasons |", "|---|---:|---:|---:|---|"]
+             "## Real X-rays (chest_xray_4class)", "", "| split | images | flagged | share | reasons |",
+             "|---|---:|---:|---:|---|"]
     lines += [f"| {s} | {r['n']} | {r['n_flagged']} | {100 * r['share']:.2f}% | {_reasons(r['reasons'])} |"
               for s, r in doc["splits"].items()]
     lines += ["", "## Not chest X-rays", "", "| input | flagged | score | reasons |", "|---|---|---:|---|"]
-    lines += [f"| {k} | {'yes' if not v['in_distribution'] else '**no**'} | {v['score']:.1f} | {'; '.join(v['reasons'])} |"
+    lines += [f"| {k} | {'yes' if not v['in_distribution'] else '**no**'} | {v['score']:.1f} | "
+              f"{'; '.join(v['reasons'])} |"
               for k, v in doc["non_xrays"].items()]
     lines += ["", "## Harder cases, from every test film (reported, not necessarily to be flagged)", "",
               "| variant | images | flagged | share | reasons |", "|---|---:|---:|---:|---|"]

@@ -42,7 +42,8 @@ def main(argv=None) -> None:
 
     run = load_run(args.run)
     ds = scan_recorded(run["data"])
-    manifest_path = args.run / read_json(args.run / args.variants.split(",")[0] / "int8.json")["calibration"]["manifest"]
+    manifest_path = args.run / read_json(args.run
+                                         / args.variants.split(",")[0] / "int8.json")["calibration"]["manifest"]
     cal = calibration.load_images(calibration.read_manifest(manifest_path), ds.root, manifest_path)
     splits = {s: load_split(ds, s).x for s in ("val", "test")}
     rows = []

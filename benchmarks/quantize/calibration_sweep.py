@@ -81,16 +81,19 @@ def main(argv=None) -> int:
     for size in sizes:
         t0 = time.perf_counter()
         manifest, x = calibration_images(ds, size, args.seed)
-        data = quantize.quantize_calibrated(quantize.calibrate(model, x, float_model=float32), args.io, what=f"n={size}")
+        data = quantize.quantize_calibrated(quantize.calibrate(model, x, float_model=float32), args.io,
+                                            what=f"n={size}")
         seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         fixed, _ = bias_correction.correct(data, float32, bias_correction.subset(x, bias_correction.DEFAULT_IMAGES))
         bc_seconds = time.perf_counter() - t0
         rec, bc = evaluate(data, ref), evaluate(fixed, ref)
-        rows.append({"calibration_size": size, "manifest_sha256": manifest.sha256(), "convert_seconds": round(seconds, 1), **rec,
+        rows.append({"calibration_size": size, "manifest_sha256": manifest.sha256(),
+                     "convert_seconds": round(seconds, 1), **rec,
                      "bias_corrected": {**bc, "seconds": round(bc_seconds, 1)}})
         print(f"n={size:4d}  agreement {100 * rec['agreement']:.2f}% -> {100 * bc['agreement']:.2f}% bias-corrected  "
-              f"macro-F1 {100 * rec['delta_macro_f1']:+.2f} -> {100 * bc['delta_macro_f1']:+.2f} pt  {seconds:.0f}+{bc_seconds:.0f}s",
+              f"macro-F1 {100 * rec['delta_macro_f1']:+.2f} -> {100 * bc['delta_macro_f1']:+.2f} pt  "
+              f"{seconds:.0f}+{bc_seconds:.0f}s",
               flush=True)
     from cxredge.io import sha256_file
 
@@ -104,11 +107,14 @@ def main(argv=None) -> int:
 
 def markdown(doc: dict) -> str:
     lines = [f"# int8 calibration-set size sweep: {doc['variant']} ({doc['split']} split, n={doc['n']})", "",
-             f"Run `{doc['run']}`, stratified seeded train samples (seed {doc['seed']}), uint8 input, {doc['io']} output.",
-             f"Keras float macro-F1: {doc['float']:.4f}. Machine: {doc['machine']['cpu']} ({doc['machine']['cores']} cores).", "",
+             f"Run `{doc['run']}`, stratified seeded train samples (seed {doc['seed']}), uint8 input, "
+             f"{doc['io']} output.",
+             f"Keras float macro-F1: {doc['float']:.4f}. Machine: {doc['machine']['cpu']} "
+             f"({doc['machine']['cores']} cores).", "",
              "PTQ = the converter's int8; + bias corr. = the same model bias-corrected on min(N, 64) of its "
              "calibration images (the `cxredge quantize` default).", "",
-             "| calibration images | PTQ agreement | PTQ delta F1 (pt) | + bias corr. agreement | + bias corr. delta F1 (pt) "
+             "| calibration images | PTQ agreement | PTQ delta F1 (pt) | + bias corr. agreement | + bias "
+             "corr. delta F1 (pt) "
              "| + bias corr. max abs dprob | ties at max | size (MB) | convert (s) | correct (s) |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in doc["results"]:

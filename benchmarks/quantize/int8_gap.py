@@ -114,7 +114,8 @@ def main() -> None:
                      f"{r['noise_sd_1.0'] * 100:.2f}% | {r['noise_sd_2.0'] * 100:.2f}% |")
     for key, rows_l in layers.items():
         lines += ["", f"## int8 error by layer: {key} ({a.layer_images} test images)", "",
-                  "| # | op | tensor | rel. RMS error | int8 step | share at int8 max |", "|---:|---|---|---:|---:|---:|"]
+                  "| # | op | tensor | rel. RMS error | int8 step | share at int8 max |",
+                  "|---:|---|---|---:|---:|---:|"]
         lines += [f"| {i} | {r['op']} | `{r['tensor']}` | {r['rel_rms_error']:.3f} | {r['int8_scale']:.4f} | "
                   f"{r['share_at_top'] * 100:.2f}% |" for i, r in enumerate(rows_l)]
     lines += ["", f"Whole script: {time.time() - t0:.0f} s."]

@@ -87,9 +87,11 @@ def main(argv=None) -> int:
 
     doc = {"benchmark": "ptq_vs_qat", "run": str(args.run), "variant": args.variant, "split": args.split,
            "model_sha256": sha256_file(args.run / args.variant / "model.keras"),
-           "n": int(len(ref.y)), "calibration": {"size": manifest.size, "seed": manifest.seed, "sha256": manifest.sha256()},
+           "n": int(len(ref.y)),
+           "calibration": {"size": manifest.size, "seed": manifest.seed, "sha256": manifest.sha256()},
            "float_macro_f1": ref.float_metrics()["macro_f1"], "float_accuracy": ref.float_metrics()["accuracy"],
-           "worst_layers": [{"layer": debug.short_name(r["tensor"]), "op": r["op"], "rmse_over_scale": r["rmse_over_scale"]}
+           "worst_layers": [{"layer": debug.short_name(r["tensor"]), "op": r["op"],
+                             "rmse_over_scale": r["rmse_over_scale"]}
                             for r in layers[:10]],
            "machine": machine_info(), "results": rows}
     write(args.out, doc, markdown(doc))
@@ -101,13 +103,16 @@ def markdown(doc: dict) -> str:
              f"Run `{doc['run']}`. Calibration: {doc['calibration']['size']} stratified train images, seed "
              f"{doc['calibration']['seed']}. Keras float: accuracy {doc['float_accuracy']:.4f}, macro-F1 "
              f"{doc['float_macro_f1']:.4f}. Machine: {doc['machine']['cpu']} ({doc['machine']['cores']} cores).", "",
-             "| model | agreement with float | macro-F1 | delta (pt) | max abs dprob | ties at max | size (MB) | time (s) |",
+             "| model | agreement with float | macro-F1 | delta (pt) | max abs dprob | ties at max | size "
+             "(MB) | time (s) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in doc["results"]:
-        lines.append(f"| {r['model']} | {100 * r['agreement']:.2f}% | {r['macro_f1']:.4f} | {100 * r['delta_macro_f1']:+.2f} | "
+        lines.append(f"| {r['model']} | {100 * r['agreement']:.2f}% | {r['macro_f1']:.4f} | "
+                     f"{100 * r['delta_macro_f1']:+.2f} | "
                      f"{r['max_abs_dprob']:.3f} | {r['tied_at_max']} | {r['size_bytes'] / 1e6:.2f} | {r['seconds']} |")
     lines += ["", "Worst int8 layers (QuantizationDebugger, rmse/scale):", ""]
-    lines += [f"{i}. `{w['layer']}` ({w['op']}) {w['rmse_over_scale']:.2f}" for i, w in enumerate(doc["worst_layers"], 1)]
+    lines += [f"{i}. `{w['layer']}` ({w['op']}) {w['rmse_over_scale']:.2f}"
+              for i, w in enumerate(doc["worst_layers"], 1)]
     return "\n".join(lines) + "\n"
 
 

@@ -33,7 +33,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="cxredge-quickstart-"))
     clone = tmp / "cxredge"
     subprocess.run(["git", "clone", "-q", str(args.repo), str(clone)], check=True)
-    head = subprocess.run(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
     steps = [("venv", [sys.executable, "-m", "venv", ".venv"]),
              ("pip upgrade", [".venv/bin/pip", "install", "-q", "-U", "pip"]),
              ("pip install -e '.[train]'", [".venv/bin/pip", "install", "-q", "-e", ".[train]"]),
@@ -47,7 +48,8 @@ def main() -> None:
         proc = subprocess.run(cmd, cwd=clone, capture_output=True, text=True)
         dt = time.perf_counter() - t0
         times.append((name, dt))
-        log += [f"$ {' '.join(cmd)}   # {name}: {dt:.1f} s, exit {proc.returncode}", proc.stdout[-4000:], proc.stderr[-4000:]]
+        log += [f"$ {' '.join(cmd)}   # {name}: {dt:.1f} s, exit {proc.returncode}", proc.stdout[-4000:],
+                proc.stderr[-4000:]]
         print(f"{name}: {dt:.1f} s (exit {proc.returncode})", flush=True)
         if proc.returncode != 0:
             break

@@ -5,10 +5,10 @@ settings (last K blocks, BN in inference mode, the mlp head of cxredge/train/var
 the standard augmentation); phase 1 now trains the head on the cached logits, not the two_conv head,
 so finetune.md / finetune_4blocks.md are not reproduced exactly.
 
-Runs `cxredge train --variant finetune` (phase 1 = the head on the cached logits; phase 2 = the last K depthwise-separable blocks unfrozen,
-BN in inference mode, augmented images, low learning rate), puts it next to the two_conv metrics of
---compare (a run directory trained with the same settings) and writes benchmarks/results/train/finetune.json
-and .md with the machine info.
+Runs `cxredge train --variant finetune` (phase 1 = the head on the cached logits; phase 2 = the last K
+depthwise-separable blocks unfrozen, BN in inference mode, augmented images, low learning rate), puts it next
+to the two_conv metrics of --compare (a run directory trained with the same settings) and writes
+benchmarks/results/train/finetune.json and .md with the machine info.
 
     flock /tmp/cxredge-heavy.lock .venv/bin/python benchmarks/train/finetune.py --data DIR --out runs/finetune \
         --compare runs/full
@@ -80,7 +80,8 @@ def markdown(r: dict) -> str:
              f"phase 2 = last {s['unfreeze_blocks']} blocks unfrozen, BN in inference mode, augmented images, "
              f"Adam lr {s['finetune_lr']}, {ph['phase2_epochs']} epochs, {ph['phase2_seconds']} s "
              f"(val accuracy per epoch {ph['phase2_val_accuracy']}).", "",
-             "| variant | accuracy | macro-F1 | macro precision | macro recall | trainable / total params | epochs | train s |",
+             "| variant | accuracy | macro-F1 | macro precision | macro recall | trainable / total params | "
+             "epochs | train s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for v, m in r["results"].items():
         lines.append(f"| {v} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['macro_precision']:.3f} | "

@@ -109,9 +109,12 @@ def collect(args) -> None:
         tests = [s["ensemble"]["test"]["accuracy"] for s in per_seed.values()]
         doc["summary"] = {"test_accuracy_mean": round(statistics.fmean(tests), 4), "test_accuracy_min": min(tests),
                           "test_accuracy_max": max(tests),
-                          "test_macro_f1_mean": round(statistics.fmean(s["ensemble"]["test"]["macro_f1"] for s in per_seed.values()), 4),
-                          "test_pair_mean": round(statistics.fmean(s["ensemble"]["test"]["pair_accuracy"] for s in per_seed.values()), 4),
-                          "int8_agreement_min": min(s["int8"]["agreement"] for s in per_seed.values()), "seeds": sorted(per_seed)}
+                          "test_macro_f1_mean": round(statistics.fmean(s["ensemble"]["test"]["macro_f1"]
+                                                                       for s in per_seed.values()), 4),
+                          "test_pair_mean": round(statistics.fmean(s["ensemble"]["test"]["pair_accuracy"]
+                                                                   for s in per_seed.values()), 4),
+                          "int8_agreement_min": min(s["int8"]["agreement"] for s in per_seed.values()),
+                          "seeds": sorted(per_seed)}
     results = Path(args.results)
     (results / f"{args.name}.json").write_text(json.dumps(doc, indent=1) + "\n")
     (results / f"{args.name}.md").write_text(markdown(doc))
@@ -134,11 +137,13 @@ def markdown(doc: dict) -> str:
              "--variant ensemble --split test` (full-integer, bias-corrected) against the float ensemble. "
              "pair = Bacterial-vs-Viral pair accuracy. Rows after the seeds (e.g. ens_all) are other member sets, "
              "listed with their members and not in the seed mean.", "",
-             "| seed | model | val acc | val F1 | test acc | test F1 | test pair |", "|---|---|---:|---:|---:|---:|---:|"]
+             "| seed | model | val acc | val F1 | test acc | test F1 | test pair |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for seed, s in doc["seeds"].items():
         for label, m in s["members"].items():
             lines.append(f"| {seed} | {label} | {_f(m['val']['accuracy'])} | {_f(m['val']['macro_f1'])} | "
-                         f"{_f(m['test']['accuracy'])} | {_f(m['test']['macro_f1'])} | {_f(m['test']['pair_accuracy'])} |")
+                         f"{_f(m['test']['accuracy'])} | {_f(m['test']['macro_f1'])} | "
+                         f"{_f(m['test']['pair_accuracy'])} |")
         e = s["ensemble"]
         ci = e["ci95_accuracy"]
         lines.append(f"| {seed} | **ensemble** | {_f(e['val']['accuracy'])} | {_f(e['val']['macro_f1'])} | "
@@ -146,23 +151,30 @@ def markdown(doc: dict) -> str:
                      f"{_f(e['test']['pair_accuracy'])} |")
     if doc.get("summary"):
         sm = doc["summary"]
-        lines += ["", f"**Ensembles over {len(sm['seeds'])} seeds ({', '.join(sm['seeds'])}), test:** accuracy mean {sm['test_accuracy_mean']:.4f} "
-                      f"(min {sm['test_accuracy_min']:.4f}, max {sm['test_accuracy_max']:.4f}), macro-F1 mean "
-                      f"{sm['test_macro_f1_mean']:.4f}, pair accuracy mean {sm['test_pair_mean']:.4f}."]
+        lines += ["",
+                  f"**Ensembles over {len(sm['seeds'])} seeds ({', '.join(sm['seeds'])}), test:** accuracy mean "
+                  f"{sm['test_accuracy_mean']:.4f} "
+                  f"(min {sm['test_accuracy_min']:.4f}, max {sm['test_accuracy_max']:.4f}), macro-F1 mean "
+                  f"{sm['test_macro_f1_mean']:.4f}, pair accuracy mean {sm['test_pair_mean']:.4f}."]
     lines += ["", "**int8 of each ensemble** (test split):", "",
-              "| seed | agreement with float | disagreements | int8 acc | macro-F1 change (pt) | int8 MB | float32 MB | seconds (two_conv train / ensemble / quantize) |",
+              "| seed | agreement with float | disagreements | int8 acc | macro-F1 change (pt) | int8 MB | float32 MB "
+              "| seconds (two_conv train / ensemble / quantize) |",
               "|---|---:|---:|---:|---:|---:|---:|---|"]
     for seed, s in doc["seeds"].items():
         i, t = s["int8"], s["timing"]
-        lines.append(f"| {seed} | {100 * i['agreement']:.2f}% | {i['disagreements']} of {i['n']} | {_f(i['accuracy'])} | "
-                     f"{100 * i['delta_macro_f1']:+.2f} | {i['size_bytes'] / 1e6:.2f} | {s['float32_size_bytes'] / 1e6:.2f} | "
-                     f"{t.get('two_conv_seconds', '-')} / {t.get('ensemble_seconds', '-')} / {t.get('quantize_seconds', '-')} |")
+        lines.append(f"| {seed} | {100 * i['agreement']:.2f}% | {i['disagreements']} of {i['n']} | "
+                     f"{_f(i['accuracy'])} | "
+                     f"{100 * i['delta_macro_f1']:+.2f} | {i['size_bytes'] / 1e6:.2f} | "
+                     f"{s['float32_size_bytes'] / 1e6:.2f} | "
+                     f"{t.get('two_conv_seconds', '-')} / {t.get('ensemble_seconds', '-')} / "
+                     f"{t.get('quantize_seconds', '-')} |")
     if doc.get("tta"):
         lines += ["", "**Flip TTA** (mean of the softmax of the image and its mirror; accuracy / pair accuracy):", "",
                   "| model | val | val + flip | test | test + flip |", "|---|---:|---:|---:|---:|"]
         for name, r in doc["tta"].items():
             cell = lambda k: f"{r[k]['accuracy']:.4f} / {r[k]['pair_accuracy']:.4f}"  # noqa: E731
-            lines.append(f"| {name} | {cell('val_plain')} | {cell('val_flip_tta')} | {cell('test_plain')} | {cell('test_flip_tta')} |")
+            lines.append(f"| {name} | {cell('val_plain')} | {cell('val_flip_tta')} | {cell('test_plain')} | "
+                         f"{cell('test_flip_tta')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -183,8 +195,9 @@ def main() -> None:
     c.add_argument("--out", default="runs/ens")
     c.add_argument("--results", default=str(RESULTS))
     c.add_argument("--name", default="finetune_ensemble", help="results/<name>.json and .md")
-    c.add_argument("--extra", default="", help="more ensemble run folders (comma list), listed after the seeds, "
-                                              "not in the seed mean (e.g. runs/ens_all: every finetune seed + two_conv)")
+    c.add_argument("--extra", default="",
+                   help="more ensemble run folders (comma list), listed after the seeds, "
+                        "not in the seed mean (e.g. runs/ens_all: every finetune seed + two_conv)")
     args = p.parse_args()
     {"run": run, "tta": tta, "collect": collect}[args.cmd](args)
 

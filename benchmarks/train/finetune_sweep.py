@@ -32,43 +32,55 @@ from common import cpu_info, results_dir  # noqa: E402
 RESULTS = results_dir(__file__)
 # seed groups summarised as means: the first recipe, BN train without augmentation, + EMA, the current default
 SEED_GROUPS = {"first recipe (light augmentation, BN train)": ("recipe_s0", "recipe_s1", "recipe_s2"),
-               "no augmentation, BN train (the default before this one)": ("no_augment_s0", "no_augment_s1", "no_augment_s2"),
+               "no augmentation, BN train (the default before this one)": ("no_augment_s0", "no_augment_s1",
+                                                                           "no_augment_s2"),
                "no augmentation, BN train + --ema 0.995": ("ema_s0", "ema_s1", "ema_s2"),
-               "current default (no augmentation, --bn-mode inference)": ("bn_inference_noaug_s0", "bn_inference_noaug_s1",
+               "current default (no augmentation, --bn-mode inference)": ("bn_inference_noaug_s0",
+                                                                          "bn_inference_noaug_s1",
                                                                           "bn_inference_noaug_s2")}
 # name -> (extra `cxredge train` arguments, what it measures); the recipe is the defaults. Rows run while
 # `--bn-mode train` was the default pin it, so they reproduce; the unrun ablations are of the current recipe.
 CONFIGS = {
     # recipe_s*: the first recipe (light augmentation; the default until no_augment_s* won on val)
-    "recipe_s0": (["--bn-mode", "train", "--finetune-augment", "light"], "the first recipe (light augmentation), seed 0 (the ablations' reference)"),
+    "recipe_s0": (["--bn-mode", "train", "--finetune-augment", "light"],
+                  "the first recipe (light augmentation), seed 0 (the ablations' reference)"),
     "recipe_s1": (["--bn-mode", "train", "--finetune-augment", "light", "--seed", "1"], "the first recipe, seed 1"),
     "recipe_s2": (["--bn-mode", "train", "--finetune-augment", "light", "--seed", "2"], "the first recipe, seed 2"),
-    "bn_inference_s0": (["--finetune-augment", "light", "--bn-mode", "inference"], "BatchNorm frozen on ImageNet statistics"),
+    "bn_inference_s0": (["--finetune-augment", "light", "--bn-mode", "inference"],
+                        "BatchNorm frozen on ImageNet statistics"),
     "bn_inference_budget_s0": (["--finetune-augment", "light", "--bn-mode", "inference", "--max-minutes", "13"],
                                "BN frozen, under a 13-minute budget (compare val epoch by epoch with recipe_s0)"),
     "head_mlp_s0": (["--finetune-head", "mlp"],
                     "the mlp head (Dense 1024/512/C, cxredge/train/variants.py) instead of the linear head"),
     "no_augment_s0": (["--bn-mode", "train", "--finetune-augment", "none"], "no augmentation in phase 2"),
-    "no_augment_s1": (["--bn-mode", "train", "--finetune-augment", "none", "--seed", "1"], "no augmentation, seed 1 (no_augment_s0 lost on val but won on test)"),
+    "no_augment_s1": (["--bn-mode", "train", "--finetune-augment", "none", "--seed", "1"],
+                      "no augmentation, seed 1 (no_augment_s0 lost on val but won on test)"),
     "no_augment_s2": (["--bn-mode", "train", "--finetune-augment", "none", "--seed", "2"], "no augmentation, seed 2"),
-    "ema_s0": (["--bn-mode", "train", "--finetune-augment", "none", "--ema", "0.995"], "no augmentation + weight EMA 0.995 (~1.6 epochs)"),
-    "ema_s1": (["--bn-mode", "train", "--finetune-augment", "none", "--ema", "0.995", "--seed", "1"], "no augmentation + weight EMA, seed 1"),
-    "ema_s2": (["--bn-mode", "train", "--finetune-augment", "none", "--ema", "0.995", "--seed", "2"], "no augmentation + weight EMA, seed 2"),
-    "pair2_s0": (["--finetune-augment", "none", "--pair-weight", "2"], "no augmentation + Bacterial/Viral images weigh 2x in the loss"),
+    "ema_s0": (["--bn-mode", "train", "--finetune-augment", "none", "--ema", "0.995"],
+               "no augmentation + weight EMA 0.995 (~1.6 epochs)"),
+    "ema_s1": (["--bn-mode", "train", "--finetune-augment", "none", "--ema", "0.995", "--seed", "1"],
+               "no augmentation + weight EMA, seed 1"),
+    "ema_s2": (["--bn-mode", "train", "--finetune-augment", "none", "--ema", "0.995", "--seed", "2"],
+               "no augmentation + weight EMA, seed 2"),
+    "pair2_s0": (["--finetune-augment", "none", "--pair-weight", "2"],
+                 "no augmentation + Bacterial/Viral images weigh 2x in the loss"),
     "bnfreeze3_s0": (["--bn-mode", "train", "--finetune-augment", "none", "--bn-freeze-blocks", "3"],
                      "no augmentation + BN statistics of the stem and blocks 1-3 frozen (int8 fidelity)"),
     "bn_inference_noaug_s0": (["--finetune-augment", "none", "--bn-mode", "inference"],
-                              "BN frozen without augmentation: the int8-faithful finetune with the augmentation choice that won"),
+                              "BN frozen without augmentation: the int8-faithful finetune with the augmentation "
+                              "choice that won"),
     "bn_inference_noaug_s1": (["--finetune-augment", "none", "--bn-mode", "inference", "--seed", "1"],
                               "BN frozen without augmentation, seed 1"),
     "bn_inference_noaug_s2": (["--finetune-augment", "none", "--bn-mode", "inference", "--seed", "2"],
                               "BN frozen without augmentation, seed 2"),
     "bn_inference_noaug_long_s0": (["--finetune-augment", "none", "--bn-mode", "inference", "--finetune-epochs", "18"],
-                                   "BN frozen without augmentation, an 18-epoch schedule (seed 0 peaked at epoch 11 of 12)"),
+                                   "BN frozen without augmentation, an 18-epoch schedule (seed 0 peaked at "
+                                   "epoch 11 of 12)"),
     "no_smoothing_s0": (["--label-smoothing", "0"], "no label smoothing"),
     "no_weight_decay_s0": (["--weight-decay", "0"], "Adam instead of AdamW"),
     "no_warmup_s0": (["--warmup-epochs", "0"], "cosine decay without warm-up"),
-    "patience4_s0": (["--bn-mode", "train", "--finetune-augment", "light", "--finetune-patience", "4"], "phase-2 early stop after 4 epochs without val macro-F1 gain"),
+    "patience4_s0": (["--bn-mode", "train", "--finetune-augment", "light", "--finetune-patience", "4"],
+                     "phase-2 early stop after 4 epochs without val macro-F1 gain"),
     "blocks4_s0": (["--unfreeze-blocks", "4"], "only the last 4 blocks train (the earlier best)"),
 }
 
@@ -120,9 +132,10 @@ def summarize(run_dir: Path, logs: Path | None) -> dict:
     n1 = h["phase1_epochs"]
     p2_seconds = h["epoch_seconds"][n1:]
     return {
-        "settings": {k: run["settings"].get(k) for k in ("seed", "finetune_patience", "unfreeze_blocks", "bn_mode", "bn_freeze_blocks", "finetune_head",
-                                                     "finetune_augment", "ema", "pair_weight", "label_smoothing", "weight_decay",
-                                                     "warmup_epochs", "finetune_lr", "finetune_epochs", "batch_size")},
+        "settings": {k: run["settings"].get(k)
+                     for k in ("seed", "finetune_patience", "unfreeze_blocks", "bn_mode", "bn_freeze_blocks",
+                               "finetune_head", "finetune_augment", "ema", "pair_weight", "label_smoothing",
+                               "weight_decay", "warmup_epochs", "finetune_lr", "finetune_epochs", "batch_size")},
         "val": h.get("best_val"), "test": {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                                            "pair_accuracy": m.get("pair_accuracy")},
         "per_class_recall": {c: v["recall"] for c, v in m["per_class"].items()},
@@ -178,11 +191,13 @@ def seed_summary(runs: dict, names) -> dict | None:
 
 def collect(args) -> None:
     out, logs = Path(args.out), Path(args.logs) if args.logs else None
-    runs = {name: summarize(out / name, logs) for name in CONFIGS if (out / name / "finetune" / "metrics.json").is_file()}
+    runs = {name: summarize(out / name, logs) for name in CONFIGS
+            if (out / name / "finetune" / "metrics.json").is_file()}
     doc = {"benchmark": "finetune_sweep", "data": args.data, "cpu": cpu_info(), "configs": {
         n: {"args": a, "measures": w} for n, (a, w) in CONFIGS.items()}, "runs": runs,
         "not_run": [n for n in CONFIGS if n not in runs], "seeds": seed_summaries(runs),
-        "int8_trials": {"model": args.int8_model, "rows": int8_trials(Path(args.int8_trials) if args.int8_trials else None)}}
+        "int8_trials": {"model": args.int8_model,
+                        "rows": int8_trials(Path(args.int8_trials) if args.int8_trials else None)}}
     results = Path(args.results)
     (results / "finetune_sweep.json").write_text(json.dumps(doc, indent=1) + "\n")
     (results / "finetune_sweep.md").write_text(markdown(doc))
@@ -200,7 +215,8 @@ def markdown(doc: dict) -> str:
              f"({cpu.get('cpus')} CPUs, "
              f"avx512_vnni {'yes' if cpu.get('avx512_vnni') else 'no'}), no GPU. Each row is one `cxredge train "
              "--variant finetune` with the current defaults (no augmentation, BatchNorm frozen: `--bn-mode inference`) "
-             "and the listed change; rows run under earlier defaults pin them (`--bn-mode train`, `--finetune-augment light`). Val = the restored best epoch "
+             "and the listed change; rows run under earlier defaults pin them (`--bn-mode train`, `--finetune-augment "
+             "light`). Val = the restored best epoch "
              "(selection); test is for the record and for the seeds. pair = Bacterial-vs-Viral pair accuracy "
              "(images of those two classes; any other prediction counts as wrong).", "",
              "| run | change | val acc | val F1 | val pair | test acc | test F1 | test pair | best / phase-2 epochs "
@@ -209,7 +225,8 @@ def markdown(doc: dict) -> str:
         v, t = r["val"] or {}, r["test"]
         lines.append(f"| {name} | {' '.join(doc['configs'][name]['args']) or 'recipe'} | {_f(v.get('accuracy'))} | "
                      f"{_f(v.get('macro_f1'))} | {_f(v.get('pair_accuracy'))} | {_f(t['accuracy'])} | "
-                     f"{_f(t['macro_f1'])} | {_f(t['pair_accuracy'])} | {r['best_phase2_epoch']} / {r['phase2_epochs']} | "
+                     f"{_f(t['macro_f1'])} | {_f(t['pair_accuracy'])} | {r['best_phase2_epoch']} / "
+                     f"{r['phase2_epochs']} | "
                      f"{_f(r['phase2_epoch_seconds_median'], 0)} | {_f(r['wall_seconds'], 0)} |")
     for label, s in doc["seeds"].items():
         lines += ["", f"**Seeds: {label}** ({s['seeds_done']} of 3 finished), test: accuracy mean "
@@ -221,7 +238,8 @@ def markdown(doc: dict) -> str:
     if q:
         lines += ["", "**int8** (`cxredge quantize --variant finetune --split test`: full-integer PTQ + bias "
                   "correction, 200 calibration images):", "",
-                  "| run | split | agreement with float | disagreements | float acc | int8 acc | macro-F1 change (pt) |",
+                  "| run | split | agreement with float | disagreements | float acc | int8 acc | "
+                  "macro-F1 change (pt) |",
                   "|---|---|---:|---:|---:|---:|---:|"]
         for n, r in q:
             lines.append(f"| {n} | {r['split']} | {100 * r['agreement']:.2f}% | {r['disagreements']} of {r['n']} | "
@@ -231,10 +249,12 @@ def markdown(doc: dict) -> str:
         lines += ["", f"**int8 levers on val** (one model: {t['model']}; `cxredge quantize --variant finetune` with "
                   "the options listed; `int8_fallback` keeps the named worst layers in float, not full-integer):", "",
                   "| model | calibration images | bias-correction images | float layers | agreement | "
-                  "disagreements | macro-F1 change (pt) | uint8 ties at max |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "disagreements | macro-F1 change (pt) | uint8 ties at max |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in t["rows"]:
             fb = r["float_fallback"] if r["precision"] == "int8_fallback" else 0
-            lines.append(f"| {r['precision']} ({r['trial']}) | {r['calibration_size']} | {r['bias_correction_images']} | "
+            lines.append(f"| {r['precision']} ({r['trial']}) | {r['calibration_size']} | "
+                         f"{r['bias_correction_images']} | "
                          f"{fb} | {100 * r['agreement']:.2f}% | {r['disagreements']} of {r['n']} | "
                          f"{100 * r['delta_macro_f1']:+.2f} | {r['tied_at_max']} |")
     lines += ["", "Phase-2 val macro-F1 by epoch (why each run stopped):", ""]

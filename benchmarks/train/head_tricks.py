@@ -104,7 +104,8 @@ def main() -> None:
     rows = [run(F, name, seed, **kw) for name, kw in TRICKS.items() for seed in range(args.seeds)]
     lines = ["# fc head: training tricks on the cached logits (val decides; test for the record)", "",
              f"Data `{args.data}`, seeds 0-{args.seeds - 1}, stand-alone fc tail (see the script's docstring).", "",
-             "| trick | val accuracy (mean ± sd) | val NLL | test accuracy (mean ± sd) | epochs |", "|---|---:|---:|---:|---:|"]
+             "| trick | val accuracy (mean ± sd) | val NLL | test accuracy (mean ± sd) | epochs |",
+             "|---|---:|---:|---:|---:|"]
     for name in TRICKS:
         mine = [r for r in rows if r["trick"] == name]
         acc = [r["val_acc"] for r in mine]

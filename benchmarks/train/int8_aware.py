@@ -72,7 +72,8 @@ def main(argv=None) -> None:
                          "int8_macro_f1_delta": q["delta_macro_f1"],
                          "predicted_agreement": m.get("int8_backbone_agreement", {}).get("test")})
             r = rows[-1]
-            console.print(f"{name} {r['variant']}: acc {r['accuracy']:.4f} int8 agreement {100 * r['int8_agreement']:.2f}%")
+            console.print(f"{name} {r['variant']}: acc {r['accuracy']:.4f} int8 agreement "
+                          f"{100 * r['int8_agreement']:.2f}%")
     doc = {"machine": machine_info(), "data": str(args.data), "cache_seconds": round(cache_seconds, 1),
            "int8_calibration": feats.int8_calibration, "rows": rows}
     RESULTS.mkdir(exist_ok=True)

@@ -33,7 +33,8 @@ METRICS = ("val_acc", "val_f1", "test_acc", "test_f1")
 
 
 def spread(values: list[float]) -> dict:
-    return {"mean": round(statistics.fmean(values), 4), "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+    return {"mean": round(statistics.fmean(values), 4),
+            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
             "min": min(values), "max": max(values)}
 
 
@@ -51,7 +52,9 @@ def markdown(summary: dict, rows: list[dict], meta: dict) -> str:
     lines = [f"# Seed spread of the cached heads ({meta['date']})", "",
              f"Data `{meta['data']}`; current `cxredge train` defaults (`TrainSettings()`), seeds "
              f"{meta['seeds']}; {meta['machine']}. Selection never looks at test; nothing here was tuned.",
-             "", "| variant | seeds | val accuracy | test accuracy | test macro-F1 | test min / max | seeds >= 0.82 (acc and F1) |",
+             "",
+             "| variant | seeds | val accuracy | test accuracy | test macro-F1 | test min / max | seeds >= "
+             "0.82 (acc and F1) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for variant, s in summary.items():
         ok = sum(1 for r in rows if r["variant"] == variant and r["test_acc"] >= 0.82 and r["test_f1"] >= 0.82)

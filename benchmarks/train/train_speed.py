@@ -95,7 +95,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     ds = scan(args.data)
-    data = {"train": load_split(ds, "train", limit=args.train_images), "val": load_split(ds, "val", limit=args.val_images),
+    data = {"train": load_split(ds, "train", limit=args.train_images),
+            "val": load_split(ds, "val", limit=args.val_images),
             "classes": ds.classes, "k": len(ds.classes)}
     weights = resolve_weights("bundled", 0.75)
     rows = [one_fit("plain", data, args, weights), one_fit("cached", data, args, weights)]
@@ -123,7 +124,8 @@ def markdown(r: dict) -> str:
              f"Setup: variant fc, MobileNet alpha 0.75 (bundled ImageNet weights), {s['train_images']} train / "
              f"{s['val_images']} val images of `{s['data']}`, {s['epochs']} epochs, batch {s['batch_size']}, "
              f"Adam lr {s['lr']}, seed {s['seed']}; same initial weights and batch order in both fits.", "",
-             "| fit | s/epoch (median after the first) | per-epoch times | cache s | total s | val accuracy | val macro-F1 |",
+             "| fit | s/epoch (median after the first) | per-epoch times | cache s | total s | val accuracy "
+             "| val macro-F1 |",
              "|---|---:|---|---:|---:|---:|---:|"]
     for x in r["results"]:
         lines.append(f"| {x['kind']} | {x['steady_epoch_seconds']:.3f} | {x['epoch_seconds']} | {x['cache_seconds']} | "

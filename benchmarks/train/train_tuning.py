@@ -43,7 +43,8 @@ def aug_views(F, n):
         if not p.exists():
             data = load_data(ARGS.data, console=Console())
             ref = build_model("fc", 4, 0.75, W)
-            arrs = compute_features(feature_extractor(ref, list(CUTS.values())), decode_paths(data.splits["train"].paths), 32, view_transform(v, 0))
+            arrs = compute_features(feature_extractor(ref, list(CUTS.values())),
+                                    decode_paths(data.splits["train"].paths), 32, view_transform(v, 0))
             np.savez(p, **dict(zip(CUTS.values(), arrs)))
         d = np.load(p)
         out[v] = {k: d[k] for k in d.files}
@@ -83,7 +84,8 @@ def base_features():
         ex = feature_extractor(ref, list(CUTS.values()))
         out = {}
         for split, view in (("train", 0), ("train_flip", 1), ("val", 0), ("test", 0)):
-            arrs = compute_features(ex, decode_paths(data.splits[split.split("_")[0]].paths), 32, view_transform(view, 0))
+            arrs = compute_features(ex, decode_paths(data.splits[split.split("_")[0]].paths), 32,
+                                    view_transform(view, 0))
             out.update({f"{split}/{n}": a for n, a in zip(CUTS.values(), arrs)})
             out[f"y_{split}"] = data.splits[split.split("_")[0]].y
         np.savez(path, **out)

@@ -18,11 +18,18 @@ from cxredge.paths import SAMPLE_DATA
 def audit(
     data: Path = typer.Argument(SAMPLE_DATA, show_default="the bundled sample",
                                 help="DIR/SPLIT/CLASS/ images (SPLIT: train, val, test) or DIR/CLASS/."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for audit.json / audit.md / audit.html (default runs/audit/<DATA name>)."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the probe's folds (and the 70/15/15 split of a DIR/<class>/ layout, as train's --seed)."),
+    out: Optional[Path] = typer.Option(None, "--out",
+                                       help="Folder for audit.json / audit.md / audit.html (default "
+                                            "runs/audit/<DATA name>)."),
+    seed: int = typer.Option(0, "--seed",
+                             help="Seeds the probe's folds (and the 70/15/15 split of a DIR/<class>/ layout, as "
+                                  "train's --seed)."),
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds of the shortcut probe (2..20)."),
-    near_threshold: Optional[int] = typer.Option(None, "--near-threshold", help="pHash Hamming distance (of 256 bits) for a near duplicate (default 46, see docs/audit.md)."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="List unreadable images in audit.json and audit the rest, instead of stopping."),
+    near_threshold: Optional[int] = typer.Option(None, "--near-threshold",
+                                                 help="pHash Hamming distance (of 256 bits) for a near duplicate "
+                                                      "(default 46, see docs/audit.md)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad",
+                                  help="List unreadable images in audit.json and audit the rest, instead of stopping."),
     path_column: str = D.PATH_COLUMN, label_column: str = D.LABEL_COLUMN,
     patient_column: Optional[str] = D.PATIENT_COLUMN, split_column: Optional[str] = D.SPLIT_COLUMN,
     path_pattern: str = D.PATH_PATTERN, label_map: Optional[str] = D.LABEL_MAP,

@@ -24,10 +24,13 @@ MIN_CI, MAX_CI = 100, 100_000  # fewer resamples give a noisy 95% interval; more
 def bench(
     models: Optional[List[Path]] = typer.Argument(None, metavar="[MODEL.tflite|DIR ...|BUNDLE.zip]",
                                                   help="Models, folders of models, or one bundle (default: --run)."),
-    run: Optional[Path] = typer.Option(None, "--run", help=f"Run folder (default {DEFAULT_RUN} when no MODEL is given)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Labelled images (default: the bundle's test images or the run's "
-                                        "dataset). An external test set: DIR/test/<class>/ or DIR/<class>/ (every image is test); "
-                                        "class folders are matched to the model's labels by name."),
+    run: Optional[Path] = typer.Option(None, "--run",
+                                       help=f"Run folder (default {DEFAULT_RUN} when no MODEL is given)."),
+    data: Optional[Path] = typer.Option(None, "--data",
+                                        help="Labelled images (default: the bundle's test images or the run's "
+                                             "dataset). An external test set: DIR/test/<class>/ or DIR/<class>/ "
+                                             "(every image is test); "
+                                             "class folders are matched to the model's labels by name."),
     split: str = typer.Option("test", "--split", help="train | val | test | all."),
     name: Optional[str] = typer.Option(None, "--name", help="Name of the dataset in bench.json and the report "
                                        "(default: the folder's name)."),
@@ -36,22 +39,30 @@ def bench(
     threads: str = typer.Option("1", "--threads", help="Thread counts, e.g. 1,2,4."),
     delegate: str = typer.Option("xnnpack", "--delegate",
                                  help="xnnpack | none | edgetpu | gpu | PATH.so, comma-separated."),
-    delegate_option: Optional[List[str]] = typer.Option(None, "--delegate-option", help="KEY=VALUE for external delegates (repeatable)."),
+    delegate_option: Optional[List[str]] = typer.Option(None, "--delegate-option",
+                                                        help="KEY=VALUE for external delegates (repeatable)."),
     runs: int = typer.Option(100, "--runs", help="Timed invokes per row."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed invokes before timing."),
     limit: Optional[int] = typer.Option(None, "--limit", help="At most N images (stratified) for accuracy."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable images (listed in bench.json "
                                   "dataset.skipped) and bench the rest, instead of stopping (as audit and train)."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Labels for bare .tflite files (one per line)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Where bench.json/md and plots go (default: the run folder, else .)."),
+    out: Optional[Path] = typer.Option(None, "--out",
+                                       help="Where bench.json/md and plots go (default: the run folder, else .)."),
     remote: Optional[List[str]] = typer.Option(None, "--remote", rich_help_panel=REMOTE, help=REMOTE_HELP["remote"]),
-    remote_python: Optional[str] = typer.Option(None, "--remote-python", rich_help_panel=REMOTE, help=REMOTE_HELP["python"]),
+    remote_python: Optional[str] = typer.Option(None, "--remote-python", rich_help_panel=REMOTE,
+                                                help=REMOTE_HELP["python"]),
     remote_venv: Optional[str] = typer.Option(None, "--remote-venv", rich_help_panel=REMOTE, help=REMOTE_HELP["venv"]),
-    remote_install: Optional[str] = typer.Option(None, "--remote-install", rich_help_panel=REMOTE, help=REMOTE_HELP["install"]),
-    remote_env: Optional[List[str]] = typer.Option(None, "--remote-env", rich_help_panel=REMOTE, help=REMOTE_HELP["env"]),
-    remote_prefix: Optional[str] = typer.Option(None, "--remote-prefix", rich_help_panel=REMOTE, help=REMOTE_HELP["prefix"]),
-    ssh_option: Optional[List[str]] = typer.Option(None, "--ssh-option", rich_help_panel=REMOTE, help=REMOTE_HELP["ssh_option"]),
-    ssh_config: Optional[Path] = typer.Option(None, "--ssh-config", rich_help_panel=REMOTE, help=REMOTE_HELP["ssh_config"]),
+    remote_install: Optional[str] = typer.Option(None, "--remote-install", rich_help_panel=REMOTE,
+                                                 help=REMOTE_HELP["install"]),
+    remote_env: Optional[List[str]] = typer.Option(None, "--remote-env", rich_help_panel=REMOTE,
+                                                   help=REMOTE_HELP["env"]),
+    remote_prefix: Optional[str] = typer.Option(None, "--remote-prefix", rich_help_panel=REMOTE,
+                                                help=REMOTE_HELP["prefix"]),
+    ssh_option: Optional[List[str]] = typer.Option(None, "--ssh-option", rich_help_panel=REMOTE,
+                                                   help=REMOTE_HELP["ssh_option"]),
+    ssh_config: Optional[Path] = typer.Option(None, "--ssh-config", rich_help_panel=REMOTE,
+                                              help=REMOTE_HELP["ssh_config"]),
 ) -> None:
     """Bench accuracy (vs the labels) and latency (init, first, median/p90/p99) of TFLite models, without TensorFlow."""
     from cxredge.edge.bench import results
@@ -123,7 +134,8 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_
     ds, where = sources.eval_dataset(source, data, split)
     n_split = len(ds.paths(split))
     used = f"{n_split if limit is None else min(limit, n_split)} of {n_split}"
-    console.print(f"evaluating on {used} {split} images of {escape(str(where))}" + (f" (--limit {limit})" if limit else ""),
+    console.print(f"evaluating on {used} {split} images of {escape(str(where))}"
+                  + (f" (--limit {limit})" if limit else ""),
                   highlight=False, soft_wrap=True)
     with bar() as progress:
         task = progress.add_task(f"decoding {split} images", total=len(ds.paths(split)) if limit is None else limit)
@@ -133,7 +145,8 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_
     counts = {c: int((loaded.y == i).sum()) for i, c in enumerate(ds.classes)}
     missing = [c for c, n in counts.items() if n == 0]
     if missing:
-        console.print(f"[yellow]note[/] no images of {escape(', '.join(missing))}: their sensitivity, F1 and AUC are null",
+        console.print(f"[yellow]note[/] no images of {escape(', '.join(missing))}: their sensitivity, F1 "
+                      f"and AUC are null",
                       highlight=False)
     own = is_run_data(source, data)
     dataset = {"source": where, "path": str(ds.root), "split": split, "n": int(len(loaded.y)),

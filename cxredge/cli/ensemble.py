@@ -29,9 +29,13 @@ def parse_weights(value: str | None) -> list[float] | None:
 
 @handle_errors
 def ensemble(
-    run: Path = typer.Option(DEFAULT_RUN, "--run", help="Run directory written by cxredge train; the ensemble goes to <run>/ensemble/."),
-    members: str = typer.Option(..., "--members", help="Comma list: variants of this run (two_conv,finetune) and/or other runs' variant folders (runs/seed1/finetune). Same classes required."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Comma list of member weights (default: equal); normalised to sum 1."),
+    run: Path = typer.Option(DEFAULT_RUN, "--run",
+                             help="Run directory written by cxredge train; the ensemble goes to <run>/ensemble/."),
+    members: str = typer.Option(..., "--members",
+                                help="Comma list: variants of this run (two_conv,finetune) and/or other runs' variant "
+                                     "folders (runs/seed1/finetune). Same classes required."),
+    weights: Optional[str] = typer.Option(None, "--weights",
+                                          help="Comma list of member weights (default: equal); normalised to sum 1."),
 ) -> None:
     """Average the logits of trained models of one dataset into one model that quantizes and benches as a variant."""
     specs = split_list(members, "--members")

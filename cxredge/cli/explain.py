@@ -19,20 +19,31 @@ from cxredge.formats import EXPLAIN_DIR, EXPLAIN_JSON, RUN_JSON
 @handle_errors
 def explain(
     model: Path = typer.Argument(..., metavar="MODEL.tflite|BUNDLE.zip|MODEL.keras",
-                                 help="A .tflite (sidecar next to it), a bundle, or a model.keras (Grad-CAM; needs TensorFlow)."),
+                                 help="A .tflite (sidecar next to it), a bundle, or a model.keras (Grad-CAM; "
+                                      "needs TensorFlow)."),
     images: List[Path] = typer.Argument(..., metavar="IMAGE...", help="Image files or folders of images."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <run>/explain when MODEL is in a run folder, else ./explain)."),
+    out: Optional[Path] = typer.Option(None, "--out",
+                                       help="Output folder (default: <run>/explain when MODEL is in a run folder, "
+                                            "else ./explain)."),
     patch: int = typer.Option(DEFAULT_PATCH, "--patch", help="Occluding patch side, pixels of the model input."),
     stride: int = typer.Option(DEFAULT_STRIDE, "--stride", help="Step between patches, pixels."),
     fill: str = typer.Option("128", "--fill", help="Patch gray value 0-255, or 'mean' (the image's mean)."),
     border: float = typer.Option(DEFAULT_BORDER, "--border", help="Border strip width, fraction of the side."),
-    compare: Optional[Path] = typer.Option(None, "--compare", help="A second .tflite to explain and correlate with (with a bundle: or a precision of it, e.g. float32)."),
+    compare: Optional[Path] = typer.Option(None, "--compare",
+                                           help="A second .tflite to explain and correlate with (with a bundle: or a "
+                                                "precision of it, e.g. float32)."),
     target: Optional[str] = typer.Option(None, "--class", help="Explain this class instead of the predicted one."),
-    per_class: Optional[int] = typer.Option(None, "--per-class", min=1, help="From folders: the first N images of each class folder."),
-    batch: Optional[int] = typer.Option(None, "--batch", min=1, help=f"Occluded copies per invoke (1 = no resize; default {DEFAULT_BATCH} for int8 models, 1 for float: the faster of each: docs/explain.md)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Interpreter threads (default: the CPU count, at most 4)."),
+    per_class: Optional[int] = typer.Option(None, "--per-class", min=1,
+                                            help="From folders: the first N images of each class folder."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1,
+                                        help=f"Occluded copies per invoke (1 = no resize; default {DEFAULT_BATCH} for "
+                                             f"int8 models, 1 for float: the faster of each: docs/explain.md)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                          help="Interpreter threads (default: the CPU count, at most 4)."),
     delegate: str = typer.Option("xnnpack", "--delegate", help="xnnpack | none | PATH.so."),
-    method: str = typer.Option("auto", "--method", help="occlusion | gradcam (gradcam: .keras only); auto = occlusion for .tflite, gradcam for .keras."),
+    method: str = typer.Option("auto", "--method",
+                               help="occlusion | gradcam (gradcam: .keras only); auto = occlusion for .tflite, "
+                                    "gradcam for .keras."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line (for a bare .tflite)."),
     variant: str = typer.Option("two_conv", "--variant", help="Which model of a bundle."),
     precision: str = typer.Option("int8", "--precision", help="Which model of a bundle."),
@@ -142,7 +153,8 @@ def table(doc: dict):
 
     keys = [m["key"] for m in doc["models"]]
     t = Table(title=f"explain: {', '.join(m['path'] for m in doc['models'])} "
-                    f"(border strip {doc['regions']['border_pixels']} px = {doc['regions']['border_area_share']:.0%} of the area)")
+                    f"(border strip {doc['regions']['border_pixels']} px = "
+                    f"{doc['regions']['border_area_share']:.0%} of the area)")
     t.add_column("image", overflow="fold")
     t.add_column("true")
     for k in keys:
@@ -154,7 +166,8 @@ def table(doc: dict):
         cells = [Path(e["image"]).name, e["true_class"] or "-"]
         for k in keys:
             r = e[k]
-            cells += [f"{r['label']} {r['probability']:.2f}", "-" if r["border_share"] is None else f"{r['border_share']:.2f}"]
+            cells += [f"{r['label']} {r['probability']:.2f}",
+                      "-" if r["border_share"] is None else f"{r['border_share']:.2f}"]
         for k in keys[1:]:
             v = e[k]["vs_" + keys[0]]
             cells.append(" / ".join("-" if v[m] is None else f"{v[m]:.2f}" for m in ("pearson", "spearman")))

@@ -19,8 +19,10 @@ def export(
     run: Path = typer.Option(DEFAULT_RUN, "--run", help="Run folder with <variant>/<precision>.tflite."),
     variant: Optional[str] = typer.Option(None, "--variant", help="Only these variants (comma-separated)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="Only these precisions, e.g. int8,float32."),
-    with_test_images: bool = typer.Option(False, "--with-test-images", help="Add the run's test split (bench needs no --data then)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Where the run's dataset is now (default: run.json data.path)."),
+    with_test_images: bool = typer.Option(False, "--with-test-images",
+                                          help="Add the run's test split (bench needs no --data then)."),
+    data: Optional[Path] = typer.Option(None, "--data",
+                                        help="Where the run's dataset is now (default: run.json data.path)."),
 ) -> None:
     """Pack a run's TFLite models into one bundle to copy to a device (bench and predict read it as is)."""
     from cxredge.edge.data.sources import read_run

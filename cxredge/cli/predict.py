@@ -26,7 +26,8 @@ EXIT_OOD = 3  # --strict and no input looks like the model's validation images
 
 @handle_errors
 def predict(
-    model: Path = typer.Argument(..., metavar="MODEL.tflite|BUNDLE.zip", help="A .tflite (sidecar next to it) or a bundle."),
+    model: Path = typer.Argument(..., metavar="MODEL.tflite|BUNDLE.zip",
+                                 help="A .tflite (sidecar next to it) or a bundle."),
     images: List[Path] = typer.Argument(..., metavar="IMAGE...", help="Image files or folders of images."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line (for a bare .tflite)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),

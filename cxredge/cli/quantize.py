@@ -49,21 +49,32 @@ class _Tracker:
 @handle_errors
 def quantize(
     run: Path = typer.Option(DEFAULT_RUN, "--run", help="Run directory written by cxredge train."),
-    variant: str = typer.Option("all", "--variant", help="fc | one_conv | two_conv | finetune | ensemble | all (the run's variants), or a comma list."),
-    mode: str = typer.Option("int8", "--mode", help="int8 | float16 | dynamic | qat | refit | float32 | all, or a comma list. float32 is always written."),
-    io: str = typer.Option("uint8", "--io", help="Output type of int8 models: uint8 | int8 (input is always uint8 raw pixels)."),
-    calibration_size: int = typer.Option(DEFAULT_SIZE, "--calibration-size", help="Calibration images: a stratified, seeded sample of the train split."),
-    calibration_file: Path = typer.Option(None, "--calibration", help="Rebuild from a saved calibration manifest instead of drawing one."),
+    variant: str = typer.Option("all", "--variant",
+                                help="fc | one_conv | two_conv | finetune | ensemble | all (the run's variants), "
+                                     "or a comma list."),
+    mode: str = typer.Option("int8", "--mode",
+                             help="int8 | float16 | dynamic | qat | refit | float32 | all, or a comma list. float32 is "
+                                  "always written."),
+    io: str = typer.Option("uint8", "--io",
+                           help="Output type of int8 models: uint8 | int8 (input is always uint8 raw pixels)."),
+    calibration_size: int = typer.Option(DEFAULT_SIZE, "--calibration-size",
+                                         help="Calibration images: a stratified, seeded sample of the train split."),
+    calibration_file: Path = typer.Option(None, "--calibration",
+                                          help="Rebuild from a saved calibration manifest instead of drawing one."),
     qat_epochs: int = typer.Option(2, "--qat-epochs", help="QAT fine-tuning epochs."),
     qat_images: int = typer.Option(400, "--qat-images", help="Train images used for QAT (stratified subset)."),
     qat_lr: float = typer.Option(1e-4, "--qat-lr", help="QAT learning rate (Adam)."),
-    refit_images: int = typer.Option(1000, "--refit-images", help="Train images for the int8 head refit (--mode refit)."),
+    refit_images: int = typer.Option(1000, "--refit-images",
+                                     help="Train images for the int8 head refit (--mode refit)."),
     debug: bool = typer.Option(False, "--debug", help="Write a per-layer int8 error report (int8_debug.json and .md)."),
-    float_fallback: int = typer.Option(0, "--float-fallback", help="Keep the K worst int8 layers in float (writes int8_fallback .tflite)."),
+    float_fallback: int = typer.Option(0, "--float-fallback",
+                                       help="Keep the K worst int8 layers in float (writes int8_fallback .tflite)."),
     bias_correction: bool = typer.Option(True, "--bias-correction/--no-bias-correction",
-                                         help="Take each int8 layer's mean error (measured on the calibration images) out of its bias."),
+                                         help="Take each int8 layer's mean error (measured on the calibration images) "
+                                              "out of its bias."),
     bias_correction_images: int = typer.Option(DEFAULT_IMAGES, "--bias-correction-images",
-                                               help="Calibration images (evenly spaced over the manifest) that bias correction measures on."),
+                                               help="Calibration images (evenly spaced over the manifest) that bias "
+                                                    "correction measures on."),
     split: str = typer.Option("val", "--split", help="Split to validate on: val | test."),
     seed: int = typer.Option(0, "--seed", help="Seed of the calibration sample and QAT."),
 ) -> None:
@@ -113,7 +124,8 @@ def _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback,
 
 def results_table(rows: list[dict], split: str) -> Table:
     table = Table(title=f"cxredge quantize: each model vs its Keras original ({split} split)")
-    for col in ("variant", "precision", "size", "x float32", "agreement", "macro-F1", "delta F1", "max |dprob|", "ties"):
+    for col in ("variant", "precision", "size", "x float32", "agreement", "macro-F1", "delta F1", "max |dprob|",
+                "ties"):
         table.add_column(col, justify="left" if col in ("variant", "precision") else "right")
     float_size = {r["variant"]: r["size_bytes"] for r in rows if r["precision"] == "float32"}
     for r in rows:

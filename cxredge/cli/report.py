@@ -18,9 +18,11 @@ BENCH_HELP = ("bench.json files, or LiteRT benchmark_model text output, to inclu
 
 @handle_errors
 def report(
-    run: Optional[Path] = typer.Option(None, "--run", help=f"Run folder (default {DEFAULT_RUN}; optional with --bench)."),
+    run: Optional[Path] = typer.Option(None, "--run",
+                                       help=f"Run folder (default {DEFAULT_RUN}; optional with --bench)."),
     bench: Optional[List[Path]] = typer.Option(None, "--bench", help=BENCH_HELP),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for report.html / report.md (default: the run folder, else .)."),
+    out: Optional[Path] = typer.Option(None, "--out",
+                                       help="Folder for report.html / report.md (default: the run folder, else .)."),
 ) -> None:
     """Write report.html (images embedded) and report.md: training, quantization and bench results."""
     from cxredge.edge.report.page import write_report

@@ -117,7 +117,8 @@ def quantize_run(settings: QuantizeSettings, tracker) -> list[dict]:
     loaded = load_split(ds, settings.split, skip_bad=True, progress=tracker.task(f"{settings.split} images", n_val))
     if calib is not None:
         calib.save(settings.calibration_file)
-    ood = build_reference(loaded.x, settings.split).to_dict()  # the OOD guard's reference (edge/ood/guard.py), ~1.5 ms/image
+    # the OOD guard's reference (edge/ood/guard.py), ~1.5 ms/image
+    ood = build_reference(loaded.x, settings.split).to_dict()
     rows: list[dict] = []
     for variant in settings.variants:
         rows += quantize_variant(settings, run, variant, loaded, calib, tracker, ood)

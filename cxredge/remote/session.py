@@ -255,7 +255,8 @@ class DeviceRun:
             raise remote_failure(self.t, f"copying {local.name}", rc, err)
 
     def upload(self) -> None:
-        self.send(self.job.bundle, f"{self.work}/bundle.zip", f"sending the bundle ({self.job.bundle.stat().st_size / 1e6:.1f} MB)")
+        self.send(self.job.bundle, f"{self.work}/bundle.zip",
+                  f"sending the bundle ({self.job.bundle.stat().st_size / 1e6:.1f} MB)")
         if self.job.labels is not None:
             self.send(self.job.labels, f"{self.work}/labels.txt", "sending the labels")
 

@@ -187,7 +187,8 @@ def fit_phase2(model, data, settings: TrainSettings, cw, strategy, bar_factory, 
                          weights=cw, noise=settings.pixel_noise, preset=settings.finetune_augment, shuffle=True)
     bar = bar_factory("finetune phase 2", settings.finetune_epochs * steps)
     ema = WeightEMA(model, settings.ema) if settings.ema > 0 else None
-    monitor = ValMonitor(model, (val_split.stream(32), val_split.y), data.classes, settings.finetune_patience, deadline, bar, ema)
+    monitor = ValMonitor(model, (val_split.stream(32), val_split.y), data.classes, settings.finetune_patience, deadline,
+                         bar, ema)
     hist = trainer.fit(train, epochs=settings.finetune_epochs, verbose=0, callbacks=[monitor], shuffle=False)
     history = {key: [float(v) for v in vals] for key, vals in hist.history.items()}
     history.update(epoch_seconds=monitor.epoch_seconds, best_epoch=monitor.best_epoch,

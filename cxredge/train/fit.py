@@ -161,5 +161,6 @@ def fit(model: keras.Model, train, val, settings: TrainSettings, epochs: int,
     if advance and len(timer.epoch_seconds) < epochs:
         advance(f"best epoch {int(np.argmin(history['val_loss'])) + 1}", done=True)
     history["epoch_seconds"] = timer.epoch_seconds
-    history["best_epoch"] = int(np.argmin(history["val_loss"])) + 1 if settings.patience > 0 else len(timer.epoch_seconds)
+    history["best_epoch"] = (int(np.argmin(history["val_loss"])) + 1 if settings.patience > 0
+                             else len(timer.epoch_seconds))
     return history, timer

@@ -370,7 +370,8 @@ def _join_phases(p1: dict, p2: dict) -> dict:
                   stop_reason=p2["stop_reason"], ema=p2.get("ema", 0.0), phase2_val_macro_f1=p2.get("val_macro_f1", []),
                   phase2_val_pair_accuracy=p2.get("val_pair_accuracy", []))
     if best:
-        joined["best_val"] = {key: p2[f"val_{key}"][best - 1] for key in ("loss", "accuracy", "macro_f1", "pair_accuracy")
+        joined["best_val"] = {key: p2[f"val_{key}"][best - 1]
+                              for key in ("loss", "accuracy", "macro_f1", "pair_accuracy")
                               if f"val_{key}" in p2}
     return joined
 

@@ -82,7 +82,8 @@ def duplicate_warnings(duplicates: dict, where: dict[str, tuple[str, str]]) -> l
     for cls, groups in sorted(by_pair.items()):
         out.append({"kind": "label_conflict", "classes": list(cls),
                     "message": f"{' / '.join(cls)}: {len(groups)} duplicate group(s) carry different labels, "
-                               f"e.g. {_examples(groups)}: at least one label of each is wrong, or the image is ambiguous"})
+                               f"e.g. {_examples(groups)}: at least one label of each is wrong, or the "
+                               f"image is ambiguous"})
     if duplicates["cross_split"]:
         spans = Counter("/".join(sorted({where[n][0] for n in g})) for g in duplicates["cross_split"])
         classes = sorted({where[n][1] for g in duplicates["cross_split"] for n in g})

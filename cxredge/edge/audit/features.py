@@ -45,7 +45,8 @@ REGION_STATS = ("mean", "std", "dark", "bright", "gradient")
 GROUP_NAMES = {
     "borders": [f"{r}_{s}" for r in REGIONS for s in REGION_STATS],
     "histogram": [f"bin{i:02d}" for i in range(HIST_BINS)] + [f"p{p}" for p in PERCENTILES],
-    "jpeg_blocks": [f"{d}_phase{p}" for d in ("col", "row") for p in range(8)] + ["col_boundary_ratio", "row_boundary_ratio"],
+    "jpeg_blocks": [f"{d}_phase{p}" for d in ("col", "row") for p in range(8)]
+    + ["col_boundary_ratio", "row_boundary_ratio"],
 }
 GROUP_TITLES = {"borders": "image borders", "histogram": "the intensity histogram",
                 "jpeg_blocks": "8x8 JPEG-block artifacts", "all": "all three cue groups"}
@@ -85,7 +86,8 @@ def block_features(native: np.ndarray) -> np.ndarray:
 
 
 def probe_features(native: np.ndarray, work: np.ndarray) -> dict[str, np.ndarray]:
-    return {"borders": border_features(work), "histogram": histogram_features(work), "jpeg_blocks": block_features(native)}
+    return {"borders": border_features(work), "histogram": histogram_features(work),
+            "jpeg_blocks": block_features(native)}
 
 
 def _dct_matrix(n: int) -> np.ndarray:

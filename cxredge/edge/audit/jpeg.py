@@ -50,7 +50,8 @@ def ijg_table(base: np.ndarray, quality: int) -> np.ndarray:
 
 
 QUALITIES = np.arange(1, 101)
-CANDIDATES = {name: np.stack([ijg_table(base, q) for q in QUALITIES]) for name, base in (("luma", LUMA), ("chroma", CHROMA))}
+CANDIDATES = {name: np.stack([ijg_table(base, q) for q in QUALITIES])
+              for name, base in (("luma", LUMA), ("chroma", CHROMA))}
 
 
 def estimate_quality(quantization: dict | None) -> dict | None:

@@ -27,7 +27,8 @@ def standardise(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarra
     return (x - mean) / scale
 
 
-def fit(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 1e-2, max_iter: int = 50, tol: float = 1e-7) -> Fitted:
+def fit(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 1e-2, max_iter: int = 50,
+        tol: float = 1e-7) -> Fitted:
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-12] = 1.0  # a constant feature stays 0 after centring
@@ -149,7 +150,8 @@ def stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
     return fold
 
 
-def cross_val_predict(x: np.ndarray, y: np.ndarray, n_classes: int, folds: int, seed: int, l2: float = 1e-2) -> np.ndarray:
+def cross_val_predict(x: np.ndarray, y: np.ndarray, n_classes: int, folds: int,
+                      seed: int, l2: float = 1e-2) -> np.ndarray:
     """Held-out predicted class of every sample (each from the model fitted on the other folds)."""
     fold = stratified_folds(y, folds, seed)
     pred = np.empty(len(y), dtype=np.int64)

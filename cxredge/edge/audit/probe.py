@@ -71,7 +71,8 @@ def _run_probe(features, y, classes, settings) -> dict:
            "cv_folds": folds, "n": int(len(y)), "settings": settings.to_dict(),
            "accuracy": None, "chance": round(float(counts.max() / len(y)), 4), "pairs": []}
     if folds < 2:
-        out["skipped"] = f"a class has {int(counts[counts > 0].min())} image(s): at least 2 are needed to cross-validate"
+        out["skipped"] = (f"a class has {int(counts[counts > 0].min())} image(s): "
+                          f"at least 2 are needed to cross-validate")
         return out
     present = np.flatnonzero(counts)
     y_mc = np.searchsorted(present, y)
@@ -83,7 +84,8 @@ def _run_probe(features, y, classes, settings) -> dict:
     return out
 
 
-def _pair(x: dict[str, np.ndarray], y: np.ndarray, a: int, b: int, classes, folds: int, settings: ProbeSettings) -> dict:
+def _pair(x: dict[str, np.ndarray], y: np.ndarray, a: int, b: int, classes, folds: int,
+          settings: ProbeSettings) -> dict:
     sel = (y == a) | (y == b)
     yy = (y[sel] == b).astype(np.int64)
     n = int(sel.sum())

@@ -33,7 +33,8 @@ def audit_doc(a: dict) -> Doc:
     n = sum(sum(c.values()) for c in a["counts"].values())
     doc.h(1, "cxredge audit")
     doc.p(f"Data `{a['data']['path']}` ({a['data']['layout']}); {n} images, {len(a['classes'])} classes "
-          f"({', '.join(a['classes'])}); read from: {a['source']}; {a['seconds'].get('total', sum(a['seconds'].values())):.1f} s.")
+          f"({', '.join(a['classes'])}); read from: {a['source']}; "
+          f"{a['seconds'].get('total', sum(a['seconds'].values())):.1f} s.")
     doc.h(2, f"Warnings ({len(a['warnings'])})")
     if not a["warnings"]:
         doc.p("None: no class pair is told apart far above chance by the probe's cues or the file facts, "
@@ -75,7 +76,8 @@ def files_section(doc: Doc, a: dict) -> None:
     doc.table(["split / class", "n", "formats", "modes", "median size", "size range", "aspect w/h", "JPEG quality",
                "KiB (mean)"], rows)
     doc.p("JPEG quality: estimated from each file's quantization tables against libjpeg's (`~q`: nearest, not exact). "
-          "Images stored losslessly after a lossy step (JPEG -> PNG) show no JPEG here: the probe's block cue finds them.")
+          "Images stored losslessly after a lossy step (JPEG -> PNG) show no JPEG here: the probe's block "
+          "cue finds them.")
     cues = a.get("format_cues") or []
     if cues:
         facts = list(cues[0]["accuracy_by_fact"])
@@ -94,7 +96,8 @@ def probe_section(doc: Doc, probe: dict, level: int = 2) -> None:
     doc.p(f"L2 logistic regression (l2 {s['l2']}, standardised features), {probe['cv_folds']}-fold stratified "
           f"cross-validation (seed {s['seed']}), on {probe['n']} images. Cues: "
           + "; ".join(f"{GROUP_TITLES[g]} ({probe['features'][g]['n']} numbers)" for g in GROUPS)
-          + f". All classes at once (all cues): accuracy {fmt_acc(probe['accuracy'])}, chance {fmt_acc(probe['chance'])}.")
+          + f". All classes at once (all cues): accuracy {fmt_acc(probe['accuracy'])}, chance "
+            f"{fmt_acc(probe['chance'])}.")
     doc.table(["pair", "n", "chance"] + [GROUP_TITLES[g] for g in GROUPS + ("all",)] + ["cue", "flagged"],
               [[" vs ".join(p["classes"]), str(p["n"]), fmt_acc(p["chance"])]
                + [fmt_acc(p["accuracy_by_cue"][g]) for g in GROUPS + ("all",)]

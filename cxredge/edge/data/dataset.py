@@ -244,7 +244,8 @@ def _stratified_split(files, n_classes, ratios, seed) -> dict[str, tuple[tuple[P
         out["train"] += group[n_val + n_test:]
     for s in SPLITS:
         if ratios[SPLITS.index(s)] > 0 and not out[s]:
-            raise CxrError(f"too few images to make a {s} split (seed {seed}); add images or give train/val/test folders")
+            raise CxrError(f"too few images to make a {s} split (seed {seed}); add images or give "
+                           f"train/val/test folders")
     return {s: tuple(sorted(v)) for s, v in out.items()}
 
 

@@ -88,7 +88,8 @@ def make_entry(path: Path, labels_file: Path | None = None, seen: set[str] | Non
 
 def from_run(run_dir: Path, labels_file: Path | None = None) -> Source:
     if not run_dir.is_dir():
-        raise CxrError(f"--run {run_dir}: run folder not found (train and quantize first, or pass MODEL.tflite / BUNDLE.zip)")
+        raise CxrError(f"--run {run_dir}: run folder not found (train and quantize first, or pass "
+                       f"MODEL.tflite / BUNDLE.zip)")
     paths = run_models(run_dir)
     if not paths:
         raise CxrError(f"--run {run_dir}: no .tflite models in <variant>/ folders (run `cxredge quantize` first)")

@@ -62,7 +62,8 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def sens_at_spec(positive: np.ndarray, score: np.ndarray, target: float = SPEC_TARGET) -> tuple[float | None, float | None]:
+def sens_at_spec(positive: np.ndarray, score: np.ndarray, target: float = SPEC_TARGET) -> tuple[float | None,
+                                                                                                float | None]:
     """(sensitivity, threshold): the best sensitivity of the rule `score >= threshold` with specificity >= target.
 
     Thresholds tried: every distinct score and +inf (nothing positive). None when a group is empty.

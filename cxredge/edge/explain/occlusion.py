@@ -31,7 +31,8 @@ DEFAULT_PATCH = 32
 DEFAULT_STRIDE = 16
 DEFAULT_FILL = 128  # mid-gray: ~0 after the model's [-1, 1] scaling, i.e. "no signal" to the network
 DEFAULT_BORDER = 0.125
-DEFAULT_BATCH = 8  # for int8 models (benchmarks/results/explain/explain_speed.md: 4-16 alike at 1 thread, 8 fastest at 2)
+# for int8 models (benchmarks/results/explain/explain_speed.md: 4-16 alike at 1 thread, 8 fastest at 2)
+DEFAULT_BATCH = 8
 
 Predict = Callable[[np.ndarray], np.ndarray]
 

@@ -41,7 +41,8 @@ def scale_of(heatmap: np.ndarray) -> float:
     return m if m > 0 else 1.0
 
 
-def overlay(image: np.ndarray, heatmap: np.ndarray, vmax: float | None = None, border: float | None = None) -> Image.Image:
+def overlay(image: np.ndarray, heatmap: np.ndarray, vmax: float | None = None,
+            border: float | None = None) -> Image.Image:
     """(H, W, 3) uint8 film + (H, W) heatmap -> an RGB image of the same size."""
     gray = image.astype(np.float64).mean(axis=2, keepdims=True).repeat(3, axis=2)
     v = heatmap / (vmax or scale_of(heatmap))
@@ -104,7 +105,8 @@ def save_png(img: Image.Image, path: Path, width: int | None = None) -> Path:
     return Path(path)
 
 
-def grid(tiles: list[list[Path | None]], row_labels: list[str], col_labels: list[str], tile_width: int = 200) -> Image.Image:
+def grid(tiles: list[list[Path | None]], row_labels: list[str], col_labels: list[str],
+         tile_width: int = 200) -> Image.Image:
     """Figures (PNG paths) laid out in rows (e.g. one per class) and columns (images x models)."""
     f = font(12)
     opened = [[Image.open(p).convert("RGB") if p else None for p in row] for row in tiles]

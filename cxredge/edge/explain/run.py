@@ -76,9 +76,11 @@ def explain_one(i: int, f: Path, img: np.ndarray, explainers: list[Explainer], l
             first, t = sal, sal.target  # a compared model explains the first model's class
         stem = f"{i:03d}_{f.stem}_{ex.key}"
         res = model_entry(sal, labels, settings.border)
-        cap = [f"{ex.key}: {res['label']} {res['probability']:.2f}" + (f" (true {entry['true_class']})" if entry["true_class"] else ""),
+        cap = [f"{ex.key}: {res['label']} {res['probability']:.2f}"
+               + (f" (true {entry['true_class']})" if entry["true_class"] else ""),
                f"{sal.method} for {labels[sal.target]}; border share {fmt_share(res['border_share'])}"]
-        res["overlay"] = rel(R.save_png(R.figure(img, sal.heatmap, cap, settings.border), out / "overlays" / f"{stem}.png",
+        res["overlay"] = rel(R.save_png(R.figure(img, sal.heatmap, cap, settings.border),
+                                        out / "overlays" / f"{stem}.png",
                                         FIGURE_WIDTH), out)
         res["heatmap_npy"] = rel(save_npy(out / "heatmaps" / f"{stem}.npy", sal.heatmap), out)
         if sal is not first:
@@ -121,7 +123,8 @@ def group_stats(group: list[dict], keys: list[str]) -> dict:
                   "accuracy": mean([float(e[k]["label"] == e["true_class"]) for e in group if e["true_class"]])}
         vs = [e[k].get("vs_" + keys[0]) for e in group if e[k].get("vs_" + keys[0])]
         if vs:
-            out[k].update(pearson_mean=mean([v["pearson"] for v in vs]), spearman_mean=mean([v["spearman"] for v in vs]),
+            out[k].update(pearson_mean=mean([v["pearson"] for v in vs]),
+                          spearman_mean=mean([v["spearman"] for v in vs]),
                           same_class=mean([float(v["same_class"]) for v in vs]))
     return out
 
@@ -173,11 +176,13 @@ def tflite_explainer(path: Path, shown: Path, settings: OcclusionSettings, batch
     m = open_model(path, names, threads=threads, delegate=resolve_delegate(delegate))
     settings.check(m.image_size)
     if batch is None:
-        batch = 1 if m.input_spec["dtype"].startswith("float") and m.output_spec["dtype"].startswith("float") else DEFAULT_BATCH
+        batch = (1 if m.input_spec["dtype"].startswith("float") and m.output_spec["dtype"].startswith("float")
+                 else DEFAULT_BATCH)
     runner = BatchRunner(m, batch)
     side = read_sidecar(path) if labels_file is None else None
     key = (side or {}).get("precision") or path.stem
-    info = {"key": key, "path": str(shown), "variant": (side or {}).get("variant"), "precision": (side or {}).get("precision"),
+    info = {"key": key, "path": str(shown), "variant": (side or {}).get("variant"),
+            "precision": (side or {}).get("precision"),
             "method": "occlusion", "runtime": f"{m.runtime.name} {m.runtime.version}", "delegate": delegate,
             "threads": threads, "batch": runner.batch, "batch_asked": batch, "note": runner.note,
             "labels": names, "image_size": m.image_size}

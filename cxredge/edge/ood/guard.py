@@ -193,7 +193,8 @@ class Reference:
                 "split": self.split, "n": self.n, "input_size": self.input_size, "keep": self.keep,
                 "threshold": self.threshold, "val_flagged": self.val_flagged,  # full precision: the check is exact
                 "features": {f.name: {"median": m, "scale": s, "side": f.side,
-                                      "floor": f.floor, **({"quantiles": self.quantiles[f.name]} if self.quantiles else {})}
+                                      "floor": f.floor,
+                                      **({"quantiles": self.quantiles[f.name]} if self.quantiles else {})}
                              for f, m, s in zip(FEATURES, self.median, self.scale)},
                 "layout_grid": GRID, "layout_template": list(self.template)}
 
@@ -240,7 +241,8 @@ def reference_from_dict(doc) -> tuple[Reference | None, str | None]:
                         tuple(float(v) for v in doc["layout_template"]), float(doc["threshold"]), str(doc["split"]),
                         int(doc["n"]), int(doc["input_size"]), float(doc.get("keep", KEEP)),
                         int(doc.get("val_flagged", 0)),
-                        {n: feats[n].get("quantiles") for n in NAMES} if all("quantiles" in feats[n] for n in NAMES) else None)
+                        {n: feats[n].get("quantiles") for n in NAMES} if all("quantiles" in feats[n] for n in NAMES)
+                        else None)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return None, f"`ood` reference is incomplete ({type(exc).__name__}: {exc})"
     if len(ref.template) != GRID * GRID or min(ref.scale) <= 0:

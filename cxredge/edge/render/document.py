@@ -75,7 +75,8 @@ def to_markdown(doc: Doc, out_dir: Path) -> str:
         if b[0] == "card":  # the report's summary card renders itself (report_summary.Card)
             parts += b[1].markdown()
         elif b[0] == "toc":
-            parts.append("Contents: " + " · ".join(f"[{md.text(t, False)}](#{gh_anchor(t)})" for _, t in toc_entries(doc)))
+            parts.append("Contents: "
+                         + " · ".join(f"[{md.text(t, False)}](#{gh_anchor(t)})" for _, t in toc_entries(doc)))
         elif b[0] == "h":
             parts.append("#" * b[1] + " " + md.text(b[2]))
         elif b[0] == "p":

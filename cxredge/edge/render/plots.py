@@ -94,7 +94,8 @@ def latency_bars(plt, rows: list[dict], path: Path) -> Path:
     for i, (delegate, threads) in enumerate(configs):
         med, err = [], []
         for m in models:
-            r = next((r for r in rows if r["model"] == m and (r["delegate"], r["threads"]) == (delegate, threads)), None)
+            r = next((r for r in rows if r["model"] == m and (r["delegate"], r["threads"]) == (delegate, threads)),
+                     None)
             lat = r["latency_ms"] if r else None
             med.append(lat["median"] if lat else np.nan)
             err.append(lat["p90"] - lat["median"] if lat else 0)

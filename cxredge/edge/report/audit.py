@@ -25,7 +25,8 @@ def audit_section(doc, run_dir: Path) -> dict | None:
     d = {k: v or [] for k, v in (a.get("duplicates") or {}).items()}
     doc.h(2, "Data audit: shortcuts, duplicates, leakage")
     doc.p(f"From `{path.name}` ({a.get('source', '?')}): {len(a.get('warnings') or [])} warning(s); duplicate groups: "
-          f"exact {len(d.get('exact', []))}, near {len(d.get('near', []))}, across classes {len(d.get('cross_class', []))}, "
+          f"exact {len(d.get('exact', []))}, near {len(d.get('near', []))}, across classes "
+          f"{len(d.get('cross_class', []))}, "
           f"across splits {len(d.get('cross_split', []))}.")
     for w in a.get("warnings") or []:
         doc.p(f"Warning ({w['kind']}): {w['message']}")

@@ -101,9 +101,11 @@ def datasets_section(doc, benches: list[tuple[Path, dict]], assets: Path) -> boo
             if sa and so and sa != so:
                 flags.append(f"{key}: other model bytes on {dataset_label(other)} (sha256 {so[:12]} vs {sa[:12]})")
             ca, co = m.get("ci95") or {}, o.get("ci95") or {}
-            rows.append([key, T.with_ci(m.get("accuracy"), ca.get("accuracy")), T.with_ci(o.get("accuracy"), co.get("accuracy")),
+            rows.append([key, T.with_ci(m.get("accuracy"), ca.get("accuracy")),
+                         T.with_ci(o.get("accuracy"), co.get("accuracy")),
                          _change(m.get("accuracy"), o.get("accuracy")),
-                         T.with_ci(m.get("macro_auc"), ca.get("macro_auc")), T.with_ci(o.get("macro_auc"), co.get("macro_auc")),
+                         T.with_ci(m.get("macro_auc"), ca.get("macro_auc")),
+                         T.with_ci(o.get("macro_auc"), co.get("macro_auc")),
                          _change(m.get("macro_auc"), o.get("macro_auc"), points=False),
                          fmt(m.get("ece")), fmt(o.get("ece"))])
         a, b = short_name(first), short_name(other)

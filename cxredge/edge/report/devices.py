@@ -108,12 +108,14 @@ def facts_table(doc, devs: list[Dev]) -> None:
         temp, thr, mhz = d.get("temperature_c"), d.get("throttled"), d.get("cpu_mhz") or {}
         value = {
             "source": dev.kind, "CPU": d.get("cpu_model"), "cores": d.get("cores"), "OS": d.get("os"),
-            "Python": d.get("python"), "runtime": " ".join(str(x) for x in (d.get("runtime"), d.get("runtime_version")) if x),
+            "Python": d.get("python"),
+            "runtime": " ".join(str(x) for x in (d.get("runtime"), d.get("runtime_version")) if x),
             "cxredge": d.get("cxredge"), "temperature C (end)": f"{max(temp.values()):.0f}" if temp else None,
             "throttling": (", ".join(thr["flags"]) or f"none ({thr['raw']})") if thr else None,
             "governor": d.get("cpu_governor"), "clock MHz (cur/max)":
                 f"{mhz.get('cur')}/{mhz.get('max')}" if mhz else None,
-            "images": f"{ds['n']} ({ds.get('split')})" + (f", set {ds['images_sha256'][:10]}" if ds.get("images_sha256") else "")
+            "images": f"{ds['n']} ({ds.get('split')})"
+            + (f", set {ds['images_sha256'][:10]}" if ds.get("images_sha256") else "")
                 if ds.get("n") else "none (latency only)",
             "file": f"`{dev.path}`", "note": d.get("note"),
         }[what]
@@ -139,7 +141,8 @@ def latency_keys(devs: list[Dev]) -> list[tuple]:
 
 
 def latency_table(doc, devs: list[Dev], keys: list[tuple]) -> None:
-    rows = [[k[0], k[1], str(k[2] if k[2] is not None else "-")] + [latency_cell(find(d, k)) for d in devs] for k in keys]
+    rows = [[k[0], k[1], str(k[2] if k[2] is not None else "-")] + [latency_cell(find(d, k)) for d in devs]
+            for k in keys]
     doc.table(["model", "delegate", "threads", *[f"{d.tag} ms" for d in devs]], rows)
 
 
@@ -269,7 +272,8 @@ def compare(ref: Dev, dev: Dev, model: str) -> tuple[str, bool]:
             return f"{dev.tag} {diff} of {len(common)} predictions differ from {ref.tag}", False
         if images:
             return f"{dev.tag} identical predictions on all {len(common)} images", True
-        return f"{dev.tag} identical predictions on the {len(common)} images shared with {ref.tag} (other image set)", True
+        return (f"{dev.tag} identical predictions on the {len(common)} images shared with {ref.tag} "
+                f"(other image set)"), True
     if images is False:
         return f"{dev.tag} other images than {ref.tag}: accuracy not comparable", False
     a, b = accuracy_of(ref, model), accuracy_of(dev, model)
@@ -324,7 +328,8 @@ def devices_section(doc, benches: list[tuple[Path, dict]], assets: Path) -> None
     if plt is None:
         doc.notes.append(f"across-devices plots left out: {P.MISSING}")
         return
-    doc.img(latency_plot(plt, devs, keys, assets / "compare_latency.png"), "median latency per device (hatched: average)")
+    doc.img(latency_plot(plt, devs, keys, assets / "compare_latency.png"),
+            "median latency per device (hatched: average)")
     if sp_keys:
         doc.img(speedup_plot(plt, devs, sp_keys, assets / "compare_speedup.png"), "speed-up over float32 per device")
 

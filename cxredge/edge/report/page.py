@@ -3,8 +3,9 @@
 Sections: the run (data, classes, settings), the variant table in the study's format next to the study's
 numbers, training curves and confusion matrices, the float / int8 / QAT table from the sidecars'
 `validation`, and the bench tables and plots; several bench.json files (a laptop, a Pi, a phone's
-benchmark_model text) are merged into one side-by-side comparison (report_devices.py). Plots that are missing on disk are drawn with matplotlib when it is
-installed; without it the report still has every table and says which figures were left out.
+benchmark_model text) are merged into one side-by-side comparison (report_devices.py). Plots that are missing
+on disk are drawn with matplotlib when it is installed; without it the report still has every table and says
+which figures were left out.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def run_section(doc: Doc, run_dir: Path, assets: Path) -> None:
     data = run.get("data") or {}
     doc.h(2, "The run")
     doc.p(f"Run folder `{run_dir}`; classes {', '.join(run.get('classes') or data.get('classes') or [])}; "
-          f"MobileNet v1 alpha {run.get('alpha', '?')}, weights {run.get('weights', '?')}, seed {run.get('seed', '?')}; "
+          f"MobileNet v1 alpha {run.get('alpha', '?')}, weights {run.get('weights', '?')}, seed "
+          f"{run.get('seed', '?')}; "
           f"data `{data.get('path', '?')}` ({data.get('layout', '?')}).")
     counts = data.get("counts") or {}
     if counts:
@@ -63,7 +65,8 @@ def run_section(doc: Doc, run_dir: Path, assets: Path) -> None:
     doc.table(["variant", "accuracy", "study accuracy", "F1 (macro)", "precision (macro)", "recall (macro)",
                "weighted F1", "accuracy 95% CI", "macro AUC", "ECE"], rows)
     doc.p("Study accuracy: the numbers reported by the transfer-learning study this project builds on "
-          "(fc 0.865, one_conv 0.434, two_conv 0.878), for reference; different data and split, not a paired comparison.")
+          "(fc 0.865, one_conv 0.434, two_conv 0.878), for reference; different data and split, not a "
+          "paired comparison.")
     figures(doc, dirs, assets)
 
 
@@ -74,7 +77,8 @@ def figures(doc: Doc, dirs: list[Path], assets: Path) -> None:
         curves, confusion = d / "curves.png", d / "confusion.png"
         if not curves.is_file() and (d / "history.json").is_file():
             plt = plt or P.matplotlib_pyplot()
-            curves = P.curves_plot(plt, read_json(d / "history.json"), d.name, assets / f"{d.name}_curves.png") if plt else None
+            curves = P.curves_plot(plt, read_json(d / "history.json"), d.name,
+                                   assets / f"{d.name}_curves.png") if plt else None
         if not confusion.is_file():
             plt = plt or P.matplotlib_pyplot()
             m = read_json(d / METRICS_JSON)
@@ -100,7 +104,8 @@ def quant_section(doc: Doc, run_dir: Path) -> None:
         side = read_sidecar(path) or {}
         v = side.get("validation") or {}
         rows.append([path.parent.name, path.stem, f"{path.stat().st_size / 1e6:.2f}", str(v.get("split", "-")),
-                     str(v.get("n", "-")), fmt(v.get("agreement")), fmt(v.get("macro_f1_float")), fmt(v.get("macro_f1")),
+                     str(v.get("n", "-")), fmt(v.get("agreement")), fmt(v.get("macro_f1_float")),
+                     fmt(v.get("macro_f1")),
                      fmt(v.get("delta_macro_f1"), "+.3f"), fmt(v.get("max_abs_dprob"))])
     if rows:
         doc.h(2, "Float vs quantized (from each model's sidecar validation)")
@@ -139,7 +144,8 @@ def bench_cells(r: dict, rows: list[dict] | None = None) -> list[str]:
     s = None if noisy(r) or float_noisy(r, rows or []) else r.get("speedup_vs_float32")
     mb = r["size_bytes"] / 1e6 if r.get("size_bytes") is not None else None
     return [r["model"], Path(r["delegate"]).name, str(r["threads"]), fmt(mb, ".2f"),
-            fmt(r.get("accuracy")), fmt(r.get("macro_f1")), fmt(r.get("agreement_with_float")), fmt(lat.get("init"), ".1f"),
+            fmt(r.get("accuracy")), fmt(r.get("macro_f1")), fmt(r.get("agreement_with_float")),
+            fmt(lat.get("init"), ".1f"),
             fmt(lat.get("first"), ".2f"), fmt(lat.get("median"), ".2f"), fmt(lat.get("p90"), ".2f"),
             fmt(lat.get("p99"), ".2f"), f"{s:.2f}x" if s else "-",
             ("ok, NOISY latency" if noisy(r) else "ok") if r["status"] == "ok" else f"failed: {r.get('error')}"]

@@ -42,7 +42,8 @@ def saliency_section(doc, run_dir: Path) -> None:
     models = "; ".join(f"{m['key']}: `{m['path']}` ({m['method']})" for m in ex["models"])
     doc.p(f"{len(ex['images'])} images from `cxredge explain` ({path.parent}); {models}. Occlusion: a {s['patch']} px "
           f"patch of gray {s['fill']} every {s['stride']} px; heat = drop of the {s['target']} class's probability "
-          f"(red: evidence for the class). Border share: the share of the positive saliency in the {reg['definition']}; "
+          f"(red: evidence for the class). Border share: the share of the positive saliency in the "
+          f"{reg['definition']}; "
           f"the strip is {reg['border_area_share']:.1%} of the area, so a share well above that means the model "
           "leans on the film's edges (labels, markers, collimation, body outline) more than on the lungs.")
     # only a PNG inside the run folder is embedded (a crafted `grid` must not put another file in the page)
@@ -52,7 +53,8 @@ def saliency_section(doc, run_dir: Path) -> None:
     headers += [h for k in keys[1:] for h in (f"Pearson {k} vs {keys[0]}", f"Spearman {k} vs {keys[0]}", "same class")]
     rows = [row(c, g, keys) for c, g in per.items()] + [row("all", ex["summary"]["all"], keys)]
     doc.table(headers, rows)
-    doc.p(f"Grouped by {ex['summary']['grouped_by']}; border share of the strip's area: {reg['border_area_share']:.3f}. "
+    doc.p(f"Grouped by {ex['summary']['grouped_by']}; border share of the strip's area: "
+          f"{reg['border_area_share']:.3f}. "
           "Occlusion maps show what the model needs, at the patch's resolution; they do not prove a cause. "
           "See docs/explain.md.")
 
