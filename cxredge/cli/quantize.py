@@ -10,6 +10,8 @@ from rich.table import Table
 from cxredge.cli.common import check_out_dir, console, handle_errors, split_list
 from cxredge.convert.bias_correction import DEFAULT_IMAGES
 from cxredge.convert.calibration import DEFAULT_SIZE
+from cxredge.convert.rounding import DEFAULT_IMAGES as ROUNDING_IMAGES
+from cxredge.convert.rounding import MODES as ROUNDING_MODES
 from cxredge.errors import CxrError
 from cxredge.paths import DEFAULT_RUN, VARIANTS
 
@@ -67,7 +69,7 @@ def quantize(
     rounding: str = typer.Option("nearest", "--rounding",
                                  help="int8 weight rounding: nearest (the converter's) | learned (per layer, "
                                       "against the float layer on the calibration images)."),
-    rounding_images: int = typer.Option(64, "--rounding-images",
+    rounding_images: int = typer.Option(ROUNDING_IMAGES, "--rounding-images",
                                         help="Calibration images (evenly spaced) that --rounding learned fits on."),
     split: str = typer.Option("val", "--split", help="Split to validate on: val | test."),
     seed: int = typer.Option(0, "--seed", help="Seed of the calibration sample and QAT."),
@@ -79,8 +81,8 @@ def quantize(
     _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback, split, qat_lr, refit_images)
     if bias_correction_images < 1:
         raise CxrError(f"--bias-correction-images {bias_correction_images}: must be >= 1")
-    if rounding not in ("nearest", "learned"):
-        raise CxrError(f"--rounding {rounding}: expected nearest or learned")
+    if rounding not in ROUNDING_MODES:
+        raise CxrError(f"--rounding {rounding}: expected {' or '.join(ROUNDING_MODES)}")
     if rounding_images < 1:
         raise CxrError(f"--rounding-images {rounding_images}: must be >= 1")
     run_doc = load_run(run)
