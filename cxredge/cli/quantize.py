@@ -10,6 +10,8 @@ from rich.table import Table
 from cxredge.cli.common import check_out_dir, console, handle_errors, split_list
 from cxredge.convert.bias_correction import DEFAULT_IMAGES
 from cxredge.convert.calibration import DEFAULT_SIZE
+from cxredge.convert.rounding import DEFAULT_IMAGES as ROUNDING_IMAGES
+from cxredge.convert.rounding import MODES as ROUNDING_MODES
 from cxredge.errors import CxrError
 from cxredge.formats import QUANTIZE_JSON
 from cxredge.paths import DEFAULT_RUN
@@ -75,6 +77,11 @@ def quantize(
     bias_correction_images: int = typer.Option(DEFAULT_IMAGES, "--bias-correction-images",
                                                help="Calibration images (evenly spaced over the manifest) that bias "
                                                     "correction measures on."),
+    rounding: str = typer.Option("nearest", "--rounding",
+                                 help="int8 weight rounding: nearest (the converter's) | learned (per layer, "
+                                      "against the float layer on the calibration images)."),
+    rounding_images: int = typer.Option(ROUNDING_IMAGES, "--rounding-images",
+                                        help="Calibration images (evenly spaced) that --rounding learned fits on."),
     split: str = typer.Option("val", "--split", help="Split to validate on: val | test."),
     seed: int = typer.Option(0, "--seed", help="Seed of the calibration sample and QAT."),
 ) -> None:
@@ -85,6 +92,10 @@ def quantize(
     _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback, split, qat_lr, refit_images)
     if bias_correction_images < 1:
         raise CxrError(f"--bias-correction-images {bias_correction_images}: must be >= 1")
+    if rounding not in ROUNDING_MODES:
+        raise CxrError(f"--rounding {rounding}: expected {' or '.join(ROUNDING_MODES)}")
+    if rounding_images < 1:
+        raise CxrError(f"--rounding-images {rounding_images}: must be >= 1")
     run_doc = load_run(run)
     check_out_dir(run, "--run")  # the models are written into the run: fail before converting anything
     settings = QuantizeSettings(
@@ -92,7 +103,8 @@ def quantize(
         calibration_size=calibration_size, calibration_file=calibration_file,
         qat=QatSettings(epochs=qat_epochs, images=qat_images, learning_rate=qat_lr, seed=seed), debug=debug,
         float_fallback=float_fallback, seed=seed, split=split, refit_images=refit_images,
-        bias_correction=bias_correction, bias_correction_images=bias_correction_images)
+        bias_correction=bias_correction, bias_correction_images=bias_correction_images,
+        rounding=rounding, rounding_images=rounding_images)
     if not settings.variants:
         raise CxrError(f"--variant {variant}: the run has none of these variants")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -42,7 +42,7 @@ class _Layer:
     name: str        # the output tensor's first name
 
 
-def _interpreter(data: bytes, keep_all: bool = False):
+def interpreter(data: bytes, keep_all: bool = False):
     """keep_all: every tensor readable after invoke (plain kernels, one thread: the float reference).
     Otherwise the default kernels on every core: integer results do not depend on how work is split."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -73,7 +73,7 @@ def _layers(it, want_int32_bias: bool) -> list[_Layer]:
 
 def count_layers(int8: bytes) -> int:
     """How many layers `correct` will touch (int32-biased CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED)."""
-    return len(_layers(_interpreter(int8), want_int32_bias=True))
+    return len(_layers(interpreter(int8), want_int32_bias=True))
 
 
 def _run(it, images: np.ndarray, tensors: list[int]) -> list[np.ndarray]:
@@ -95,7 +95,7 @@ def _run(it, images: np.ndarray, tensors: list[int]) -> list[np.ndarray]:
     return means
 
 
-class _Replay:
+class Replay:
     """Replays the int8 graph a few ops at a time on stored intermediate tensors.
 
     Each biased op runs twice over the images (to measure it, then with its corrected bias at the start
@@ -131,7 +131,7 @@ class _Replay:
         for b, _ in dropped:  # other layers' weights: not serialized for this segment
             b.data = None
         try:
-            it = _interpreter(bytes(flatbuffer_utils.convert_object_to_bytearray(self.model)))
+            it = interpreter(bytes(flatbuffer_utils.convert_object_to_bytearray(self.model)))
         finally:
             self.sub.operators, self.sub.inputs, self.sub.outputs, self.model.signatureDefs = saved
             for b, data in dropped:
@@ -172,8 +172,8 @@ def correct(int8: bytes, float32: bytes, images: np.ndarray,
 
     if not len(images):
         raise CxrError("bias correction: no calibration images")
-    q_layers = _layers(_interpreter(int8), want_int32_bias=True)
-    f_it = _interpreter(float32, keep_all=True)
+    q_layers = _layers(interpreter(int8), want_int32_bias=True)
+    f_it = interpreter(float32, keep_all=True)
     f_by_name = {la.name: la for la in _layers(f_it, want_int32_bias=False)}
     missing = [la.name for la in q_layers if la.name not in f_by_name]
     if missing:
@@ -182,7 +182,7 @@ def correct(int8: bytes, float32: bytes, images: np.ndarray,
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(int8))
     tensors, buffers = model.subgraphs[0].tensors, model.buffers
-    replay = _Replay(model, images)
+    replay = Replay(model, images)
     shifts = []
     for la, f_mean in zip(q_layers, f_means):
         err = replay.mean(replay.run(la.op), la.output) - f_mean

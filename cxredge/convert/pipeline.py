@@ -14,6 +14,7 @@ import numpy as np
 
 from cxredge.convert import artifacts, calibration, debug, quantize, refit, validate
 from cxredge.convert import bias_correction as bcorr
+from cxredge.convert import rounding as lround
 from cxredge.convert.qat import QatSettings, fine_tune
 from cxredge.edge.data.dataset import load_split, scan_recorded
 from cxredge.edge.ood.guard import build_reference
@@ -40,6 +41,8 @@ class QuantizeSettings:
     float_fallback: int = 0
     bias_correction: bool = True
     bias_correction_images: int = bcorr.DEFAULT_IMAGES
+    rounding: str = "nearest"           # int8 weight rounding: nearest (the converter's) | learned
+    rounding_images: int = lround.DEFAULT_IMAGES
     seed: int = calibration.DEFAULT_SEED
     split: str = "val"
 
@@ -140,8 +143,9 @@ def quantize_variant(settings, run, variant, loaded, calib, tracker, ood: dict |
         task = tracker.task(f"{variant}: calibrating int8", len(calib.x) + calib.anchor)
         cal = quantize.calibrate(model, calib.x, task, float_model=float32)
         int8 = quantize.quantize_calibrated(cal, settings.io, what=f"{variant}/int8.tflite")
+        int8, rounded = job.round_weights(int8, float32)
         int8, extra = job.correct(int8, float32, "int8")
-        rows.append(job.emit("int8", int8, extra))
+        rows.append(job.emit("int8", int8, {**rounded, **extra}))
         if settings.debug or settings.float_fallback:
             rows += job.debug_and_fallback(cal, rows[-1], float32)
         if "refit" in settings.modes:
@@ -185,6 +189,16 @@ class _Job:
         task = self.tracker.task(f"{self.variant}: bias correction ({precision}, {len(x)} images)", layers)
         data, info = bcorr.correct(data, float32, x, task)
         return data, {"bias_correction": info}
+
+    def round_weights(self, data: bytes, float32: bytes) -> tuple[bytes, dict]:
+        """--rounding learned: re-round the int8 weights against the float layers (convert/rounding.py)."""
+        if self.settings.rounding != "learned":
+            return data, {}
+        task = self.tracker.task(f"{self.variant}: learned rounding ({self.settings.rounding_images} images)",
+                                 lround.count_layers(data))
+        settings = lround.RoundingSettings(images=self.settings.rounding_images)
+        data, info = lround.learn(data, float32, self.calib.x, settings, task)
+        return data, {"rounding": info}
 
     def debug_and_fallback(self, cal: bytes, int8_row: dict, float32: bytes) -> list[dict]:
         task = self.tracker.task(f"{self.variant}: per-layer debugger", len(self.calib.x) + self.calib.anchor)
