@@ -148,7 +148,7 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_
         console.print(f"[yellow]note[/] no images of {escape(', '.join(missing))}: their sensitivity, F1 "
                       f"and AUC are null",
                       highlight=False)
-    own = is_run_data(source, data)
+    own = bench_store.is_run_data(source, data)
     dataset = {"source": where, "path": str(ds.root), "split": split, "n": int(len(loaded.y)),
                "classes": list(ds.classes), "limit": limit, "name": name or dataset_name(ds.root),
                "layout": ds.layout, "missing_classes": missing, "counts": counts, "internal": own}
@@ -196,14 +196,6 @@ def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_
     for line in ood_flags.bench_lines(doc["ood"]):
         console.print(line, highlight=False, soft_wrap=True)
     return doc, out_dir
-
-
-def is_run_data(source, data: Path | None) -> bool:
-    """True when the images are the run's own dataset (run.json data.path), not another folder."""
-    if data is None:  # the run's dataset, or the bundle's / run's own test images
-        return True
-    path = ((source.run or {}).get("data") or {}).get("path")
-    return bool(path) and Path(path).is_dir() and Path(data).resolve() == Path(path).resolve()
 
 
 class ProgressAdapter:

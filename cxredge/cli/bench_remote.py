@@ -3,7 +3,8 @@
 The models and the chosen labelled images are packed once into a bundle (cxredge/remote/pack.py), and the
 cxredge running here into a device wheel (cxredge/remote/wheel.py) for the venv there; each device gets them
 over ssh, runs `python -m cxredge bench` there and sends bench.json back, which is
-written under <out>/devices/<label>/ as soon as it arrives. A failed device is one red line; the
+written under <out>/devices/<label>/ as soon as it arrives (<label>--<dataset>/ when the data is not the
+run's own test split, so each dataset of a device keeps its own bench). A failed device is one red line; the
 others still run and keep their results.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from cxredge.errors import CxrError
 REMOTE = "Remote devices (SSH)"
 REMOTE_HELP = {
     "remote": "Bench on [NAME=]USER@HOST[:PORT] over SSH instead of here (repeatable: one device after another); "
-              "results in <out>/devices/<NAME or HOST>/bench.json.",
+              "results in <out>/devices/<NAME or HOST>/bench.json (<NAME or HOST>--<dataset>/ for another --data).",
     "python": "Python there: used as is (it must have cxredge), or, with --remote-venv, the one that creates the venv.",
     "venv": "venv there to use, created when missing (default ~/.cache/cxredge/venv unless --remote-python alone).",
     "install": "pip install these arguments there instead of the device wheel of this cxredge (the default: "
@@ -77,6 +78,7 @@ def bench_args(settings) -> tuple[str, ...]:
 def bench_remote(models, run, labels, data, split, limit, settings, out, rs, name=None, ci=2000) -> None:
     from cxredge.cli.bench_common import dataset_name, resolve_source
     from cxredge.cli.common import console
+    from cxredge.edge.bench import store as bench_store
     from cxredge.edge.data import sources
     from cxredge.io import scratch_dir
     from cxredge.remote.pack import device_bundle
@@ -97,7 +99,10 @@ def bench_remote(models, run, labels, data, split, limit, settings, out, rs, nam
                           f"sha256 {wheel.sha256[:12]})", highlight=False)
         # the device's bench.json names the dataset as a local bench would, with the same bootstrap
         args = (*bench_args(settings), "--name", name or dataset_name(ds.root), "--ci", str(ci))
-        job = BenchJob(tmp / "bundle.zip", split, args, chosen, labels, wheel)
+        # the run's own split keeps devices/<label>/; another dataset gets devices/<label>--<dataset>/
+        own = bench_store.is_run_data(source, data)
+        place = None if own else bench_store.safe_name(bench_store.dataset_folder_name(own, split, name, ds.root))
+        job = BenchJob(tmp / "bundle.zip", split, args, chosen, labels, wheel, place)
         done, failed = run_devices(rs, job, out_dir)
     report(done, failed, len(rs.targets))
 
