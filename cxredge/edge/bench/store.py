@@ -146,3 +146,23 @@ def find_benches(run_dir: Path) -> list[Path]:
     own = sorted(visible(run_dir / BENCH_DIR),
                  key=lambda p: (p.parent.name != "test", p.parent.name not in SPLITS, p.parent.name))
     return found + own + sorted(visible(run_dir / "devices"))
+
+
+def no_row_ok(doc: dict) -> str | None:
+    """The one error line when no row of a bench ran (every row failed, or there was none), else None."""
+    rows = doc.get("results") or []
+    if any(r.get("status") == "ok" for r in rows):
+        return None
+    if not rows:
+        return "no row was benched: nothing measured"
+    first = next((r for r in rows if r.get("error")), rows[0])
+    where = f"{first['model']} {Path(str(first['delegate'])).name}"
+    return (f"all {len(rows)} rows failed, nothing measured (first: {where} "
+            f"x{first['threads']}: {first.get('error')}); bench.failed.json records each error, "
+            f"a previous {BENCH_JSON} is kept")
+
+
+def dataset_name(root: Path) -> str:
+    """A dataset's default name: its folder's name (the parent's for DIR/test or DIR/val)."""
+    root = Path(root).resolve()
+    return root.parent.name if root.name in SPLITS else root.name
