@@ -95,6 +95,22 @@ def test_loopback_bench_matches_local_and_reports(sshd, run_dir, tmp_path):
     assert "[2] identical predictions on all 16 images" in md and "MISMATCH" not in md
 
 
+def test_each_dataset_of_a_device_keeps_its_own_bench(sshd, run_dir, tiny_data, tmp_path):
+    # the run's own split stays in devices/<label>/; another --data folder goes beside it, not over it
+    own = bench(run_dir, tmp_path, *remote(sshd), "--ci", "0", one_model=True)
+    assert own.exit_code == 0, own.output
+    ext = bench(run_dir, tmp_path, *remote(sshd), "--ci", "0", "--data", str(tiny_data / "val"), "--name", "ward C",
+                one_model=True)
+    assert ext.exit_code == 0, ext.output
+    label = f"127.0.0.1-{sshd.port}"
+    first = json.loads((tmp_path / "devices" / label / "bench.json").read_text())
+    second = json.loads((tmp_path / "devices" / f"{label}--ward-C" / "bench.json").read_text())
+    assert Path(first["dataset"]["chosen_from"]["path"]).resolve() != Path(tiny_data / "val").resolve()
+    assert second["dataset"]["name"] == "ward C" and first["dataset"]["name"] != "ward C"
+    assert first["dataset"]["images_sha256"] != second["dataset"]["images_sha256"]
+    assert sorted(p.name for p in (tmp_path / "devices").iterdir()) == [label, f"{label}--ward-C"]
+
+
 def test_one_failing_device_keeps_the_others(sshd, run_dir, tmp_path):
     closed = loopback_sshd.free_port()
     res = bench(run_dir, tmp_path, *remote(sshd, target=f"down=root@127.0.0.1:{closed}"), *remote(sshd)[:2],

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
-import time
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.markup import escape
 
-from cxredge.cli.bench_common import bar, dataset_name, no_row_ok, resolve_source
+from cxredge.cli.bench_common import bar, no_row_ok, resolve_source
 from cxredge.cli.bench_remote import REMOTE, REMOTE_HELP
 from cxredge.cli.common import check_out_dir, console, handle_errors, split_ints, split_list
 from cxredge.errors import CxrError
@@ -114,107 +112,8 @@ def parse_options(items: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def execute(source, data, split, limit, settings, out, name=None, ci=2000, skip_bad=False):
-    from cxredge.edge.bench import results
-    from cxredge.edge.bench import store as bench_store
-    from cxredge.edge.bench.measure import machine_load, run_bench
-    from cxredge.edge.data import sources
-    from cxredge.edge.data.dataset import load_split
-    from cxredge.edge.evaluate import validation
-    from cxredge.edge.ood import flags as ood_flags
-    from cxredge.edge.render import clinical_tables
-    from cxredge.edge.render.clinical_plots import clinical_plots
-    from cxredge.edge.render.plots import bench_plots
-    from cxredge.edge.runtime import device
-    from cxredge.edge.runtime.interpreter import find_runtime
-    from cxredge.io import shown
+    """The local bench (cxredge/edge/bench/run.py) with this console's progress bar and lines."""
+    from cxredge.edge.bench.run import run_local_bench
 
-    t_start = time.perf_counter()
-    load = {"before": machine_load()}
-    runtime = find_runtime()
-    ds, where = sources.eval_dataset(source, data, split)
-    n_split = len(ds.paths(split))
-    used = f"{n_split if limit is None else min(limit, n_split)} of {n_split}"
-    console.print(f"evaluating on {used} {split} images of {escape(str(where))}"
-                  + (f" (--limit {limit})" if limit else ""),
-                  highlight=False, soft_wrap=True)
-    with bar() as progress:
-        task = progress.add_task(f"decoding {split} images", total=len(ds.paths(split)) if limit is None else limit)
-        loaded = load_split(ds, split, skip_bad=skip_bad, limit=limit, progress=lambda n: progress.advance(task, n))
-        outcome = run_bench(source.entries, loaded.x, loaded.y, list(ds.classes), settings, runtime,
-                            ProgressAdapter(progress))
-    counts = {c: int((loaded.y == i).sum()) for i, c in enumerate(ds.classes)}
-    missing = [c for c, n in counts.items() if n == 0]
-    if missing:
-        console.print(f"[yellow]note[/] no images of {escape(', '.join(missing))}: their sensitivity, F1 "
-                      f"and AUC are null",
-                      highlight=False)
-    own = is_run_data(source, data)
-    dataset = {"source": where, "path": str(ds.root), "split": split, "n": int(len(loaded.y)),
-               "classes": list(ds.classes), "limit": limit, "name": name or dataset_name(ds.root),
-               "layout": ds.layout, "missing_classes": missing, "counts": counts, "internal": own}
-    if skip_bad:  # bench.json says which files the numbers leave out
-        dataset["skipped"] = [shown(p) for p in loaded.skipped]
-        if loaded.skipped:
-            console.print(f"[yellow]skipped {len(loaded.skipped)} unreadable image(s)[/] (--skip-bad), first: "
-                          f"{escape(shown(loaded.skipped[0]))}", highlight=False, soft_wrap=True)
-    doc = results.bench_document(device.device_info(runtime), settings.to_dict(), dataset, outcome.models,
-                                 outcome.rows)
-    doc["origin"] = source.origin
-    doc["machine_load"] = load  # load average before / after, governor: is the latency to be trusted?
-    from cxredge.edge.formats.fingerprint import annotate
-
-    annotate(doc, loaded.paths, loaded.y, outcome.predictions, list(ds.classes))  # image ids, predictions
-    validation.attach(doc, outcome, loaded.y, list(ds.classes), resamples=ci)  # sens/spec, AUC, CIs
-    ood_flags.attach(doc, source.entries, loaded.x, loaded.paths, ds.root)  # OOD guard: bench.json `ood`
-    load["after"] = machine_load()
-    place = bench_store.dataset_folder_name(own, split, name, ds.root)  # <run>/bench/<place>/: one per dataset
-    out_dir = out if out is not None else bench_store.bench_place(source.run_dir or Path("."), place, ds.root, split)
-    staged = bench_store.stage(out_dir)  # bench.json, bench.md and plots are one unit (bench_store.py)
-    try:
-        plots, note = bench_plots(doc, staged)
-        plots += clinical_plots(doc, staged, doc["dataset"]["name"])  # ROC + reliability per model
-        doc["plots"] = [p.name for p in plots]
-        if note:
-            doc["notes"] = doc["notes"] + [note]
-            console.print(note)
-        doc["wall_s"] = round(time.perf_counter() - t_start, 2)
-        if no_row_ok(doc):  # nothing measured: the previous good bench stays where it is
-            bench_store.write_failed(out_dir, doc)
-        else:
-            results.write_bench(staged, doc, doc["plots"])
-            if out is None:
-                bench_store.commit_folder(staged, out_dir)
-            else:
-                bench_store.commit_files(staged, out_dir, bench_store.previous_plots(out_dir))
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
-    console.print(results.rich_table(doc, width=console.width))
-    if any(r.get("latency_noisy") for r in doc["results"]):
-        console.print(f"[yellow]noisy latency[/]: {results.load_line(doc)}; p90/median > {results.NOISY_SPREAD} even "
-                      "after one re-measurement: no speed-up computed from those rows", highlight=False, soft_wrap=True)
-    console.print(clinical_tables.rich_table(doc))
-    for line in ood_flags.bench_lines(doc["ood"]):
-        console.print(line, highlight=False, soft_wrap=True)
-    return doc, out_dir
-
-
-def is_run_data(source, data: Path | None) -> bool:
-    """True when the images are the run's own dataset (run.json data.path), not another folder."""
-    if data is None:  # the run's dataset, or the bundle's / run's own test images
-        return True
-    path = ((source.run or {}).get("data") or {}).get("path")
-    return bool(path) and Path(path).is_dir() and Path(data).resolve() == Path(path).resolve()
-
-
-class ProgressAdapter:
-    """run_bench's progress protocol (start / advance) on one rich task."""
-
-    def __init__(self, progress):
-        self.progress = progress
-        self.task = progress.add_task("bench", total=1)
-
-    def start(self, description: str, total: int) -> None:
-        self.progress.reset(self.task, total=total, description=description)
-
-    def advance(self, n: int = 1) -> None:
-        self.progress.advance(self.task, n)
+    return run_local_bench(source, data, split, limit, settings, out, name=name, ci=ci, skip_bad=skip_bad,
+                           progress=bar, say=console.print, width=console.width)

@@ -6,10 +6,9 @@ import contextlib
 from pathlib import Path
 
 from cxredge.cli.common import console
+from cxredge.edge.bench.store import dataset_name, no_row_ok  # noqa: F401  (the library's; re-exported)
 from cxredge.errors import CxrError
-from cxredge.formats import BENCH_JSON
 from cxredge.paths import DEFAULT_RUN
-from cxredge.vocab import SPLITS
 
 
 def resolve_source(models: list[Path], run: Path | None, labels: Path | None, stack: contextlib.ExitStack,
@@ -39,23 +38,3 @@ def bar():
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, transient=True)
-
-
-def no_row_ok(doc: dict) -> str | None:
-    """The one error line when no row of a bench ran (every row failed, or there was none), else None."""
-    rows = doc.get("results") or []
-    if any(r.get("status") == "ok" for r in rows):
-        return None
-    if not rows:
-        return "no row was benched: nothing measured"
-    first = next((r for r in rows if r.get("error")), rows[0])
-    where = f"{first['model']} {Path(str(first['delegate'])).name}"
-    return (f"all {len(rows)} rows failed, nothing measured (first: {where} "
-            f"x{first['threads']}: {first.get('error')}); bench.failed.json records each error, "
-            f"a previous {BENCH_JSON} is kept")
-
-
-def dataset_name(root: Path) -> str:
-    """A dataset's default name: its folder's name (the parent's for DIR/test or DIR/val)."""
-    root = Path(root).resolve()
-    return root.parent.name if root.name in SPLITS else root.name

@@ -3,21 +3,22 @@
 The models and the chosen labelled images are packed once into a bundle (cxredge/remote/pack.py), and the
 cxredge running here into a device wheel (cxredge/remote/wheel.py) for the venv there; each device gets them
 over ssh, runs `python -m cxredge bench` there and sends bench.json back, which is
-written under <out>/devices/<label>/ as soon as it arrives. A failed device is one red line; the
-others still run and keep their results.
+written under <out>/devices/<label>/ as soon as it arrives (<label>--<dataset>/ when the data is not the
+run's own test split, so each dataset of a device keeps its own bench). A failed device is one red line; the
+others still run and keep their results. The pipeline is cxredge/remote/run.py; this module parses the
+--remote options, passes it the progress bars and the console, and prints each device's table.
 """
 from __future__ import annotations
 
 import contextlib
 import shlex
-from pathlib import Path
 
 from cxredge.errors import CxrError
 
 REMOTE = "Remote devices (SSH)"
 REMOTE_HELP = {
     "remote": "Bench on [NAME=]USER@HOST[:PORT] over SSH instead of here (repeatable: one device after another); "
-              "results in <out>/devices/<NAME or HOST>/bench.json.",
+              "results in <out>/devices/<NAME or HOST>/bench.json (<NAME or HOST>--<dataset>/ for another --data).",
     "python": "Python there: used as is (it must have cxredge), or, with --remote-venv, the one that creates the venv.",
     "venv": "venv there to use, created when missing (default ~/.cache/cxredge/venv unless --remote-python alone).",
     "install": "pip install these arguments there instead of the device wheel of this cxredge (the default: "
@@ -66,79 +67,17 @@ def remote_settings(remote, python, venv, install, env, ssh_option, ssh_config, 
                           pairs(env or [], "--remote-env"), words(prefix, "--remote-prefix") or ())
 
 
-def bench_args(settings) -> tuple[str, ...]:
-    args = ["--threads", ",".join(map(str, settings.threads)), "--delegate", ",".join(settings.delegates),
-            "--runs", str(settings.runs), "--warmup", str(settings.warmup)]
-    for key, value in settings.delegate_options:
-        args += ["--delegate-option", f"{key}={value}"]
-    return tuple(args)
-
-
 def bench_remote(models, run, labels, data, split, limit, settings, out, rs, name=None, ci=2000) -> None:
-    from cxredge.cli.bench_common import dataset_name, resolve_source
+    """The remote bench (cxredge/remote/run.py) with this console's progress bars and lines, then the report."""
+    from cxredge.cli.bench_common import bar, resolve_source
     from cxredge.cli.common import console
-    from cxredge.edge.data import sources
-    from cxredge.io import scratch_dir
-    from cxredge.remote.pack import device_bundle
-    from cxredge.remote.session import BenchJob
-    from cxredge.remote.wheel import device_wheel
+    from cxredge.remote.run import run_remote_bench
 
     with contextlib.ExitStack() as stack:
         source = resolve_source(models, run, labels, stack, out)
-        ds, where = sources.eval_dataset(source, data, split)
-        out_dir = out or source.run_dir or Path(".")
-        tmp = stack.enter_context(scratch_dir(out_dir, "remote"))
-        chosen = device_bundle(tmp / "bundle.zip", source, ds, split, limit, where)
-        console.print(f"{len(source.entries)} models, {chosen['n']} {split} images from {where} -> "
-                      f"{len(rs.targets)} device(s), one after another")
-        wheel = device_wheel() if rs.use_venv and rs.install is None else None  # this cxredge, for the venv there
-        if wheel is not None:
-            console.print(f"device wheel: {wheel.path.name} ({wheel.path.stat().st_size / 1e6:.2f} MB, "
-                          f"sha256 {wheel.sha256[:12]})", highlight=False)
-        # the device's bench.json names the dataset as a local bench would, with the same bootstrap
-        args = (*bench_args(settings), "--name", name or dataset_name(ds.root), "--ci", str(ci))
-        job = BenchJob(tmp / "bundle.zip", split, args, chosen, labels, wheel)
-        done, failed = run_devices(rs, job, out_dir)
+        done, failed = run_remote_bench(source, labels, data, split, limit, settings, out, rs, name=name, ci=ci,
+                                        progress=bar, say=console.print)
     report(done, failed, len(rs.targets))
-
-
-def run_devices(rs, job, out_dir: Path) -> tuple[list[tuple[str, Path, dict]], list[str]]:
-    from rich.markup import escape
-
-    from cxredge.cli.bench_common import bar
-    from cxredge.cli.common import console
-    from cxredge.remote.session import DeviceRun
-
-    done, failed = [], []
-    with bar() as progress:
-        tasks = {t: progress.add_task(f"{t}: waiting", total=1) for t in rs.targets}
-        for t in rs.targets:
-            view = DeviceView(progress, tasks[t], str(t))
-            try:
-                path, doc = DeviceRun(t, rs, job, view).run(out_dir)
-            except CxrError as exc:
-                failed.append(str(exc))
-                progress.update(tasks[t], description=f"[red]{t}: failed[/]")
-                if len(rs.targets) > 1:  # alone, its error is the command's one error line
-                    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-                continue
-            done.append((str(t), path, doc))
-            progress.update(tasks[t], description=f"{t}: done", completed=1, total=1)
-            console.print(f"{t}: wrote [bold]{path}[/]", highlight=False)
-    return done, failed
-
-
-class DeviceView:
-    """One rich task per device: its description names the step, the bar fills within the step."""
-
-    def __init__(self, progress, task, name: str):
-        self.progress, self.task, self.name = progress, task, name
-
-    def phase(self, text: str, total: int | None = 1) -> None:
-        self.progress.reset(self.task, total=total or 1, description=f"{self.name}: {text}")
-
-    def advance(self, n: int = 1) -> None:
-        self.progress.advance(self.task, n)
 
 
 def report(done, failed, n: int) -> None:

@@ -50,8 +50,8 @@ def explain(
     as_json: bool = typer.Option(False, "--json", help="Print explain.json to stdout instead of a table."),
 ) -> None:
     """Heatmaps of where a model looks (occlusion saliency), its share on the image border, float-vs-int8 maps."""
-    from cxredge.cli.predict import expand_images, model_in_bundle
     from cxredge.edge.explain.occlusion import OcclusionSettings, parse_fill
+    from cxredge.edge.runtime.predict import expand_images, model_in_bundle
 
     settings = OcclusionSettings(patch, stride, parse_fill(fill), border)
     from cxredge.edge.runtime.interpreter import check_threads

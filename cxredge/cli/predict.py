@@ -1,9 +1,7 @@
 """cxredge predict: the top class and the probabilities of each image, with one .tflite. TF-free."""
 from __future__ import annotations
 
-import contextlib
 import json
-import tempfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -11,9 +9,15 @@ import typer
 from rich.markup import escape
 
 from cxredge.cli.common import console, err_console, handle_errors
+from cxredge.edge.runtime.predict import (  # noqa: F401  (the library's; re-exported for explain and tests)
+    MARGIN,
+    expand_images,
+    identify,
+    model_in_bundle,
+    untrusted_reason,
+)
 from cxredge.errors import CxrError
 
-MARGIN = 0.10  # top-1 minus top-2 probability below this: a near-tie, marked "low margin"
 JSON_HELP = ("Print one JSON object instead of a table: {model, runtime, labels, margin_threshold, ood_guard, "
              "predictions}, model naming the file that answered (variant, precision, sha256), predictions holding "
              "one entry per image (label, probabilities, margin, low_margin, in_distribution, ood).")
@@ -42,23 +46,11 @@ def predict(
 
     Exit status: 0 answered; 1 an error (unreadable image, bad model); 3 with --strict when no input can be trusted.
     """
-    from cxredge.edge.formats.sidecar import model_labels
-    from cxredge.edge.ood.flags import Guard
-    from cxredge.edge.runtime.interpreter import check_tflite_file, check_threads, open_model
-    from cxredge.vocab import resolve_delegate
+    from cxredge.edge.runtime.predict import run_predict
 
-    if not 0 <= margin < 1:
-        raise CxrError(f"--margin {margin}: expected a probability difference from 0 (never) to below 1")
-    with contextlib.ExitStack() as stack:
-        path = model_in_bundle(model, variant, precision, stack) if model.suffix.lower() == ".zip" else model
-        check_tflite_file(path)
-        names = model_labels(path, labels)
-        m = open_model(path, names, threads=check_threads(threads), delegate=resolve_delegate(delegate))
-        files = expand_images(images)
-        guard = Guard.for_model(path, str(model), m.image_size)  # OOD guard; no `ood` key: no guard, said below
-        who = identify(model, path)
-        results, bad = classify(m, files, names, guard, margin)
-        runtime = f"{m.runtime.name} {m.runtime.version}"
+    p = run_predict(model, images, labels, threads=threads, delegate=delegate, variant=variant,
+                    precision=precision, margin=margin, skipped=say_skipped)
+    results, bad, files, names, guard, who, runtime = p.results, p.bad, p.files, p.names, p.guard, p.who, p.runtime
     if as_json:
         typer.echo(json.dumps({"model": who, "runtime": runtime, "labels": names, "margin_threshold": margin,
                                "ood_guard": guard.describe(), "predictions": results}, indent=2))
@@ -85,97 +77,21 @@ def predict(
                       highlight=False, soft_wrap=True)
 
 
-def untrusted_reason(results: list[dict], guard) -> str | None:
-    """Why no prediction can be trusted (every input out of distribution, or no guard), else None."""
-    if not results:
-        return None
-    if guard.ref is None:
-        return f"no input could be checked: {guard.model_name} has no OOD guard ({guard.why})"
-    if all(r.get("in_distribution") is False for r in results):
-        return f"every input ({len(results)} of {len(results)}) looks unlike the model's {guard.ref.split} images"
-    return None
+def classify(model, files: list[Path], names: list[str], guard=None, margin: float = MARGIN
+             ) -> tuple[list[dict], list[str]]:
+    """The library's classify (cxredge/edge/runtime/predict.py), each unreadable image one red line here."""
+    from cxredge.edge.runtime.predict import classify as run_classify
+
+    return run_classify(model, files, names, guard, margin, skipped=say_skipped)
 
 
-def identify(given: Path, path: Path) -> dict:
-    """The model that answers: the file given, the member of a bundle, its variant, precision and sha256."""
-    from cxredge.edge.formats.sidecar import read_sidecar
-    from cxredge.io import sha256_file
-
-    try:
-        side = read_sidecar(path) or {}
-    except CxrError:
-        side = {}
-    bundled = given.suffix.lower() == ".zip"
-    return {"path": str(given), "member": f"{path.parent.name}/{path.name}" if bundled else None,
-            "variant": side.get("variant") or (path.parent.name if bundled else None),
-            "precision": side.get("precision") or (path.stem if bundled else None),
-            "sha256": sha256_file(path)}
+def say_skipped(error: str) -> None:
+    err_console.print(f"[red]skipped[/] {escape(error)}", highlight=False, soft_wrap=True)
 
 
 def title(given: Path, who: dict) -> str:
     kind = "/".join(x for x in (who["variant"], who["precision"]) if x) or "model"
     return f"{given.name}: {kind} sha256 {who['sha256'][:12]}"
-
-
-def model_in_bundle(bundle: Path, variant: str, precision: str, stack: contextlib.ExitStack) -> Path:
-    from cxredge.edge.formats.bundle import open_bundle
-    from cxredge.io import scratch_dir
-
-    dest = stack.enter_context(scratch_dir(tempfile.gettempdir()))  # stale ones of killed runs are removed
-    manifest = open_bundle(bundle, dest)
-    path = dest / variant / f"{precision}.tflite"
-    if not path.is_file():
-        have = ", ".join(m["path"] for m in manifest.get("models", []))
-        raise CxrError(f"{bundle}: no {variant}/{precision}.tflite inside (has {have}); use --variant/--precision")
-    return path
-
-
-def expand_images(items: list[Path]) -> list[Path]:
-    from cxredge.edge.data.images import IMAGE_SUFFIXES, is_image_file
-
-    files: list[Path] = []
-    for item in items:
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if is_image_file(p))  # + suffixless DICOM (PACS exports)
-            if not found:
-                raise CxrError(f"{item}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            files += found
-        else:
-            files.append(item)
-    return files
-
-
-def classify(model, files: list[Path], names: list[str], guard=None, margin: float = MARGIN
-             ) -> tuple[list[dict], list[str]]:
-    import numpy as np
-
-    from cxredge.edge.data.dicom import is_dicom, read_facts
-    from cxredge.edge.data.images import load_image
-
-    results, bad = [], []
-    size = model.image_size
-    for f in files:
-        try:
-            img = load_image(f, size)
-        except CxrError as exc:
-            bad.append(str(exc))
-            err_console.print(f"[red]skipped[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            continue
-        model.set_input(img)
-        model.invoke()
-        probs = model.output()[0]
-        raw = model.raw_output()[0]
-        top = int(probs.argmax())
-        second = float(np.partition(probs, -2)[-2]) if len(probs) > 1 else 0.0
-        gap = float(probs[top]) - second
-        results.append({"image": str(f), "label": names[top], "index": top, "probability": float(probs[top]),
-                        "probabilities": {n: float(p) for n, p in zip(names, probs)}, "raw": raw.tolist(),
-                        "margin": round(gap, 4), "low_margin": bool(gap < margin)})
-        if is_dicom(f):  # what the header says about the film (no patient data): view, photometric, bits
-            results[-1]["dicom"] = read_facts(f).record()
-        if guard is not None:
-            guard.mark(results[-1], img)
-    return results, bad
 
 
 def table(results: list[dict], names: list[str], title: str, margin: float = MARGIN):

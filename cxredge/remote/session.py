@@ -62,6 +62,12 @@ class BenchJob:
     chosen: dict  # where the images came from on this machine (dataset block)
     labels: Path | None = None
     wheel: "DeviceWheel | None" = None  # the cxredge running here, for a venv there (cxredge/remote/wheel.py)
+    place: str | None = None  # another dataset than the run's own split: devices/<label>--<place>/
+
+
+def device_folder(label: str, place: str | None) -> str:
+    """A device's folder under devices/: its label for the run's own split, <label>--<dataset> for another."""
+    return label if not place else f"{label}--{place}"
 
 
 def rq(path: str) -> str:
@@ -316,14 +322,15 @@ class DeviceRun:
                 "in_venv": self.f.get("wheel_sha256") == w.sha256}
 
     def save(self, out_dir: Path, files: dict[str, bytes], python: str, installed, wall_s: float) -> tuple[Path, dict]:
-        """Write the device's files under out_dir/devices/<label>/, bench.json last and atomically."""
+        """Write the device's files under out_dir/devices/<label>/ (<label>--<place>/ for another dataset than the
+        run's own split), bench.json last and atomically."""
         try:
             doc = json.loads(files.pop(BENCH_JSON))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CxrError(f"{self.t}: bench.json from there is not JSON ({exc})") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
             raise CxrError(f"{self.t}: bench.json from there is not a cxredge bench.json")
-        dest = out_dir / "devices" / self.t.label
+        dest = out_dir / "devices" / device_folder(self.t.label, self.job.place)
         for name, data in files.items():
             write_bytes(dest / name, data)
         write_bytes(dest / "remote.log", self.output)

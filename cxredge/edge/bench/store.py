@@ -5,7 +5,8 @@ Layout of a run folder (issue 24 item 2):
                            The run's own images are named after the split (`test`, `val`, ...); another
                            folder after its name (or --name), made safe for a file name and de-duplicated
                            (`-2`, `-3`, ...) when that place already holds a bench of other images.
-  <run>/devices/<label>/   what `cxredge bench --remote` brought back (cxredge/remote/session.py).
+  <run>/devices/<label>/   what `cxredge bench --remote` brought back (cxredge/remote/session.py) for the
+                           run's own split; another dataset in <run>/devices/<label>--<dataset>/.
   <run>/bench.json         the old layout: still read by `report`, never written.
 
 One unit: the files are written into a hidden temporary folder next to the destination and swapped in
@@ -63,6 +64,14 @@ def bench_place(base: Path, name: str, dataset_path: Path, split: str) -> Path:
         if held is None or held == me:
             return folder
     raise OSError(f"{base / BENCH_DIR}: no free place for dataset {stem}")
+
+
+def is_run_data(source, data: Path | None) -> bool:
+    """True when the images are the run's own dataset (run.json data.path), not another folder."""
+    if data is None:  # the run's dataset, or the bundle's / run's own test images
+        return True
+    path = ((source.run or {}).get("data") or {}).get("path")
+    return bool(path) and Path(path).is_dir() and Path(data).resolve() == Path(path).resolve()
 
 
 def dataset_folder_name(is_run_data: bool, split: str, name: str | None, root: Path) -> str:
@@ -137,3 +146,23 @@ def find_benches(run_dir: Path) -> list[Path]:
     own = sorted(visible(run_dir / BENCH_DIR),
                  key=lambda p: (p.parent.name != "test", p.parent.name not in SPLITS, p.parent.name))
     return found + own + sorted(visible(run_dir / "devices"))
+
+
+def no_row_ok(doc: dict) -> str | None:
+    """The one error line when no row of a bench ran (every row failed, or there was none), else None."""
+    rows = doc.get("results") or []
+    if any(r.get("status") == "ok" for r in rows):
+        return None
+    if not rows:
+        return "no row was benched: nothing measured"
+    first = next((r for r in rows if r.get("error")), rows[0])
+    where = f"{first['model']} {Path(str(first['delegate'])).name}"
+    return (f"all {len(rows)} rows failed, nothing measured (first: {where} "
+            f"x{first['threads']}: {first.get('error')}); bench.failed.json records each error, "
+            f"a previous {BENCH_JSON} is kept")
+
+
+def dataset_name(root: Path) -> str:
+    """A dataset's default name: its folder's name (the parent's for DIR/test or DIR/val)."""
+    root = Path(root).resolve()
+    return root.parent.name if root.name in SPLITS else root.name
