@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -124,3 +125,14 @@ def save(out: Path, stem: str, doc: dict, text: str) -> None:
     write_json(out / f"{stem}.json", doc)
     write_text(out / f"{stem}.md", text)
     print(text)
+
+
+def copy_run(src: Path, dst: Path, variants: tuple[str, ...]) -> Path:
+    """The variants' model.keras and run.json of a run, copied so a benchmark never writes into the original."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    for v in variants:
+        (dst / v).mkdir(parents=True)
+        shutil.copy2(src / v / "model.keras", dst / v / "model.keras")
+    shutil.copy2(src / "run.json", dst / "run.json")
+    return dst

@@ -13,25 +13,14 @@ Writes benchmarks/results/<--result>.{json,md} (default bias_correction).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for common.py
-from common import NullTracker, machine_info, results_dir  # noqa: E402
+from common import NullTracker, copy_run, machine_info, results_dir  # noqa: E402
 
 RESULTS = results_dir(__file__)
-
-
-def copy_run(src: Path, dst: Path, variants: tuple[str, ...]) -> Path:
-    if dst.exists():
-        shutil.rmtree(dst)
-    for v in variants:
-        (dst / v).mkdir(parents=True)
-        shutil.copy2(src / v / "model.keras", dst / v / "model.keras")
-    shutil.copy2(src / "run.json", dst / "run.json")
-    return dst
 
 
 def main(argv=None) -> None:

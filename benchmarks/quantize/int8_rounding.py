@@ -14,7 +14,6 @@ Writes benchmarks/results/quantize/<--result>.{json,md} (default int8_rounding).
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
 import time
@@ -23,20 +22,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for common.py
-from common import NullTracker, cpu_summary, machine_info, results_dir, save  # noqa: E402
+from common import NullTracker, copy_run, cpu_summary, machine_info, results_dir, save  # noqa: E402
 
 RESULTS = results_dir(__file__)
 SETTINGS = ("nearest", "learned")
-
-
-def copy_run(src: Path, dst: Path, variants: tuple[str, ...]) -> Path:
-    if dst.exists():
-        shutil.rmtree(dst)
-    for v in variants:
-        (dst / v).mkdir(parents=True)
-        shutil.copy2(src / v / "model.keras", dst / v / "model.keras")
-    shutil.copy2(src / "run.json", dst / "run.json")
-    return dst
 
 
 def latency(paths: list[Path], image: np.ndarray, rounds: int) -> list[float]:
