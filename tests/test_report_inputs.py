@@ -193,3 +193,26 @@ def test_fuzz_explain_json_either_refused_or_reported(where, value, drop, tmp_pa
     page = build(run, [], run / "assets")
     text = " ".join(str(b) for b in page.blocks) + " ".join(page.warnings)
     assert "Where the model looks" in text or "saliency section left out" in text
+
+
+def test_plots_of_a_run_given_by_a_relative_path_are_embedded(tmp_path, monkeypatch):
+    """`cxredge report --run runs/default` (the quick start) embeds the run's own PNGs: the embed check
+    resolves the path as given, it does not join it to the (relative) root a second time."""
+    from PIL import Image
+
+    from cxredge.edge.render.document import Doc
+
+    (tmp_path / "runs" / "default" / "fc").mkdir(parents=True)
+    Image.new("L", (8, 8)).save(tmp_path / "runs" / "default" / "fc" / "curves.png")
+    monkeypatch.chdir(tmp_path)
+    d = Path("runs/default/fc")
+    doc = Doc()
+    doc.img(d / "curves.png", "curves", root=d)
+    assert [b[0] for b in doc.blocks] == ["img"] and not doc.warnings
+    doc.img(d / ".." / ".." / ".." / "runs" / "default" / "fc" / "curves.png", "same file", root=d)
+    assert len(doc.blocks) == 2  # the same file by another spelling is still inside the run
+    outside = tmp_path / "outside.png"
+    Image.new("L", (8, 8)).save(outside)
+    doc.img(d / ".." / ".." / ".." / "outside.png", "escape", root=d)
+    assert len(doc.blocks) == 2 and doc.warnings  # outside the run: refused with a warning
+

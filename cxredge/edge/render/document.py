@@ -164,9 +164,10 @@ def inline_code(text: str) -> str:
 
 
 def embeddable(path: Path | str, root: Path) -> Path | None:
-    """The resolved file when it is a regular file inside `root` (symlinks resolved first), else None."""
+    """The resolved file when it is a regular file inside `root` (symlinks resolved first), else None.
+    `path` is as the caller has it (absolute, or relative to the working folder like `root`), never re-rooted."""
     try:
-        real = Path(root, path).resolve(strict=True)
+        real = Path(path).resolve(strict=True)
         base = Path(root).resolve(strict=True)
     except (OSError, RuntimeError):
         return None
