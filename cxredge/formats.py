@@ -104,6 +104,15 @@ BENCH_ROW_KEYS = ("model", "path", "variant", "precision", "sha256", "delegate",
 BENCH_ROW_MEASURED = ("peak_rss_mb", "rss_mb", "temperature_c", "memory_footprint_mb",  # runner-specific extras
                       "latency_check", "latency_noisy", "speedup_withheld")
 NOISY_SPREAD = 1.5  # p90 / median of a row's latency above this: the row's timing is not to be trusted
+
+
+def latency_spread(latency: dict | None) -> float | None:
+    """p90 / median of a row's latency_ms, where both are known: 1.0 = every invoke alike; above
+    NOISY_SPREAD the row's timing is not to be trusted."""
+    lat = latency or {}
+    med, p90 = lat.get("median"), lat.get("p90")
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (med, p90))
+    return p90 / med if ok and med > 0 else None
 ROW_STATUSES = ("ok", "failed")
 
 

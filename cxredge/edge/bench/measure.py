@@ -24,7 +24,7 @@ from cxredge.edge.evaluate.metrics import agreement, classification_metrics
 from cxredge.edge.runtime.device import temperatures_c
 from cxredge.edge.runtime.interpreter import Runtime, TFLiteModel
 from cxredge.errors import CxrError
-from cxredge.formats import NOISY_SPREAD, bench_row, fill_speedups
+from cxredge.formats import NOISY_SPREAD, bench_row, fill_speedups, latency_spread
 from cxredge.vocab import resolve_delegate
 
 RUN_ERRORS = (CxrError, RuntimeError, ValueError, OSError)
@@ -59,11 +59,8 @@ def latency_stats(samples_ns: list[int] | np.ndarray) -> dict:
 
 
 def spread(stats: dict) -> float | None:
-    """p90 / median of one row's timings: 1.0 = every invoke alike; > NOISY_SPREAD = not to be trusted."""
-    med, p90 = stats.get("median"), stats.get("p90")
-    if not isinstance(med, (int, float)) or not isinstance(p90, (int, float)) or med <= 0:
-        return None
-    return p90 / med
+    """p90 / median of one row's timings (formats.latency_spread)."""
+    return latency_spread(stats)
 
 
 def steady_latency(measure_once: Callable[[], list[int]]) -> tuple[dict, dict]:

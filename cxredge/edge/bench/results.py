@@ -12,7 +12,7 @@ from cxredge import markdown as md
 from cxredge.edge.render import clinical_tables
 from cxredge.edge.render.document import fmt, md_table
 from cxredge.errors import CxrError
-from cxredge.formats import BENCH_FORMAT, BENCH_JSON, BENCH_MD, NOISY_SPREAD
+from cxredge.formats import BENCH_FORMAT, BENCH_JSON, BENCH_MD, NOISY_SPREAD, latency_spread
 from cxredge.io import read_json, write_json, write_text
 
 NOTES = [
@@ -43,11 +43,8 @@ def read_bench(path: str | Path) -> dict:
 
 
 def spread(r: dict) -> float | None:
-    """p90 / median of a row's latency, where both are known."""
-    lat = r.get("latency_ms") or {}
-    med, p90 = lat.get("median"), lat.get("p90")
-    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (med, p90))
-    return p90 / med if ok and med > 0 else None
+    """p90 / median of a row's latency, where both are known (formats.latency_spread)."""
+    return latency_spread(r.get("latency_ms"))
 
 
 def noisy(r: dict) -> bool:

@@ -23,11 +23,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from cxredge import vocab
 from cxredge.formats import BENCH_DIR, BENCH_JSON
 from cxredge.io import read_json, write_json
 
 FAILED = "bench.failed.json"
-SPLITS = ("train", "val", "test", "all")
+SPLITS = (*vocab.SPLITS, "all")  # folder names that are a split, not a dataset (DIR/test -> DIR)
 
 
 def safe_name(name: str) -> str:
@@ -80,8 +81,7 @@ def dataset_folder_name(is_run_data: bool, split: str, name: str | None, root: P
         return name
     if is_run_data:
         return split
-    root = Path(root).resolve()
-    return root.parent.name if root.name in SPLITS else root.name
+    return dataset_name(root)
 
 
 def stage(dest: Path) -> Path:

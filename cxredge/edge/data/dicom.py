@@ -24,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cxredge.edge.data.limits import check_size
+from cxredge.edge.data.limits import MAX_PIXELS
 from cxredge.errors import CxrError
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}  # never sniffed for the preamble
 XRAY_MODALITIES = ("CR", "DX", "DR", "OT")
-MAX_PIXELS = 8192 * 8192  # a 43x43 cm detector at 50 um is 8600 x 8600; more is a broken or hostile header
 INSTALL = "pip install 'cxredge[dicom]'"
 _settings = {"any_modality": False}
 
@@ -149,7 +148,9 @@ def check(ds, path: Path) -> None:
     if frames > 1:
         raise CxrError(f"{path}: multi-frame DICOM ({frames} frames); cxredge reads single-frame radiographs")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    if rows * cols > MAX_PIXELS:
+    if rows < 1 or cols < 1:
+        raise CxrError(f"{path}: DICOM image of {cols} x {rows} pixels is empty")
+    if rows * cols > MAX_PIXELS:  # the one limit of every decoder (edge/data/limits.py), from the header
         raise CxrError(f"{path}: DICOM image of {cols} x {rows} pixels is larger than cxredge reads "
                        f"({MAX_PIXELS // 1_000_000} megapixels)")
     modality = str(ds.get("Modality", "") or "")
@@ -184,8 +185,7 @@ def decode(path: str | Path) -> tuple[np.ndarray, DicomFacts]:
 
 def _decode(path: Path) -> tuple[np.ndarray, DicomFacts]:
     ds = read_dataset(path)
-    check(ds, path)
-    check_size(path, int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0))
+    check(ds, path)  # the header's refusals, the pixel limit of every decoder (edge/data/limits.py) among them
     stored = ds.pixel_array
     pi = str(ds.PhotometricInterpretation)
     if pi not in ("MONOCHROME1", "MONOCHROME2"):
