@@ -26,7 +26,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
-from common import results_dir  # noqa: E402
+from common import results_dir, save  # noqa: E402
 from dicom_fixtures import twelve_bit, write_dicom  # noqa: E402
 
 from cxredge.edge.data.images import load_image  # noqa: E402
@@ -111,9 +111,7 @@ def main() -> None:
                        "dicom": {k: dcm["dataset"].get(k) for k in ("source", "split", "n")}},
            "models": compare(png, dcm), "machine": device_info()}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "dicom_bench_check.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (OUT / "dicom_bench_check.md").write_text(markdown(doc) + "\n")
-    print(markdown(doc))
+    save(OUT, "dicom_bench_check", doc, markdown(doc) + "\n")  # atomic, and printed
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
-from common import results_dir  # noqa: E402
+from common import results_dir, save  # noqa: E402
 from dicom_fixtures import twelve_bit, write_dicom  # noqa: E402
 
 from cxredge.edge.data.images import load_image  # noqa: E402
@@ -128,9 +128,7 @@ def main() -> None:
             doc["sizes"][label] = measure(sets, args.repeats)
             print(label, json.dumps({k: v["images_per_s"] for k, v in doc["sizes"][label].items()}), flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "dicom_decode.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (OUT / "dicom_decode.md").write_text(markdown(doc) + "\n")
-    print(markdown(doc))
+    save(OUT, "dicom_decode", doc, markdown(doc) + "\n")  # atomic, and printed
 
 
 if __name__ == "__main__":
