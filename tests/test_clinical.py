@@ -143,7 +143,7 @@ def test_bootstrap_matches_a_plain_loop():
     ci = C.bootstrap_ci(y, p, CLASSES, rs)
     pred = p.argmax(1)
     accs, f1s, aucs, sens = [], [], [], []
-    for idx in rs.idx:
+    for idx in np.random.default_rng(1).integers(0, len(y), size=(50, len(y))):  # the one seeded draw
         yy, pp = y[idx], p[idx]
         accs.append((pred[idx] == yy).mean())
         f1s.append(sk.f1_score(yy, pp.argmax(1), labels=[0, 1, 2, 3], average="macro", zero_division=0))
@@ -154,6 +154,21 @@ def test_bootstrap_matches_a_plain_loop():
     assert ci["sensitivity"]["b"] == pytest.approx(list(np.percentile(sens, [2.5, 97.5])), abs=1e-9)
     # seeded: the same resamples again
     assert C.bootstrap_ci(y, p, CLASSES, C.Resampler(len(y), 50, 1)) == ci
+
+
+def test_bootstrap_in_small_blocks_is_the_same_draw_and_bounded_in_memory():
+    import tracemalloc
+
+    y, p = random_case(5, n=10_000)
+    p[:50] = p[50]  # ties in the scores
+    whole = C.bootstrap_ci(y, p, CLASSES, C.Resampler(len(y), 300, seed=2))
+    tracemalloc.start()
+    blocks = C.bootstrap_ci(y, p, CLASSES, C.Resampler(len(y), 300, seed=2, block_values=50_000))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert blocks == whole
+    # one (300, 10k) float64 array alone is 24 MB: blocks of 5 resamples keep the peak far below it
+    assert peak < 8e6, peak
 
 
 def test_paired_difference_and_ci():

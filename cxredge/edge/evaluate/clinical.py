@@ -144,48 +144,62 @@ def clinical_metrics(y: np.ndarray, prob: np.ndarray, classes: list[str]) -> dic
 # ----------------------------------------------------------------------------- bootstrap
 @dataclass
 class Resampler:
-    """B bootstrap resamples of N images, drawn once (seeded) and shared by every model of a bench."""
+    """B bootstrap resamples of N images, seeded and shared by every model of a bench.
+
+    The (B, N) draw is never held whole: each method regenerates it in blocks of resamples from the
+    same seed (consecutive draws of one generator give the same numbers as one big draw), so memory
+    is about `BLOCK_VALUES` values per array whatever N is, and the results are those of the one draw.
+    """
     n: int
     resamples: int = DEFAULT_RESAMPLES
     seed: int = 0
+    block_values: int = 2_000_000  # values per (block, N) array: ~16 MB as int64
 
-    def __post_init__(self):
+    def _blocks(self):
+        """(rows, idx): consecutive blocks of the (B, N) draw, idx of shape (rows, N)."""
         rng = np.random.default_rng(self.seed)
-        self.idx = rng.integers(0, self.n, size=(self.resamples, self.n), dtype=np.int64) if self.resamples else None
-        self._weights = None
-
-    @property
-    def weights(self) -> np.ndarray:
-        """(B, N) how often each image is drawn in each resample."""
-        if self._weights is None:
-            b = self.resamples
-            flat = (np.arange(b, dtype=np.int64)[:, None] * self.n + self.idx).ravel()
-            self._weights = np.bincount(flat, minlength=b * self.n).reshape(b, self.n).astype(np.float64)
-        return self._weights
+        step = max(1, self.block_values // max(self.n, 1))
+        for start in range(0, self.resamples, step):
+            rows = min(step, self.resamples - start)
+            yield rows, rng.integers(0, self.n, size=(rows, self.n), dtype=np.int64)
 
     def mean(self, values: np.ndarray) -> np.ndarray:
         """(B,) resampled means of a per-image quantity."""
-        return np.asarray(values, dtype=np.float64)[self.idx].mean(axis=1)
+        values = np.asarray(values, dtype=np.float64)
+        return np.concatenate([values[idx].mean(axis=1) for _, idx in self._blocks()] or [np.empty(0)])
 
     def confusions(self, y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
         """(B, K, K) confusion matrices of every resample."""
         pair = np.asarray(y, dtype=np.int64) * k + np.asarray(pred, dtype=np.int64)
-        flat = (np.arange(self.resamples, dtype=np.int64)[:, None] * (k * k) + pair[self.idx]).ravel()
-        return np.bincount(flat, minlength=self.resamples * k * k).reshape(self.resamples, k, k)
+        out = []
+        for rows, idx in self._blocks():
+            flat = (np.arange(rows, dtype=np.int64)[:, None] * (k * k) + pair[idx]).ravel()
+            out.append(np.bincount(flat, minlength=rows * k * k).reshape(rows, k, k))
+        return np.concatenate(out) if out else np.zeros((0, k, k), np.int64)
 
     def aucs(self, positive: np.ndarray, score: np.ndarray) -> np.ndarray:
         """(B,) ROC AUC of every resample (NaN where a resample lacks positives or negatives)."""
         positive = np.asarray(positive, dtype=bool)
         score = np.asarray(score, dtype=np.float64)
         order = np.argsort(score, kind="mergesort")
+        rank = np.empty(self.n, dtype=np.int64)
+        rank[order] = np.arange(self.n)
         s = score[order]
         starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-        w = self.weights[:, order]
-        pos_w = np.add.reduceat(np.where(positive[order], w, 0.0), starts, axis=1)
-        neg_w = np.add.reduceat(np.where(positive[order], 0.0, w), starts, axis=1)
-        below = np.cumsum(neg_w, axis=1) - neg_w
-        num = (pos_w * (below + 0.5 * neg_w)).sum(axis=1)
-        return _div(num, pos_w.sum(axis=1) * neg_w.sum(axis=1))
+        pos_sorted = positive[order]
+        out = []
+        for rows, idx in self._blocks():
+            # how often each image is drawn in each resample, in score order
+            flat = (np.arange(rows, dtype=np.int64)[:, None] * self.n + rank[idx]).ravel()
+            w = np.bincount(flat, minlength=rows * self.n).reshape(rows, self.n).astype(np.float64)
+            pos_w = np.add.reduceat(np.where(pos_sorted, w, 0.0), starts, axis=1)
+            w[:, pos_sorted] = 0.0
+            neg_w = np.add.reduceat(w, starts, axis=1)
+            del w
+            below = np.cumsum(neg_w, axis=1) - neg_w
+            num = (pos_w * (below + 0.5 * neg_w)).sum(axis=1)
+            out.append(_div(num, pos_w.sum(axis=1) * neg_w.sum(axis=1)))
+        return np.concatenate(out) if out else np.empty(0)
 
 
 def interval(samples: np.ndarray) -> list[float] | None:
