@@ -318,3 +318,16 @@ def test_every_sidecar_carries_the_ood_reference_of_the_val_split(full_run, tiny
         assert doc == json.loads(json.dumps(expected))  # the same reference, from the same val images
         ref, why = reference_from_dict(doc)
         assert why is None and ref.threshold >= 3.5 and ref.val_flagged <= 0.01 * ref.n
+
+
+def test_int8_models_take_pixels_exactly_unless_asked_not_to(full_run, tmp_path):
+    for precision in ("int8", "int8_fallback"):
+        assert sidecar(full_run, precision)["conversion"]["exact_input"] is True
+    assert "exact_input" not in sidecar(full_run, "float32")["conversion"]
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    res = invoke("--run", str(run), "--mode", "int8", "--calibration", str(run / "calibration" / "train_n8_seed0.txt"),
+                 "--no-exact-input")
+    assert res.exit_code == 0, res.output
+    assert sidecar(run, "int8")["conversion"]["exact_input"] is False
+    assert (run / "fc" / "int8.tflite").read_bytes() != (full_run / "fc" / "int8.tflite").read_bytes()

@@ -77,6 +77,9 @@ def quantize(
     bias_correction_images: int = typer.Option(DEFAULT_IMAGES, "--bias-correction-images",
                                                help="Calibration images (evenly spaced over the manifest) that bias "
                                                     "correction measures on."),
+    exact_input: bool = typer.Option(True, "--exact-input/--no-exact-input",
+                                     help="Give the pixel-scaling op its exact int8 range, so pixels enter the int8 "
+                                          "model losslessly (off: the calibrator's range, 1.5 gray levels a step)."),
     rounding: str = typer.Option("nearest", "--rounding",
                                  help="int8 weight rounding: nearest (the converter's) | learned (per layer, "
                                       "against the float layer on the calibration images)."),
@@ -104,7 +107,7 @@ def quantize(
         qat=QatSettings(epochs=qat_epochs, images=qat_images, learning_rate=qat_lr, seed=seed), debug=debug,
         float_fallback=float_fallback, seed=seed, split=split, refit_images=refit_images,
         bias_correction=bias_correction, bias_correction_images=bias_correction_images,
-        rounding=rounding, rounding_images=rounding_images)
+        exact_input=exact_input, rounding=rounding, rounding_images=rounding_images)
     if not settings.variants:
         raise CxrError(f"--variant {variant}: the run has none of these variants")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

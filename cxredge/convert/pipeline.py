@@ -41,6 +41,7 @@ class QuantizeSettings:
     float_fallback: int = 0
     bias_correction: bool = True
     bias_correction_images: int = bcorr.DEFAULT_IMAGES
+    exact_input: bool = True            # the pixel-scaling MUL's exact output range (convert/exact_input.py)
     rounding: str = "nearest"           # int8 weight rounding: nearest (the converter's) | learned
     rounding_images: int = lround.DEFAULT_IMAGES
     seed: int = calibration.DEFAULT_SEED
@@ -142,7 +143,8 @@ def quantize_variant(settings, run, variant, loaded, calib, tracker, ood: dict |
     if calib is not None and (set(settings.modes) & {"int8", "refit"} or settings.debug or settings.float_fallback):
         task = tracker.task(f"{variant}: calibrating int8", len(calib.x) + calib.anchor)
         cal = quantize.calibrate(model, calib.x, task, float_model=float32)
-        int8 = quantize.quantize_calibrated(cal, settings.io, what=f"{variant}/int8.tflite")
+        int8 = quantize.quantize_calibrated(cal, settings.io, what=f"{variant}/int8.tflite",
+                                            exact_input=settings.exact_input)
         int8, rounded = job.round_weights(int8, float32)
         int8, extra = job.correct(int8, float32, "int8")
         rows.append(job.emit("int8", int8, {**rounded, **extra}))
@@ -172,7 +174,8 @@ class _Job:
         checked = artifacts.write_model(path, data, lambda tmp: validate.validate(tmp, precision, self.ref, step))
         calib = None if precision in FLOAT_PRECISIONS else self.calib.record(self.settings.run)
         extra = {"conversion": {"preset": quantize.PRESETS[precision].description,
-                                "io": self.settings.io if calib else "float32", **(extra or {})},
+                                "io": self.settings.io if calib else "float32",
+                                **({"exact_input": self.settings.exact_input} if calib else {}), **(extra or {})},
                  "source": {"model": f"{self.variant}/model.keras",
                             "sha256": sha256_file(self.out_dir / "model.keras")}, "ood": self.ood}
         doc = artifacts.sidecar(path, data, self.variant, precision, list(self.run["classes"]), checked, calib, extra)
@@ -213,7 +216,8 @@ class _Job:
         if k > len(layers):
             raise CxrError(f"--float-fallback {k}: the model has only {len(layers)} quantized layers")
         deny = debug.worst_layers(layers, k)
-        data = quantize.quantize_calibrated(cal, self.settings.io, deny, what=f"{self.variant}/int8_fallback.tflite")
+        data = quantize.quantize_calibrated(cal, self.settings.io, deny, what=f"{self.variant}/int8_fallback.tflite",
+                                            exact_input=self.settings.exact_input)
         data, extra = self.correct(data, float32, "int8_fallback")
         fb = {"k": k, "layers": [debug.short_name(t) for t in deny], "denylisted_nodes": list(deny)}
         row = self.emit("int8_fallback", data, {"fallback": fb, **extra})
@@ -233,7 +237,8 @@ class _Job:
         qat_model, info = fine_tune(model, ds_train, qs, self.tracker.task(f"{self.variant}: QAT epochs", qs.epochs))
         task = self.tracker.task(f"{self.variant}: calibrating qat", len(self.calib.x) + self.calib.anchor)
         cal = quantize.calibrate(qat_model, self.calib.x, task)
-        data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/qat_int8.tflite")
+        data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/qat_int8.tflite",
+                                            exact_input=self.settings.exact_input)
         return self.emit("qat_int8", data, {"qat": {**asdict(qs), "images_used": len(ds_train), **info}})
 
     def refit_head(self, model: keras.Model, int8: bytes, float32: bytes) -> dict:
@@ -243,7 +248,8 @@ class _Job:
         clone, info = refit.refit_head(model, feats, teacher, self.settings.refit_settings)
         task = self.tracker.task(f"{self.variant}: calibrating refit", len(self.calib.x) + self.calib.anchor)
         cal = quantize.calibrate(clone, self.calib.x, task)
-        data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/int8_refit.tflite")
+        data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/int8_refit.tflite",
+                                            exact_input=self.settings.exact_input)
         # the head was fitted to the corrected backbone: correct the refit model the same way, against
         # its own float graph (same backbone, same images -> the same backbone corrections)
         data, extra = self.correct(data, quantize.convert_float(clone, "float32"), "int8_refit")

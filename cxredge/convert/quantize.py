@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cxredge.convert.calibration import input_range_anchor
+from cxredge.convert.exact_input import apply as _exact_input
 from cxredge.convert.opcheck import require_integer_only
 from cxredge.errors import CxrError
 from cxredge.keras import keras, tf
@@ -111,15 +112,20 @@ def calibrate(model: keras.Model, x: np.ndarray, progress=None, float_model: byt
 
 
 def quantize_calibrated(calibrated: bytes, io: str = "uint8", denylist: tuple[str, ...] = (),
-                        what: str = "int8") -> bytes:
+                        what: str = "int8", exact_input: bool = True) -> bytes:
     """Calibrated float model -> full-integer .tflite with uint8 input and `io` output.
 
-    `denylist`: output tensor names of nodes to keep in float (--float-fallback). The result is
-    checked: uint8 input with scale 1.0 / zero point 0, and no op left in float except the denylisted.
+    `denylist`: output tensor names of nodes to keep in float (--float-fallback). `exact_input`: the
+    pixel-scaling MUL gets its exact output range first (convert/exact_input.py), so pixels enter
+    losslessly. The result is checked: uint8 input with scale 1.0 / zero point 0, and no op left in
+    float except the denylisted.
     """
     if io not in IO_TYPES:
         raise CxrError(f"--io {io}: expected one of {', '.join(IO_TYPES)}")
     from tensorflow.lite.python.convert import mlir_quantize
+
+    if exact_input:
+        calibrated = _exact_input(calibrated)[0]
 
     data = mlir_quantize(calibrated, False, input_data_type=tf.uint8, output_data_type=getattr(tf, io),
                          denylisted_nodes=list(denylist) or None)
