@@ -202,7 +202,7 @@ def test_train_and_predict_see_identical_pixels(tmp_path):
     rec = Recorder()
     results, bad = classify(rec, list(test.paths), list(CLASSES))
     assert not bad and len(rec.seen) == len(test.paths) == 4
-    train_x = np.concatenate(list(test.stream(2)))  # the pixels training streams (train/stream.py)
+    train_x = np.concatenate(list(test.stream(2)))  # the pixels training streams (edge/data/stream.py)
     assert all(np.array_equal(a, b) for a, b in zip(rec.seen, train_x))
     assert train_x.std() > 10  # real pixels, not a blank image twice
     assert results[0]["dicom"] == {"view_position": "PA", "photometric": "MONOCHROME1", "bits_stored": 12,

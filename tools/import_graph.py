@@ -34,9 +34,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # evaluates; what writes and renders results; the fronts that run one verb end to end. It is TF-free:
     # it never imports keras, convert, train or cli (EDGE_FORBIDDEN).
     ("edge.base", ("cxredge.edge", "cxredge.edge.formats.sidecar", "cxredge.edge.formats.fingerprint",
-                   "cxredge.edge.data.images", "cxredge.edge.data.limits", "cxredge.edge.data.dicom",
-                   "cxredge.edge.data.table", "cxredge.edge.data.patients", "cxredge.edge.runtime.interpreter",
-                   "cxredge.edge.runtime.device", "cxredge.edge.evaluate.metrics", "cxredge.edge.render.document")),
+                   "cxredge.edge.data.images", "cxredge.edge.data.stream", "cxredge.edge.data.limits",
+                   "cxredge.edge.data.dicom", "cxredge.edge.data.table", "cxredge.edge.data.patients",
+                   "cxredge.edge.runtime.interpreter", "cxredge.edge.runtime.device", "cxredge.edge.evaluate.metrics",
+                   "cxredge.edge.render.document")),
     ("edge.data", ("cxredge.edge.data.dataset", "cxredge.edge.data.sources", "cxredge.edge.formats.bundle")),
     ("edge.evaluate", ("cxredge.edge.bench.measure", "cxredge.edge.bench.store", "cxredge.edge.evaluate",
                        "cxredge.edge.ood", "cxredge.edge.explain.occlusion", "cxredge.edge.audit")),

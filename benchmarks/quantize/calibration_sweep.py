@@ -38,21 +38,21 @@ def setup(run_dir: Path, variant: str, split: str):
     return run, ds, model, ref
 
 
-def run_bytes(data: bytes, x, threads: int = 1):
+def run_bytes(data: bytes, images, threads: int = 1):
     """Write .tflite `data` to a temp file and run it with the edge runtime: (N, C) probabilities."""
     from cxredge.edge.runtime.interpreter import TFLiteModel
 
     with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
         f.write(data)
         f.flush()
-        return TFLiteModel(f.name, threads=threads).predict_proba(x)
+        return TFLiteModel(f.name, threads=threads).predict_all(images)
 
 
 def evaluate(data: bytes, ref) -> dict:
     """Run `data` with the edge runtime (as `validate.run_tflite` does), compare with the reference."""
     from cxredge.convert import validate
 
-    return {**validate.compare(run_bytes(data, ref.x), ref), "size_bytes": len(data)}
+    return {**validate.compare(run_bytes(data, ref.images), ref), "size_bytes": len(data)}
 
 
 def calibration_images(ds, size: int, seed: int):

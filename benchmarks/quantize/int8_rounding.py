@@ -53,7 +53,7 @@ def evaluate(path: Path, ref) -> dict:
     from cxredge.convert.validate import compare, run_tflite
     from cxredge.edge.evaluate.clinical import mcnemar_exact
 
-    probs = run_tflite(path, ref.x)
+    probs = run_tflite(path, ref.images)
     rec = compare(probs, ref)
     test = mcnemar_exact(ref.pred == ref.y, probs.argmax(1) == ref.y)
     return {**rec, "mcnemar_p": test["p"], "only_float_correct": test["only_reference_correct"],

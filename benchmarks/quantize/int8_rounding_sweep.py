@@ -57,7 +57,7 @@ def main(argv=None) -> None:
     def measure(data: bytes) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "int8.tflite").write_bytes(data)
-            probs = run_tflite(Path(tmp) / "int8.tflite", ref.x)
+            probs = run_tflite(Path(tmp) / "int8.tflite", ref.images)
         return {"agreement": float((probs.argmax(1) == ref.pred).mean()),
                 "disagreements": int((probs.argmax(1) != ref.pred).sum()),
                 "mean_abs_dprob": float(np.abs(probs - ref.probs).mean())}

@@ -56,7 +56,8 @@ def transform(img: Image.Image, k: int, idx: int) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
 
 
-def _write(job: tuple[str, str, int, int]) -> None:
+def write_copy(job: tuple[str, str, int, int]) -> None:
+    """One (source film, destination, copy k, film index) job: the film itself for k == 0, else its transform."""
     src, dst, k, idx = job
     if k == 0 and not Path(dst).exists():
         shutil.copyfile(src, dst)  # the film itself
@@ -87,7 +88,7 @@ def build(size: int, work: Path, largest: int) -> Path:
         (out / d).mkdir(parents=True, exist_ok=True)
     todo = [(src, str(pool_dir / rel), k, idx) for src, rel, k, idx in jobs]
     with ProcessPoolExecutor(os.cpu_count()) as pool:
-        list(pool.map(_write, todo, chunksize=64))
+        list(pool.map(write_copy, todo, chunksize=64))
     for _, rel, _, _ in jobs[:size]:
         if not (out / rel).exists():
             os.link(pool_dir / rel, out / rel)

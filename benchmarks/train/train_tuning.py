@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from cxredge.edge.data.stream import decode_paths
 from cxredge.edge.evaluate.metrics import classification_metrics
 from cxredge.keras import keras
 from cxredge.train import fit as fitting
@@ -25,7 +26,6 @@ from cxredge.train.augment import view_transform
 from cxredge.train.cache import compute_features, feature_extractor, predict, tail_model
 from cxredge.train.data import load_data
 from cxredge.train.settings import TrainSettings
-from cxredge.train.stream import decode_paths
 from cxredge.train.variants import build_model, resolve_weights
 
 ARGS = argparse.Namespace(data=None, cache="/tmp/cxredge_tuning")

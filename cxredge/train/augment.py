@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from cxredge.edge.data.images import IMG_SIZE
+from cxredge.edge.data.stream import decode_paths, workers
 from cxredge.keras import keras, tf
-from cxredge.train.stream import decode_paths, workers
 
 # Augmentation presets (fractions as the Keras layers take them). "standard" is --augment's and the
 # cached augmented views'; "light" is the finetune recipe's (no flip: the heart sits on one side).

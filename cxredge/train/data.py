@@ -1,38 +1,22 @@
 """Dataset folder -> the file lists training streams from, with leakage and corrupt-image accounting. TF-free.
 
-The scanning lives in cxredge.edge.data.dataset (shared with bench). Here every image is decoded once, in a
-thread pool (train/stream.py), to find the unreadable ones and hash the pixels (leakage), and to hand
-each decoded image to an optional `on_image` callback (the pre-training audit); no split is kept in
-memory: what stays per image is its path, label and pixel hash. Training decodes again in batches.
+The scanning and the check pass live in cxredge.edge.data.dataset (shared with bench and quantize): every
+image is decoded once, in a thread pool (edge/data/stream.py), to find the unreadable ones and hash the
+pixels (leakage), and to hand each decoded image to an optional `on_image` callback (the pre-training
+audit); no split is kept in memory: what stays per image is its path, label and pixel hash. Training
+decodes again in batches.
 """
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cxredge.edge.data.dataset import Dataset, count_leaks, scan
+from cxredge.edge.data.dataset import Dataset, OnImage, Split, count_leaks, index_split, scan
 from cxredge.edge.data.table import DataOptions
-from cxredge.errors import CxrError
-from cxredge.train.stream import ImageStream, decode_each
 from cxredge.vocab import SPLITS
-
-
-@dataclass
-class Split:
-    """One split as training reads it: the readable files, labels, pixel hashes; the skipped files."""
-    paths: list[Path]
-    y: np.ndarray
-    skipped: list[str] = field(default_factory=list)
-    pixel_hashes: list[str] = field(default_factory=list)
-
-    def stream(self, batch_size: int = 32) -> ImageStream:
-        return ImageStream(self.paths, batch_size)
 
 
 @dataclass
@@ -63,33 +47,6 @@ def progress_bar(console: Console, rate: bool = False) -> Progress:
         columns.append(TextColumn("{task.fields[rate]}"))
     columns += [TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
     return Progress(*columns, console=console, transient=False)
-
-
-OnImage = Callable[[str, Path, int, np.ndarray], None]
-
-
-def index_split(ds: Dataset, split: str, skip_bad: bool = False, progress: Callable[[int], None] | None = None,
-                on_image: OnImage | None = None) -> Split:
-    """Decode a split once (streamed): keep the readable paths, labels and pixel hashes."""
-    items = list(ds._get(split))
-    labels = dict(items)
-    paths, ys, skipped, hashes = [], [], [], []
-    for path, img in decode_each([p for p, _ in items]):
-        if isinstance(img, CxrError):
-            if not skip_bad:
-                raise CxrError(f"{img} (use --skip-bad to skip such files)") from None
-            skipped.append(str(path))
-        else:
-            paths.append(path)
-            ys.append(labels[path])
-            hashes.append(hashlib.sha1(img.tobytes()).hexdigest())
-            if on_image:
-                on_image(split, path, labels[path], img)
-        if progress:
-            progress(1)
-    if not paths:
-        raise CxrError(f"--data {ds.root}: no readable images in the {split} split")
-    return Split(paths, np.array(ys, dtype=np.int64), skipped, hashes)
 
 
 def load_data(root: str | Path, seed: int = 0, skip_bad: bool = False, console: Console | None = None,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from cxredge.edge.data.dataset import scan_recorded
+from cxredge.edge.data.dataset import Split, scan_recorded
 from cxredge.edge.evaluate import validation
 from cxredge.edge.evaluate.clinical import Resampler
 from cxredge.edge.evaluate.metrics import classification_metrics
@@ -24,7 +24,7 @@ from cxredge.plots import plot_confusion
 from cxredge.train import ensemble as E
 from cxredge.train.artifacts import save_model
 from cxredge.train.cache import predict, predict_many
-from cxredge.train.data import Split, progress_bar
+from cxredge.train.data import progress_bar
 from cxredge.train.finetune import pair_accuracy
 from cxredge.vocab import EVAL_SPLITS
 

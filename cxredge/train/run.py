@@ -12,6 +12,7 @@ from rich.console import Console
 
 from cxredge import __version__
 from cxredge.convert import calibration
+from cxredge.edge.data import stream
 from cxredge.edge.data.dataset import scan
 from cxredge.edge.data.table import DataOptions
 from cxredge.edge.evaluate import validation
@@ -21,7 +22,7 @@ from cxredge.errors import CxrError
 from cxredge.formats import RUN_FORMAT, RUN_JSON
 from cxredge.io import write_json
 from cxredge.keras import keras, tf
-from cxredge.train import cache, int8_views, stream
+from cxredge.train import cache, int8_views
 from cxredge.train import fit as fitting
 from cxredge.train.artifacts import write_variant
 from cxredge.train.audit_step import AuditRows, pre_training_audit

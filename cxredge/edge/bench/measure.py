@@ -8,7 +8,10 @@ Timing method (docs/timing-method.md, as the TFLite benchmark tool does it):
   only invoke() is on the clock. Threads are fixed per row. Peak RSS is the process-wide peak so far
   (resource.getrusage ru_maxrss): it only grows, and it includes every model loaded before the row.
 Accuracy is computed once per model, on the first configuration that loads (the first delegate of
-`--delegate`, the first thread count), from real predictions over the whole split.
+`--delegate`, the first thread count), from real predictions over the whole split. The split comes as a
+stream of decoded batches (edge/data/stream.py ImageStream): each model's pass decodes it again, so only a
+few batches of pixels are in memory, at the cost of one decode per image and model (~1.6 ms of CPU on a
+2-core EPYC, spread over the decode threads).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from cxredge.edge.data.sources import ModelEntry
+from cxredge.edge.data.stream import as_images
 from cxredge.edge.evaluate.metrics import agreement, classification_metrics
 from cxredge.edge.runtime.device import temperatures_c
 from cxredge.edge.runtime.interpreter import Runtime, TFLiteModel
@@ -170,11 +174,12 @@ def memory() -> dict:
     return out
 
 
-def predict_labels(model: TFLiteModel, images: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
-    return model.predict_proba(images, progress).argmax(axis=1)
+def predict_labels(model: TFLiteModel, images, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Top-1 per image of an array or an ImageStream."""
+    return model.predict_all(images, progress).argmax(axis=1)
 
 
-def reference_predictions(entry: ModelEntry, images: np.ndarray, runtime: Runtime, known: dict[Path, np.ndarray],
+def reference_predictions(entry: ModelEntry, images, runtime: Runtime, known: dict[Path, np.ndarray],
                           progress: Callable[[int], None] | None = None) -> np.ndarray | None:
     """Top-1 of the float32 model of the same variant (benched already, or run here for predictions only)."""
     ref = entry.reference
@@ -198,12 +203,15 @@ class BenchOutcome:
     references: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)  # key -> (float32 name, its top-1)
 
 
-def run_bench(entries: list[ModelEntry], x: np.ndarray, y: np.ndarray, classes: list[str],
+def run_bench(entries: list[ModelEntry], images, y: np.ndarray, classes: list[str],
               settings: BenchSettings, runtime: Runtime, progress=None) -> BenchOutcome:
     """Every (model, delegate, threads) row; accuracy once per model; agreement and speed-up after.
 
+    `images`: the split, an ImageStream (decoded batch by batch, once per model pass) or a uint8 array.
     `progress`: an optional object with `start(description, total)` and `advance(n)` (the CLI's rich bar).
     """
+    images = as_images(images)
+    first = images.head(1)[0]  # the latency rows' input: the first image of the split
     rows: list[dict] = []
     models: dict[str, dict] = {}
     preds: dict[Path, np.ndarray] = {}
@@ -214,15 +222,15 @@ def run_bench(entries: list[ModelEntry], x: np.ndarray, y: np.ndarray, classes: 
             for threads in settings.threads:
                 if progress:
                     progress.start(f"{entry.key} {delegate} x{threads}", 1)
-                row, model = measure(entry, delegate, threads, x[0], settings, runtime, len(classes))
+                row, model = measure(entry, delegate, threads, first, settings, runtime, len(classes))
                 if step:
                     step(1)
                 rows.append(row)
                 if model is not None and entry.key not in models:
                     if progress:
-                        progress.start(f"{entry.key} accuracy on {len(x)} images", len(x))
+                        progress.start(f"{entry.key} accuracy on {len(images)} images", len(images))
                     try:
-                        probs[entry.key] = model.predict_proba(x, step)
+                        probs[entry.key] = model.predict_all(images, step)
                     except RUN_ERRORS as exc:
                         row.update(status="failed", error=one_line(exc), latency_ms=None)
                         continue
@@ -236,8 +244,8 @@ def run_bench(entries: list[ModelEntry], x: np.ndarray, y: np.ndarray, classes: 
     for entry in entries:
         if entry.key in models:
             if progress and entry.reference and entry.reference.resolve() not in preds:
-                progress.start(f"{entry.key}: float32 reference", len(x))
-            ref = reference_predictions(entry, x, runtime, preds, step)
+                progress.start(f"{entry.key}: float32 reference", len(images))
+            ref = reference_predictions(entry, images, runtime, preds, step)
             mine = preds[entry.path.resolve()]
             models[entry.key]["agreement_with_float"] = None if ref is None else agreement(mine, ref)
             if ref is not None:

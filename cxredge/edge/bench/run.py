@@ -1,4 +1,8 @@
-"""The local bench pipeline: decode the chosen images, bench every model, write bench.json/md and plots. TF-free.
+"""The local bench pipeline: check the chosen images, bench every model, write bench.json/md and plots. TF-free.
+
+The split is never held decoded: one check pass (`dataset.index_split`) finds the unreadable files and
+gathers the OOD guard's statistics; each model's accuracy pass decodes it again in batches
+(`Split.stream()`). What stays per image: its path, label, each model's outputs and its OOD statistics.
 
 `cxredge bench` calls run_local_bench once; the progress bars and the console lines are passed in (a
 `progress()` context manager with the rich Progress calls add_task / advance / reset, and `say`, called as
@@ -55,6 +59,23 @@ class ProgressAdapter:
         self.progress.advance(self.task, n)
 
 
+def evaluate_split(ds, split: str, entries, settings, runtime, skip_bad: bool = False, limit: int | None = None,
+                   bar=None):
+    """The data part of a bench: the split checked once (skips, the OOD guard's statistics), then every
+    model's latency rows and its accuracy over the split's stream. Returns (Split, BenchOutcome, Statistics)."""
+    from cxredge.edge.bench.measure import run_bench
+    from cxredge.edge.data.dataset import index_split
+    from cxredge.edge.ood.guard import Statistics
+
+    bar = bar or NullProgress()
+    stats = Statistics()
+    task = bar.add_task(f"decoding {split} images", total=len(ds.paths(split)) if limit is None else limit)
+    index = index_split(ds, split, skip_bad=skip_bad, limit=limit, progress=lambda n: bar.advance(task, n),
+                        on_image=lambda _split, _path, _label, image: stats.add(image), hash_pixels=False)
+    outcome = run_bench(entries, index.stream(), index.y, list(ds.classes), settings, runtime, ProgressAdapter(bar))
+    return index, outcome, stats
+
+
 def run_local_bench(source, data, split, limit, settings, out, name=None, ci=2000, skip_bad=False,
                     progress: Callable[[], contextlib.AbstractContextManager] = NullProgress,
                     say: Callable[..., None] = quiet, width: int | None = None):
@@ -62,9 +83,8 @@ def run_local_bench(source, data, split, limit, settings, out, name=None, ci=200
     unit to `out` (default: <run>/bench/<dataset>/). Returns (bench document, folder written)."""
     from cxredge.edge.bench import results
     from cxredge.edge.bench import store as bench_store
-    from cxredge.edge.bench.measure import machine_load, run_bench
+    from cxredge.edge.bench.measure import machine_load
     from cxredge.edge.data import sources
-    from cxredge.edge.data.dataset import load_split
     from cxredge.edge.evaluate import validation
     from cxredge.edge.formats.fingerprint import annotate
     from cxredge.edge.ood import flags as ood_flags
@@ -85,10 +105,7 @@ def run_local_bench(source, data, split, limit, settings, out, name=None, ci=200
         + (f" (--limit {limit})" if limit else ""),
         highlight=False, soft_wrap=True)
     with progress() as bar:
-        task = bar.add_task(f"decoding {split} images", total=len(ds.paths(split)) if limit is None else limit)
-        loaded = load_split(ds, split, skip_bad=skip_bad, limit=limit, progress=lambda n: bar.advance(task, n))
-        outcome = run_bench(source.entries, loaded.x, loaded.y, list(ds.classes), settings, runtime,
-                            ProgressAdapter(bar))
+        loaded, outcome, ood_stats = evaluate_split(ds, split, source.entries, settings, runtime, skip_bad, limit, bar)
     counts = {c: int((loaded.y == i).sum()) for i, c in enumerate(ds.classes)}
     missing = [c for c, n in counts.items() if n == 0]
     if missing:
@@ -110,7 +127,7 @@ def run_local_bench(source, data, split, limit, settings, out, name=None, ci=200
     doc["machine_load"] = load  # load average before / after, governor: is the latency to be trusted?
     annotate(doc, loaded.paths, loaded.y, outcome.predictions, list(ds.classes))  # image ids, predictions
     validation.attach(doc, outcome, loaded.y, list(ds.classes), resamples=ci)  # sens/spec, AUC, CIs
-    ood_flags.attach(doc, source.entries, loaded.x, loaded.paths, ds.root)  # OOD guard: bench.json `ood`
+    ood_flags.attach(doc, source.entries, ood_stats, loaded.paths, ds.root)  # OOD guard: bench.json `ood`
     load["after"] = machine_load()
     place = bench_store.dataset_folder_name(own, split, name, ds.root)  # <run>/bench/<place>/: one per dataset
     out_dir = out if out is not None else bench_store.bench_place(source.run_dir or Path("."), place, ds.root, split)

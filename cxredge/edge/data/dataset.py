@@ -28,6 +28,7 @@ from cxredge.edge.data import patients as P
 from cxredge.edge.data.dicom import allow_any_modality
 from cxredge.edge.data.dicom import summarise as dicom_summary
 from cxredge.edge.data.images import is_image_file, load_image
+from cxredge.edge.data.stream import ImageStream, decode_each
 from cxredge.edge.data.table import TABLE_SUFFIXES, DataOptions, read_table
 from cxredge.errors import CxrError
 from cxredge.vocab import SPLITS
@@ -261,17 +262,15 @@ class Loaded:
 
 def load_split(ds: Dataset, split: str, skip_bad: bool = False, limit: int | None = None,
                progress: Callable[[int], None] | None = None) -> Loaded:
-    """Decode a split. A corrupt image raises CxrError naming it, unless skip_bad (then it is counted)."""
-    items = list(ds._get(split))
-    if limit is not None:
-        items = first_per_class(items, limit)
+    """Decode a split into one array (small sets; `index_split` streams). A corrupt image raises CxrError
+    naming it, unless skip_bad (then it is counted)."""
+    items = _items(ds, split, limit)
     xs, ys, paths, skipped, hashes = [], [], [], [], []
     for path, label in items:
         try:
             img = load_image(path)
         except CxrError as exc:
-            if not skip_bad:
-                raise CxrError(f"{exc} (use --skip-bad to skip such files)") from None
+            _bad(exc, skip_bad)
             skipped.append(str(path))
         else:
             xs.append(img)
@@ -281,8 +280,64 @@ def load_split(ds: Dataset, split: str, skip_bad: bool = False, limit: int | Non
         if progress:
             progress(1)
     if not xs:
-        raise CxrError(f"--data {ds.root}: no readable images in the {split} split")
+        raise _none_readable(ds, split)
     return Loaded(np.stack(xs), np.array(ys, dtype=np.int64), paths, skipped, hashes)
+
+
+@dataclass
+class Split:
+    """One split checked image by image, no pixels kept: the readable files, labels (and pixel hashes); the
+    skipped files. `stream()` decodes the readable files again, in batches."""
+    paths: list[Path]
+    y: np.ndarray
+    skipped: list[str] = field(default_factory=list)
+    pixel_hashes: list[str] = field(default_factory=list)
+
+    def stream(self, batch_size: int = 32) -> ImageStream:
+        return ImageStream(self.paths, batch_size)
+
+
+OnImage = Callable[[str, Path, int, np.ndarray], None]
+
+
+def index_split(ds: Dataset, split: str, skip_bad: bool = False, progress: Callable[[int], None] | None = None,
+                on_image: OnImage | None = None, limit: int | None = None, hash_pixels: bool = True) -> Split:
+    """load_split without the array: every image decoded once (a thread pool, edge/data/stream.py), handed to
+    `on_image(split, path, label, image)` in file order, then dropped. The same items, skips and errors as
+    load_split; memory: the decodes in flight, and per kept image its path, label (and sha1 pixel hash)."""
+    items = _items(ds, split, limit)
+    paths, ys, skipped, hashes = [], [], [], []
+    for (path, label), (_, img) in zip(items, decode_each([p for p, _ in items])):
+        if isinstance(img, CxrError):
+            _bad(img, skip_bad)
+            skipped.append(str(path))
+        else:
+            paths.append(path)
+            ys.append(label)
+            if hash_pixels:
+                hashes.append(hashlib.sha1(img.tobytes()).hexdigest())
+            if on_image:
+                on_image(split, path, label, img)
+        if progress:
+            progress(1)
+    if not paths:
+        raise _none_readable(ds, split)
+    return Split(paths, np.array(ys, dtype=np.int64), skipped, hashes)
+
+
+def _items(ds: Dataset, split: str, limit: int | None) -> list[tuple[Path, int]]:
+    items = list(ds._get(split))
+    return first_per_class(items, limit) if limit is not None else items
+
+
+def _bad(exc: CxrError, skip_bad: bool) -> None:
+    """An unreadable image: the one-line error naming it, unless --skip-bad (then the caller counts it)."""
+    if not skip_bad:
+        raise CxrError(f"{exc} (use --skip-bad to skip such files)") from None
+
+
+def _none_readable(ds: Dataset, split: str) -> CxrError:
+    return CxrError(f"--data {ds.root}: no readable images in the {split} split")
 
 
 def first_per_class(items, limit: int):
@@ -299,7 +354,7 @@ def first_per_class(items, limit: int):
     return out
 
 
-def count_leaks(loaded: dict[str, Loaded]) -> dict[str, int]:
+def count_leaks(loaded: dict[str, Loaded] | dict[str, Split]) -> dict[str, int]:
     """Images whose decoded pixels appear in two splits: {'train/val': n, ...}."""
     out = {}
     names = list(loaded)

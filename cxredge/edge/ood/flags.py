@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cxredge.edge.formats.sidecar import read_sidecar
-from cxredge.edge.ood.guard import Reference, raw_statistics, reference_from_dict
+from cxredge.edge.ood.guard import Reference, reference_from_dict, statistics
 from cxredge.errors import CxrError
 
 MAX_LISTED = 50
@@ -101,14 +101,16 @@ def _references(entries, image_size: int) -> tuple[dict[str, Reference], dict[st
     return refs, key_of, why
 
 
-def bench_block(entries, images: np.ndarray, paths: list[Path], root: Path | None = None) -> dict:
-    """The `ood` block of bench.json: image statistics computed once, checked against each distinct reference."""
-    n = len(images)
-    refs, key_of, why = _references(entries, int(images.shape[1]))
+def bench_block(entries, images, paths: list[Path], root: Path | None = None) -> dict:
+    """The `ood` block of bench.json: image statistics computed once (from the images, or the guard's
+    Statistics of a streamed pass over them), checked against each distinct reference."""
+    measured = statistics(images)
+    n = measured.n
+    refs, key_of, why = _references(entries, measured.image_size)
     block = {"n": n, "guarded": list(key_of), "unguarded": list(why), "unguarded_why": why}
     if not refs:
         return {**block, **_summary([], n, None), "n_flagged": None, "share": None, "flagged": [], "per_model": {}}
-    stats, g = raw_statistics(images)
+    stats, g = measured.arrays()
     checked = {fp: ref.verdicts(*ref.scores_of(stats, g)) for fp, ref in refs.items()}
     first = [next((v[i] for v in checked.values() if not v[i].in_distribution), None) for i in range(n)]
     block.update(_summary(first, n, next(iter(refs.values())).threshold if len(refs) == 1 else None))
@@ -126,7 +128,7 @@ def _name(path: Path, root: Path | None) -> str:
         return str(path)
 
 
-def attach(doc: dict, entries, images: np.ndarray, paths: list[Path], root: Path | None = None) -> None:
+def attach(doc: dict, entries, images, paths: list[Path], root: Path | None = None) -> None:
     """bench: put the `ood` block into bench.json and one line into its notes (bench.md shows them)."""
     block = bench_block(entries, images, paths, root)
     doc["ood"] = block

@@ -96,6 +96,49 @@ def raw_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+class Statistics:
+    """raw_statistics() of images handed over one at a time (a streamed pass over a split): computed CHUNK
+    images at a time, so the numbers are raw_statistics' over all of them, with one chunk of pixels held."""
+
+    def __init__(self):
+        self._chunk: list[np.ndarray] = []
+        self._parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self.image_size: int | None = None
+        self.n = 0
+
+    @classmethod
+    def of(cls, images: np.ndarray) -> "Statistics":
+        out = cls()
+        x = _as_batch(images)
+        out._parts, out.image_size, out.n = [raw_statistics(x)], int(x.shape[1]), len(x)
+        return out
+
+    def add(self, image: np.ndarray) -> None:
+        """One (H, W, 3) image; its pixels are dropped once its chunk is computed."""
+        self.image_size = int(image.shape[0]) if self.image_size is None else self.image_size
+        self._chunk.append(image)
+        self.n += 1
+        if len(self._chunk) == CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._chunk:
+            self._parts.append(raw_statistics(np.stack(self._chunk)))
+            self._chunk = []
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 4) statistics and (N, GRID^2) grids, as raw_statistics returns them."""
+        self._flush()
+        if len(self._parts) > 1:
+            self._parts = [(np.concatenate([p[0] for p in self._parts]), np.concatenate([p[1] for p in self._parts]))]
+        return self._parts[0] if self._parts else (np.empty((0, 4)), np.empty((0, GRID * GRID)))
+
+
+def statistics(images) -> Statistics:
+    """Statistics as they are; an (N, H, W, 3) array -> its Statistics."""
+    return images if isinstance(images, Statistics) else Statistics.of(images)
+
+
 def features(images: np.ndarray, template: np.ndarray) -> np.ndarray:
     """(N, 5) features in NAMES order; layout is the correlation with `template` (a z-normalised grid)."""
     stats, g = raw_statistics(images)
@@ -212,17 +255,18 @@ class Verdict:
                 "threshold": round(self.threshold, 2), "reasons": list(self.reasons), "z": self.z}
 
 
-def build_reference(images: np.ndarray, split: str = "val", keep: float = KEEP) -> Reference:
-    """The reference of a set of in-distribution images (quantize: the val split)."""
-    x = _as_batch(images)
-    stats, g = raw_statistics(x)
+def build_reference(images, split: str = "val", keep: float = KEEP) -> Reference:
+    """The reference of a set of in-distribution images (quantize: the val split), given as an array or as
+    the Statistics of a streamed pass over them (the same reference)."""
+    measured = statistics(images)
+    stats, g = measured.arrays()
     template = np.round(_template(g), 4).astype(np.float64)  # stored as is, so a check reproduces the val scores
     feats = _assemble(stats, g, template)
     median, scale = _robust(feats)
     quant = {n: [round(float(v), 4) for v in np.nanquantile(feats[:, j], [0.005, 0.05, 0.5, 0.95, 0.995])]
              if not np.isnan(feats[:, j]).all() else None for j, n in enumerate(NAMES)}
     ref = Reference(tuple(map(float, median)), tuple(map(float, scale)), tuple(map(float, template)),
-                    MIN_THRESHOLD, split, len(x), int(x.shape[1]), keep, 0, quant)
+                    MIN_THRESHOLD, split, measured.n, measured.image_size, keep, 0, quant)
     scores, _ = ref.scores_of(stats, g)
     threshold = conformal_threshold(scores, keep) + TIE    # the kept val images stay kept, rounding aside
     return replace(ref, threshold=threshold, val_flagged=int((scores > threshold).sum()))

@@ -248,3 +248,11 @@ class TFLiteModel:
             if progress:
                 progress(1)
         return out
+
+    def predict_all(self, images, progress=None) -> np.ndarray:
+        """predict_proba over an array, or over the uint8 batches of a stream (edge/data/stream.py
+        ImageStream: decoded while it runs, a batch at a time): the same (N, C) float32, row for row."""
+        if isinstance(images, np.ndarray):
+            return self.predict_proba(images, progress)
+        parts = [self.predict_proba(batch, progress) for batch in images]
+        return np.concatenate(parts) if parts else np.empty((0, self.num_classes), dtype=np.float32)

@@ -2,7 +2,9 @@
 
 A thread pool runs edge.images.load_image (the one decode entry point) over the files; Pillow releases
 the GIL while it decodes, so the pool uses every core. At most `ahead` batches are decoded in advance
-(a bounded queue), and batches come out in file order, so a pass is reproducible.
+(a bounded queue), and batches come out in file order, so a pass is reproducible. train, quantize and
+bench read a split this way (`dataset.index_split` checks it once, `Split.stream()` reads it again);
+`ArrayImages` gives images already in memory the same interface (len, batches, head).
 """
 from __future__ import annotations
 
@@ -65,8 +67,10 @@ def _try(path: Path):
         return exc
 
 
-def decode_each(paths: list[Path], ahead: int = 256) -> Iterator[tuple[Path, np.ndarray | CxrError]]:
-    """(path, image or the CxrError it raised) for each path in order, `ahead` decodes in flight at most."""
+def decode_each(paths: list[Path], ahead: int | None = None) -> Iterator[tuple[Path, np.ndarray | CxrError]]:
+    """(path, image or the CxrError it raised) for each path in order, `ahead` (default 8 per worker)
+    decodes in flight at most."""
+    ahead = ahead or 8 * workers()
     with ThreadPoolExecutor(workers(), thread_name_prefix="cxr-decode") as pool:
         queue: deque = deque()
         it = iter(paths)
@@ -97,3 +101,23 @@ class ImageStream:
     def head(self, n: int) -> np.ndarray:
         """The first n images, decoded (a small check set)."""
         return decode_paths(self.paths[:n])
+
+
+@dataclass
+class ArrayImages:
+    """Images already decoded in memory (N, 224, 224, 3), read like an ImageStream: one batch, the array."""
+    x: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter([self.x] if len(self.x) else [])
+
+    def head(self, n: int) -> np.ndarray:
+        return self.x[:n]
+
+
+def as_images(images) -> ImageStream | ArrayImages:
+    """An ImageStream (or anything with len, batches and head) as it is; an array as ArrayImages."""
+    return ArrayImages(images) if isinstance(images, np.ndarray) else images
