@@ -1,15 +1,18 @@
-"""int8 with nearest vs learned weight rounding, side by side in one run, on val and test.
+"""int8 methods side by side in one run, on val and test: the first of --methods is the baseline.
 
-    nice .venv/bin/python benchmarks/quantize/int8_rounding.py --run runs/int8 --variants two_conv
+    nice .venv/bin/python benchmarks/quantize/int8_methods.py --run runs/full --variants fc,one_conv,two_conv
+    nice .venv/bin/python benchmarks/quantize/int8_methods.py --run runs/int8 --methods nearest,learned \
+        --result int8_rounding
 
-The run's models are copied (run.json + <variant>/model.keras) into --out/<setting>/, so the run itself is
-not touched. Each setting goes through `cxredge quantize`'s own pipeline (200 calibration images, seed 0,
-uint8 in / out, bias correction on): `--rounding nearest` (the converter's rounding) and `--rounding
-learned` (cxredge/convert/rounding.py). Both int8 files are then run on the val and the test split and
-compared with the Keras model's probabilities on the same images: top-1 agreement, macro-F1 change,
-mean |dprob|, and McNemar's exact p of int8 vs float correctness (paired, per image). Latency: both int8
-files of a variant, 1 thread, invocations interleaved (ABAB...), median ms. The default is chosen on val.
-Writes benchmarks/results/quantize/<--result>.{json,md} (default int8_rounding).
+The run's models are copied (run.json + <variant>/model.keras) into --out/<method>/, so the run itself is
+not touched. Each method is a set of `cxredge quantize` settings (METHODS) and goes through its own
+pipeline (200 calibration images, seed 0, uint8 in / out, bias correction on): `calibrated_input` vs
+`exact_input` (convert/exact_input.py), or `nearest` vs `learned` weight rounding (convert/rounding.py;
+both measured before exact input existed, so both keep the calibrator's input range). Every int8 file is
+run on the val and the test split and compared with the Keras model's probabilities on the same images:
+top-1 agreement, macro-F1 change, mean |dprob|, and McNemar's exact p of int8 vs float correctness
+(paired, per image). Latency: every int8 file of a variant, 1 thread, invocations interleaved (ABAB...),
+median ms. The default is chosen on val. Writes benchmarks/results/quantize/<--result>.{json,md}.
 """
 from __future__ import annotations
 
@@ -25,7 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for
 from common import NullTracker, copy_run, cpu_summary, machine_info, results_dir, save  # noqa: E402
 
 RESULTS = results_dir(__file__)
-SETTINGS = ("nearest", "learned")
+METHODS = {  # QuantizeSettings overrides
+    "calibrated_input": {"exact_input": False},
+    "exact_input": {"exact_input": True},
+    "nearest": {"rounding": "nearest", "exact_input": False},
+    "learned": {"rounding": "learned", "exact_input": False},
+}
 
 
 def latency(paths: list[Path], image: np.ndarray, rounds: int) -> list[float]:
@@ -63,12 +71,17 @@ def evaluate(path: Path, ref) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True, help="a `cxredge train` run directory")
-    ap.add_argument("--out", type=Path, default=Path("runs/int8_rounding_bench"))
+    ap.add_argument("--out", type=Path, default=Path("runs/int8_methods_bench"))
     ap.add_argument("--variants", default="two_conv")
+    ap.add_argument("--methods", default="calibrated_input,exact_input", help=f"of {', '.join(METHODS)}")
     ap.add_argument("--rounding-images", type=int, default=64)
     ap.add_argument("--latency-rounds", type=int, default=200)
-    ap.add_argument("--result", default="int8_rounding", help="file stem under benchmarks/results/quantize/")
+    ap.add_argument("--result", default="int8_exact_input", help="file stem under benchmarks/results/quantize/")
     args = ap.parse_args(argv)
+    methods = tuple(args.methods.split(","))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or len(methods) < 2:
+        ap.error(f"--methods {args.methods}: two or more of {', '.join(METHODS)}")
 
     from cxredge.convert.pipeline import QuantizeSettings, load_model, load_run, quantize_run
     from cxredge.convert.validate import keras_reference
@@ -80,47 +93,53 @@ def main(argv=None) -> None:
     ds = scan_recorded(run["data"])
     splits = {s: load_split(ds, s, skip_bad=True) for s in ("val", "test")}
     rows, seconds = [], {}
-    for setting in SETTINGS:
+    for setting in methods:
         out = copy_run(args.run, args.out / setting, variants)
         for v in variants:  # one variant at a time: the wall time is the cost per model
             t0 = time.perf_counter()
-            quantize_run(QuantizeSettings(run=out, variants=(v,), modes=("float32", "int8"), rounding=setting,
-                                          rounding_images=args.rounding_images), NullTracker())
+            quantize_run(QuantizeSettings(run=out, variants=(v,), modes=("float32", "int8"),
+                                          rounding_images=args.rounding_images, **METHODS[setting]), NullTracker())
             seconds[f"{setting}/{v}"] = time.perf_counter() - t0
             print(f"{setting} {v}: quantize {seconds[f'{setting}/{v}']:.0f} s", flush=True)
     for v in variants:
         model = load_model(args.run, v)
         refs = {s: keras_reference(model, d.x, d.y, run["classes"], s) for s, d in splits.items()}
-        paths = [args.out / s / v / "int8.tflite" for s in SETTINGS]
+        paths = [args.out / s / v / "int8.tflite" for s in methods]
         ms = latency(paths, splits["val"].x[0], args.latency_rounds)
-        for setting, path, t in zip(SETTINGS, paths, ms):
+        for setting, path, t in zip(methods, paths, ms):
             side = read_json(path.with_suffix(".json"))["conversion"]
             info = side.get("rounding") or {}
             for split, ref in refs.items():
-                rows.append({"variant": v, "rounding": setting, "split": split, **evaluate(path, ref),
-                             "latency_ms_1thread": t, "latency_ratio_vs_nearest": t / ms[0],
+                rows.append({"variant": v, "method": setting, "settings": METHODS[setting], "split": split,
+                             **evaluate(path, ref), "latency_ms_1thread": t, "latency_ratio_vs_baseline": t / ms[0],
                              "quantize_seconds": seconds[f"{setting}/{v}"],
                              "weights_changed": info.get("weights_changed", 0),
                              "rounding_settings": {k: val for k, val in info.items() if k != "per_layer"} or None})
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    lines = [f"# int8 weight rounding: nearest vs learned ({when})", "",
+    lines = [f"# int8: {' vs '.join(methods)} ({when})", "",
              f"Run `{args.run}` (data `{run['data']['path']}`, seed {run.get('seed')}); 200 calibration images "
              "(seed 0, train split), uint8 in / out, bias correction on in both. Reference: each variant's Keras "
              "model on the same images. McNemar: exact, int8 vs float correctness. Latency: median of "
              f"{args.latency_rounds} interleaved invokes, 1 thread. CPU: {cpu_summary()}.", "",
-             "| variant | rounding | split | agreement | differ | macro-F1 change | mean abs dprob | McNemar p "
-             "| ms, 1 thread | x nearest | quantize s |",
+             f"| variant | method | split | agreement | differ | macro-F1 change | mean abs dprob | McNemar p "
+             f"| ms, 1 thread | x {methods[0]} | quantize s |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: (r["variant"], r["split"] != "val", r["rounding"])):
-        lines.append(f"| {r['variant']} | {r['rounding']} | {r['split']} | {100 * r['agreement']:.2f}% | "
+    for r in sorted(rows, key=lambda r: (r["variant"], r["split"] != "val", methods.index(r["method"]))):
+        lines.append(f"| {r['variant']} | {r['method']} | {r['split']} | {100 * r['agreement']:.2f}% | "
                      f"{r['disagreements']} | {100 * r['delta_macro_f1']:+.2f} pt | {r['mean_abs_dprob']:.4f} | "
-                     f"{r['mcnemar_p']:.3f} | {r['latency_ms_1thread']:.2f} | {r['latency_ratio_vs_nearest']:.3f} | "
+                     f"{r['mcnemar_p']:.3f} | {r['latency_ms_1thread']:.2f} | {r['latency_ratio_vs_baseline']:.3f} | "
                      f"{r['quantize_seconds']:.0f} |")
-    val = {(r["variant"], r["rounding"]): r["agreement"] for r in rows if r["split"] == "val"}
-    wins = [v for v in variants if val[(v, "learned")] > val[(v, "nearest")]]
-    lines += ["", f"Val decides: learned rounding agrees better with float on val for "
-              f"{', '.join(wins) if wins else 'no variant'} (of {', '.join(variants)})."]
-    save(RESULTS, args.result, {"created": when, "run": str(args.run), "rows": rows, "seconds": seconds,
+    val = {(r["variant"], r["method"]): r for r in rows if r["split"] == "val"}
+    for m in methods[1:]:
+        wins = [v for v in variants if val[(v, m)]["agreement"] > val[(v, methods[0])]["agreement"]]
+        ties = [v for v in variants if val[(v, m)]["agreement"] == val[(v, methods[0])]["agreement"]]
+        closer = [v for v in variants if val[(v, m)]["mean_abs_dprob"] < val[(v, methods[0])]["mean_abs_dprob"]]
+        lines += ["", f"Val decides: {m} agrees better with float than {methods[0]} on val for "
+                  f"{', '.join(wins) or 'no variant'}, ties for {', '.join(ties) or 'none'} "
+                  f"(of {', '.join(variants)}); "
+                  f"its mean |dprob| is lower for {', '.join(closer) or 'none'}."]
+    save(RESULTS, args.result, {"created": when, "run": str(args.run), "methods": methods, "rows": rows,
+                                "seconds": seconds,
                                 "machine": machine_info()}, "\n".join(lines) + "\n")
 
 
