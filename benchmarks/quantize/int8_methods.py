@@ -17,6 +17,7 @@ median ms. The default is chosen on val. Writes benchmarks/results/quantize/<--r
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -77,7 +78,11 @@ def main(argv=None) -> None:
     ap.add_argument("--rounding-images", type=int, default=64)
     ap.add_argument("--latency-rounds", type=int, default=200)
     ap.add_argument("--result", default="int8_exact_input", help="file stem under benchmarks/results/quantize/")
+    ap.add_argument("--latency-only", action="store_true",
+                    help="time the int8 files already under --out again and update --result's rows")
     args = ap.parse_args(argv)
+    if args.latency_only:
+        return remeasure_latency(args)
     methods = tuple(args.methods.split(","))
     unknown = [m for m in methods if m not in METHODS]
     if unknown or len(methods) < 2:
@@ -116,11 +121,41 @@ def main(argv=None) -> None:
                              "weights_changed": info.get("weights_changed", 0),
                              "rounding_settings": {k: val for k, val in info.items() if k != "per_layer"} or None})
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    lines = [f"# int8: {' vs '.join(methods)} ({when})", "",
-             f"Run `{args.run}` (data `{run['data']['path']}`, seed {run.get('seed')}); 200 calibration images "
+    doc = {"created": when, "run": str(args.run), "data": run["data"]["path"], "seed": run.get("seed"),
+           "methods": methods, "variants": variants, "latency_rounds": args.latency_rounds, "rows": rows,
+           "seconds": seconds, "machine": machine_info(), "cpu": cpu_summary()}
+    save(RESULTS, args.result, doc, render(doc))
+
+
+def remeasure_latency(args) -> None:
+    """--latency-only: the int8 files already in --out, timed again (a quieter machine), rows updated."""
+    from cxredge.io import read_json
+
+    doc = read_json(RESULTS / f"{args.result}.json")
+    image = np.full((224, 224, 3), 128, np.uint8)
+    image[::7] = 30
+    for v in doc["variants"]:
+        paths = [args.out / m / v / "int8.tflite" for m in doc["methods"]]
+        ms = latency(paths, image, args.latency_rounds)
+        for r in doc["rows"]:
+            if r["variant"] == v:
+                t = ms[doc["methods"].index(r["method"])]
+                r.update(latency_ms_1thread=t, latency_ratio_vs_baseline=t / ms[0])
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    doc.update(latency_remeasured=when, latency_rounds=args.latency_rounds, latency_machine=machine_info(),
+               latency_cpu=cpu_summary(), latency_loadavg=[round(x, 2) for x in os.getloadavg()])
+    save(RESULTS, args.result, doc, render(doc))
+
+
+def render(doc: dict) -> str:
+    methods, variants, rows = tuple(doc["methods"]), doc["variants"], doc["rows"]
+    timed = (f"re-measured {doc['latency_remeasured']} on {doc['latency_cpu']}, load average "
+             f"{doc['latency_loadavg']} at the start" if doc.get("latency_remeasured") else "in the same run")
+    lines = [f"# int8: {' vs '.join(methods)} ({doc['created']})", "",
+             f"Run `{doc['run']}` (data `{doc['data']}`, seed {doc['seed']}); 200 calibration images "
              "(seed 0, train split), uint8 in / out, bias correction on in both. Reference: each variant's Keras "
              "model on the same images. McNemar: exact, int8 vs float correctness. Latency: median of "
-             f"{args.latency_rounds} interleaved invokes, 1 thread. CPU: {cpu_summary()}.", "",
+             f"{doc['latency_rounds']} interleaved invokes, 1 thread, {timed}. CPU: {doc['cpu']}.", "",
              f"| variant | method | split | agreement | differ | macro-F1 change | mean abs dprob | McNemar p "
              f"| ms, 1 thread | x {methods[0]} | quantize s |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -136,11 +171,8 @@ def main(argv=None) -> None:
         closer = [v for v in variants if val[(v, m)]["mean_abs_dprob"] < val[(v, methods[0])]["mean_abs_dprob"]]
         lines += ["", f"Val decides: {m} agrees better with float than {methods[0]} on val for "
                   f"{', '.join(wins) or 'no variant'}, ties for {', '.join(ties) or 'none'} "
-                  f"(of {', '.join(variants)}); "
-                  f"its mean |dprob| is lower for {', '.join(closer) or 'none'}."]
-    save(RESULTS, args.result, {"created": when, "run": str(args.run), "methods": methods, "rows": rows,
-                                "seconds": seconds,
-                                "machine": machine_info()}, "\n".join(lines) + "\n")
+                  f"(of {', '.join(variants)}); its mean |dprob| is lower for {', '.join(closer) or 'none'}."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
