@@ -104,6 +104,21 @@ BENCH_ROW_KEYS = ("model", "path", "variant", "precision", "sha256", "delegate",
 BENCH_ROW_MEASURED = ("peak_rss_mb", "rss_mb", "temperature_c", "memory_footprint_mb",  # runner-specific extras
                       "latency_check", "latency_noisy", "speedup_withheld")
 NOISY_SPREAD = 1.5  # p90 / median of a row's latency above this: the row's timing is not to be trusted
+# fields of a bench.json that depend on the clock or the machine's state, not on the models and images
+BENCH_CLOCKED = frozenset({"latency_ms", "latency_check", "latency_noisy", "peak_rss_mb", "rss_mb", "temperature_c",
+                           "speedup_vs_float32", "speedup_withheld", "wall_s", "machine_load", "device", "seconds",
+                           "created"})
+
+
+def unclocked(doc, also: frozenset[str] | set[str] = frozenset()):
+    """`doc` (a bench.json, or any part of it) without BENCH_CLOCKED fields and `also`, at every depth:
+    what two benches of the same models on the same images must agree on."""
+    drop = BENCH_CLOCKED | set(also)
+    if isinstance(doc, dict):
+        return {k: unclocked(v, drop) for k, v in doc.items() if k not in drop}
+    if isinstance(doc, list):
+        return [unclocked(v, drop) for v in doc]
+    return doc
 
 
 def latency_spread(latency: dict | None) -> float | None:

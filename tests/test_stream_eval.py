@@ -23,6 +23,7 @@ from cxredge.edge.ood import flags as ood_flags
 from cxredge.edge.ood import guard
 from cxredge.edge.runtime.interpreter import find_runtime
 from cxredge.errors import CxrError
+from cxredge.formats import unclocked
 from conftest import make_dataset
 from edge_fixtures import make_run
 
@@ -31,8 +32,7 @@ runner = CliRunner()
 # test split spans two of the OOD statistics' 64-image chunks
 COUNTS = {"train": 2, "val": 10, "test": 20}
 # what a bench.json may differ in between two runs of the same code: timings, memory, load, the machine's state
-CLOCKED = {"latency_ms", "latency_check", "latency_noisy", "peak_rss_mb", "rss_mb", "temperature_c",
-           "speedup_vs_float32", "speedup_withheld", "wall_s", "machine_load", "device", "seconds", "created"}
+
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +55,6 @@ def whole_array(ds, split, entries, settings, runtime, skip_bad=False, limit=Non
     """bench's data part as it was: the split decoded into one array, every model and the OOD block over it."""
     loaded = load_split(ds, split, skip_bad=skip_bad, limit=limit)
     return loaded, run_bench(entries, loaded.x, loaded.y, list(ds.classes), settings, runtime), loaded.x
-
-
-def unclocked(doc):
-    if isinstance(doc, dict):
-        return {k: unclocked(v) for k, v in doc.items() if k not in CLOCKED}
-    if isinstance(doc, list):
-        return [unclocked(v) for v in doc]
-    return doc
 
 
 # --- the check pass -------------------------------------------------------------------------------

@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/scale/, f
 from common import ROOT, copy_run, cpu_summary, results_dir, save  # noqa: E402
 from scale import SOURCE, write_copy  # noqa: E402
 
+from cxredge.formats import unclocked  # noqa: E402
+
 OUT = results_dir(__file__)
 # what two benches of the same models may differ in: timings, memory, the machine's load, when and where
-CLOCKED = {"latency_ms", "latency_check", "latency_noisy", "peak_rss_mb", "rss_mb", "temperature_c",
-           "speedup_vs_float32", "speedup_withheld", "wall_s", "machine_load", "device", "seconds", "created",
-           "origin", "path", "notes"}
+PATHS = {"origin", "path", "notes"}  # where the run and data lived: differ between the old and new trees
 
 
 def build(n: int, work: Path) -> Path:
@@ -92,14 +92,6 @@ def run_for(base: Path, data: Path, dst: Path) -> Path:
     return run
 
 
-def unclocked(doc):
-    if isinstance(doc, dict):
-        return {k: unclocked(v) for k, v in doc.items() if k not in CLOCKED}
-    if isinstance(doc, list):
-        return [unclocked(v) for v in doc]
-    return doc
-
-
 def same_results(old: Path, new: Path) -> dict:
     """Do both sides' sidecars (validation, OOD reference, model bytes) and bench.json agree?"""
     out = {}
@@ -109,7 +101,7 @@ def same_results(old: Path, new: Path) -> dict:
         out[f"{precision}_ood"] = a["ood"] == b["ood"]
         out[f"{precision}_sha256"] = a["sha256"] == b["sha256"]
     a, b = (json.loads((r / "bench" / "test" / "bench.json").read_text()) for r in (old, new))
-    out["bench_json_without_timings"] = unclocked(a) == unclocked(b)
+    out["bench_json_without_timings"] = unclocked(a, PATHS) == unclocked(b, PATHS)
     return out
 
 
