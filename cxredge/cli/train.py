@@ -132,9 +132,10 @@ def train(
                                    help="Feature cache folder (default RUN/feature_cache): memory-mapped cuts keyed by "
                                         "weights, alpha, data, cut and view; runs that share it skip the backbone for "
                                         "what is cached. An interrupted pass resumes."),
-    cache_dtype: str = typer.Option("auto", "--cache-dtype",
-                                    help="auto (float16 for a cut whose values it keeps to 1e-3 of their range, "
-                                         "checked on a first batch; else float32) | float16 | float32."),
+    cache_dtype: str = typer.Option("float32", "--cache-dtype",
+                                    help="float32 (exact: the in-memory path's numbers) | auto (float16 for a cut "
+                                         "whose values it keeps to 1e-3 of their range, checked on a first batch: "
+                                         "half the disk) | float16."),
     audit: bool = typer.Option(True, "--audit/--no-audit",
                                help="Before training: duplicates and the shortcut probe on the decoded images (a few "
                                     "seconds), warnings printed, audit.json in the run folder."),
