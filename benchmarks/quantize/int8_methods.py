@@ -132,6 +132,11 @@ def remeasure_latency(args) -> None:
     from cxredge.io import read_json
 
     doc = read_json(RESULTS / f"{args.result}.json")
+    run = read_json(args.run / "run.json")  # a result written before these keys were recorded
+    doc.setdefault("variants", list(dict.fromkeys(r["variant"] for r in doc["rows"])))
+    doc.setdefault("data", run["data"]["path"])
+    doc.setdefault("seed", run.get("seed"))
+    doc.setdefault("cpu", cpu_summary())
     image = np.full((224, 224, 3), 128, np.uint8)
     image[::7] = 30
     for v in doc["variants"]:
