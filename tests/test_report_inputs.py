@@ -132,6 +132,19 @@ JSON = st.recursive(SCALAR,
 BASE = synthetic_bench(resamples=50)
 
 
+def replaced(base: dict, where: tuple, value, drop: bool) -> dict:
+    """A copy of `base` with the key at path `where` removed (`drop`, in a dict) or set to `value`."""
+    doc = copy.deepcopy(base)
+    parent = doc
+    for k in where[:-1]:
+        parent = parent[k]
+    if drop and isinstance(parent, dict):
+        parent.pop(where[-1])
+    else:
+        parent[where[-1]] = value
+    return doc
+
+
 def paths(obj, prefix=()):
     yield prefix
     if isinstance(obj, dict):
@@ -154,14 +167,7 @@ def test_fuzz_bench_json_either_refused_or_reported(where, value, drop, tmp_path
     from cxredge.edge.report.inputs import check_bench
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    doc = copy.deepcopy(BASE)
-    parent = doc
-    for k in where[:-1]:
-        parent = parent[k]
-    if drop and isinstance(parent, dict):
-        parent.pop(where[-1])
-    else:
-        parent[where[-1]] = value
+    doc = replaced(BASE, where, value, drop)
     try:
         check_bench("b.json", doc)
     except CxrError as exc:
@@ -180,14 +186,7 @@ def test_fuzz_explain_json_either_refused_or_reported(where, value, drop, tmp_pa
     """cause 12, property: explain.json with one key replaced or removed -> the report leaves the section out
     with a warning, or renders it; never another exception."""
     run = tmp_path_factory.mktemp("ex") / "run"
-    doc = copy.deepcopy(EXPLAIN_BASE)
-    parent = doc
-    for k in where[:-1]:
-        parent = parent[k]
-    if drop and isinstance(parent, dict):
-        parent.pop(where[-1])
-    else:
-        parent[where[-1]] = value
+    doc = replaced(EXPLAIN_BASE, where, value, drop)
     (run / "explain").mkdir(parents=True)
     (run / "explain" / "explain.json").write_text(json.dumps(doc))
     page = build(run, [], run / "assets")
