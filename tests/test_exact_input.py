@@ -12,7 +12,8 @@ from cxredge.convert.opcheck import float_ops  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def calibrated():
+def calibrations():
+    """The same model and images calibrated with the exact pixel range (the default) and without it."""
     from cxredge.keras import keras
 
     keras.utils.set_random_seed(0)
@@ -23,7 +24,9 @@ def calibrated():
     model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="out")(x))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(6, 224, 224, 3), dtype=np.uint8)
-    return quantize.calibrate(model, images, float_model=quantize.convert_float(model, "float32"))
+    float32 = quantize.convert_float(model, "float32")
+    return {"exact": quantize.calibrate(model, images, float_model=float32),
+            "plain": quantize.calibrate(model, images, float_model=float32, exact_input=False)}
 
 
 def every_gray_level() -> np.ndarray:
@@ -40,21 +43,23 @@ def mul_output(int8: bytes, image: np.ndarray) -> np.ndarray:
     return (it.get_tensor(d["index"]).astype(np.float64) - zero_point) * scale
 
 
-def test_pixels_pass_the_scaling_losslessly_only_with_the_exact_range(calibrated):
+def test_pixels_pass_the_scaling_losslessly_only_with_the_exact_range(calibrations):
     image = every_gray_level()
     want = image.astype(np.float64) / 127.5
-    exact = quantize.quantize_calibrated(calibrated)
-    plain = quantize.quantize_calibrated(calibrated, exact_input=False)
+    exact = quantize.quantize_calibrated(calibrations["exact"])
+    plain = quantize.quantize_calibrated(calibrations["plain"])
     assert np.abs(mul_output(exact, image) - want).max() < 1e-6
     # the calibrator's range: a coarser step than one gray level, so pixels are rounded
     assert np.abs(mul_output(plain, image) - want).max() > 0.5 / 127.5
     assert float_ops(exact) == []  # still full-integer, uint8 pixels in
 
 
-def test_only_the_pixel_scaling_range_changes(calibrated):
+def test_only_the_pixel_scaling_range_changes(calibrations):
     from tensorflow.lite.tools import flatbuffer_utils as fu
 
+    calibrated = calibrations["plain"]
     data, record = exact_input.apply(calibrated)
+    assert data == calibrations["exact"]  # what calibrate() gives by default
     assert [r["tensor"].endswith("scale_to_pm1/mul") for r in record] == [True]
     assert record[0]["exact"] == pytest.approx([0.0, 2.0], abs=1e-6)
     before, after = (fu.read_model_from_bytearray(bytearray(b)) for b in (calibrated, data))

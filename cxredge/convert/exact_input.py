@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-MUL = 18  # tflite BuiltinOperator.MUL
-
 
 def _name(tensor) -> str:
     n = tensor.name
@@ -30,6 +28,7 @@ def apply(calibrated: bytes) -> tuple[bytes, list[dict]]:
     A pixel-reading MUL: a MUL whose one input is the model's input and whose other input is a scalar
     constant. Models without one (no Rescaling layer) come back unchanged with an empty record.
     """
+    from tensorflow.lite.python.schema_py_generated import BuiltinOperator
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
@@ -37,7 +36,7 @@ def apply(calibrated: bytes) -> tuple[bytes, list[dict]]:
     pixels = {int(i) for i in sub.inputs}
     changed = []
     for op in sub.operators:
-        if model.operatorCodes[op.opcodeIndex].builtinCode != MUL or len(op.inputs) != 2:
+        if model.operatorCodes[op.opcodeIndex].builtinCode != BuiltinOperator.MUL or len(op.inputs) != 2:
             continue
         ins = [int(i) for i in op.inputs]
         if not any(i in pixels for i in ins):

@@ -151,9 +151,8 @@ def quantize_variant(settings, run, variant, val: Split, calib, tracker, ood: di
             rows.append(job.emit(mode, quantize.convert_float(model, mode)))
     if calib is not None and (set(settings.modes) & {"int8", "refit"} or settings.debug or settings.float_fallback):
         task = tracker.task(f"{variant}: calibrating int8", len(calib.x) + calib.anchor)
-        cal = quantize.calibrate(model, calib.x, task, float_model=float32)
-        int8 = quantize.quantize_calibrated(cal, settings.io, what=f"{variant}/int8.tflite",
-                                            exact_input=settings.exact_input)
+        cal = quantize.calibrate(model, calib.x, task, float_model=float32, exact_input=settings.exact_input)
+        int8 = quantize.quantize_calibrated(cal, settings.io, what=f"{variant}/int8.tflite")
         int8, rounded = job.round_weights(int8, float32)
         int8, extra = job.correct(int8, float32, "int8")
         rows.append(job.emit("int8", int8, {**rounded, **extra}))
@@ -225,8 +224,7 @@ class _Job:
         if k > len(layers):
             raise CxrError(f"--float-fallback {k}: the model has only {len(layers)} quantized layers")
         deny = debug.worst_layers(layers, k)
-        data = quantize.quantize_calibrated(cal, self.settings.io, deny, what=f"{self.variant}/int8_fallback.tflite",
-                                            exact_input=self.settings.exact_input)
+        data = quantize.quantize_calibrated(cal, self.settings.io, deny, what=f"{self.variant}/int8_fallback.tflite")
         data, extra = self.correct(data, float32, "int8_fallback")
         fb = {"k": k, "layers": [debug.short_name(t) for t in deny], "denylisted_nodes": list(deny)}
         row = self.emit("int8_fallback", data, {"fallback": fb, **extra})
@@ -245,9 +243,8 @@ class _Job:
         qs = self.settings.qat
         qat_model, info = fine_tune(model, ds_train, qs, self.tracker.task(f"{self.variant}: QAT epochs", qs.epochs))
         task = self.tracker.task(f"{self.variant}: calibrating qat", len(self.calib.x) + self.calib.anchor)
-        cal = quantize.calibrate(qat_model, self.calib.x, task)
-        data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/qat_int8.tflite",
-                                            exact_input=self.settings.exact_input)
+        cal = quantize.calibrate(qat_model, self.calib.x, task, exact_input=self.settings.exact_input)
+        data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/qat_int8.tflite")
         return self.emit("qat_int8", data, {"qat": {**asdict(qs), "images_used": len(ds_train), **info}})
 
     def refit_head(self, model: keras.Model, int8: bytes, float32: bytes) -> dict:
@@ -256,9 +253,8 @@ class _Job:
         teacher = model.predict(x.astype(np.float32), batch_size=32, verbose=0)
         clone, info = refit.refit_head(model, feats, teacher, self.settings.refit_settings)
         task = self.tracker.task(f"{self.variant}: calibrating refit", len(self.calib.x) + self.calib.anchor)
-        cal = quantize.calibrate(clone, self.calib.x, task)
-        data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/int8_refit.tflite",
-                                            exact_input=self.settings.exact_input)
+        cal = quantize.calibrate(clone, self.calib.x, task, exact_input=self.settings.exact_input)
+        data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/int8_refit.tflite")
         # the head was fitted to the corrected backbone: correct the refit model the same way, against
         # its own float graph (same backbone, same images -> the same backbone corrections)
         data, extra = self.correct(data, quantize.convert_float(clone, "float32"), "int8_refit")

@@ -85,12 +85,16 @@ def representative_images(x: np.ndarray) -> np.ndarray:
     return x if anchor is None else np.concatenate([x, anchor[None]])
 
 
-def calibrate(model: keras.Model, x: np.ndarray, progress=None, float_model: bytes | None = None) -> bytes:
+def calibrate(model: keras.Model, x: np.ndarray, progress=None, float_model: bytes | None = None,
+              exact_input: bool = True) -> bytes:
     """Run the calibration pass: a float .tflite carrying min/max of every tensor.
 
     With `float_model` (the model's float32.tflite bytes, already converted) the calibrator runs on
     those bytes directly instead of converting the Keras model a second time: same int8 model
     (identical outputs on every image we compared), one conversion less (8 s vs 12 s for 200 images).
+    `exact_input`: the pixel-scaling MUL's recorded range is replaced by its exact one
+    (convert/exact_input.py), so every consumer of these statistics (the quantizer, the per-layer
+    debugger, float fallback) sees the range the shipped model has and pixels enter losslessly.
     """
     images = representative_images(x)
 
@@ -103,29 +107,26 @@ def calibrate(model: keras.Model, x: np.ndarray, progress=None, float_model: byt
     if float_model is not None:
         from tensorflow.lite.python.optimize import calibrator  # what the converter's own path calls
 
-        return bytes(calibrator.Calibrator(float_model).calibrate(gen))
-    conv = _converter(model, PRESETS["int8"])
-    conv.representative_dataset = gen
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv._experimental_calibrate_only = True  # noqa: SLF001 - the documented debugger path
-    return bytes(conv.convert())
+        data = bytes(calibrator.Calibrator(float_model).calibrate(gen))
+    else:
+        conv = _converter(model, PRESETS["int8"])
+        conv.representative_dataset = gen
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv._experimental_calibrate_only = True  # noqa: SLF001 - the documented debugger path
+        data = bytes(conv.convert())
+    return _exact_input(data)[0] if exact_input else data
 
 
 def quantize_calibrated(calibrated: bytes, io: str = "uint8", denylist: tuple[str, ...] = (),
-                        what: str = "int8", exact_input: bool = True) -> bytes:
+                        what: str = "int8") -> bytes:
     """Calibrated float model -> full-integer .tflite with uint8 input and `io` output.
 
-    `denylist`: output tensor names of nodes to keep in float (--float-fallback). `exact_input`: the
-    pixel-scaling MUL gets its exact output range first (convert/exact_input.py), so pixels enter
-    losslessly. The result is checked: uint8 input with scale 1.0 / zero point 0, and no op left in
-    float except the denylisted.
+    `denylist`: output tensor names of nodes to keep in float (--float-fallback). The result is
+    checked: uint8 input with scale 1.0 / zero point 0, and no op left in float except the denylisted.
     """
     if io not in IO_TYPES:
         raise CxrError(f"--io {io}: expected one of {', '.join(IO_TYPES)}")
     from tensorflow.lite.python.convert import mlir_quantize
-
-    if exact_input:
-        calibrated = _exact_input(calibrated)[0]
 
     data = mlir_quantize(calibrated, False, input_data_type=tf.uint8, output_data_type=getattr(tf, io),
                          denylisted_nodes=list(denylist) or None)
