@@ -331,3 +331,22 @@ def test_int8_models_take_pixels_exactly_unless_asked_not_to(full_run, tmp_path)
     assert res.exit_code == 0, res.output
     assert sidecar(run, "int8")["conversion"]["exact_input"] is False
     assert (run / "fc" / "int8.tflite").read_bytes() != (full_run / "fc" / "int8.tflite").read_bytes()
+
+
+def test_int8_models_are_equalized_unless_asked_not_to(full_run, tmp_path):
+    for precision in ("int8", "int8_fallback"):
+        eq = sidecar(full_run, precision)["conversion"]["equalize"]
+        assert eq["pairs"] == 3 and eq["pairs_equalized"] == 3 and eq["margin"] == 1.0
+        assert [la["relu"] for la in eq["layers"]] == ["conv1_relu", "conv_dw_1_relu", "conv_pw_1_relu"]
+    assert "equalize" not in sidecar(full_run, "float32")["conversion"]
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    res = invoke("--run", str(run), "--mode", "int8", "--calibration", str(run / "calibration" / "train_n8_seed0.txt"),
+                 "--no-equalize")
+    assert res.exit_code == 0, res.output
+    assert sidecar(run, "int8")["conversion"]["equalize"] is None
+    assert (run / "fc" / "int8.tflite").read_bytes() != (full_run / "fc" / "int8.tflite").read_bytes()
+    res = invoke("--run", str(run), "--mode", "int8", "--equalize-pairs", "-1")
+    assert res.exit_code != 0 and "--equalize-pairs -1" in res.output
+    res = invoke("--run", str(run), "--mode", "int8", "--equalize-margin", "0.9")
+    assert res.exit_code != 0 and "--equalize-margin 0.9" in res.output

@@ -1,14 +1,16 @@
 """int8 methods side by side in one run, on val and test: the first of --methods is the baseline.
 
-    nice .venv/bin/python benchmarks/quantize/int8_methods.py --run runs/full --variants fc,one_conv,two_conv
+    nice .venv/bin/python benchmarks/quantize/int8_methods.py --run runs/full --variants fc,one_conv,two_conv \
+        --methods exact_input,equalized --result int8_equalized
     nice .venv/bin/python benchmarks/quantize/int8_methods.py --run runs/int8 --methods nearest,learned \
         --result int8_rounding
 
 The run's models are copied (run.json + <variant>/model.keras) into --out/<method>/, so the run itself is
 not touched. Each method is a set of `cxredge quantize` settings (METHODS) and goes through its own
 pipeline (200 calibration images, seed 0, uint8 in / out, bias correction on): `calibrated_input` vs
-`exact_input` (convert/exact_input.py), or `nearest` vs `learned` weight rounding (convert/rounding.py;
-both measured before exact input existed, so both keep the calibrator's input range). Every int8 file is
+`exact_input` (convert/exact_input.py), `exact_input` vs `equalized` (convert/equalize.py), or `nearest`
+vs `learned` weight rounding (convert/rounding.py; both measured before exact input existed, so both keep
+the calibrator's input range). Every method but `equalized` is run with --no-equalize. Every int8 file is
 run on the val and the test split and compared with the Keras model's probabilities on the same images:
 top-1 agreement, macro-F1 change, mean |dprob|, and McNemar's exact p of int8 vs float correctness
 (paired, per image). Latency: every int8 file of a variant, 1 thread, invocations interleaved (ABAB...),
@@ -29,12 +31,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for
 from common import NullTracker, copy_run, cpu_summary, machine_info, results_dir, save  # noqa: E402
 
 RESULTS = results_dir(__file__)
-METHODS = {  # QuantizeSettings overrides
-    "calibrated_input": {"exact_input": False},
-    "exact_input": {"exact_input": True},
-    "nearest": {"rounding": "nearest", "exact_input": False},
-    "learned": {"rounding": "learned", "exact_input": False},
+METHODS = {  # QuantizeSettings overrides (equalize: EqualizeSettings fields, or None for --no-equalize)
+    "calibrated_input": {"exact_input": False, "equalize": None},
+    "exact_input": {"exact_input": True, "equalize": None},
+    "equalized": {"exact_input": True, "equalize": {"pairs": 3, "margin": 1.0, "max_scale": 16.0}},
+    "nearest": {"rounding": "nearest", "exact_input": False, "equalize": None},
+    "learned": {"rounding": "learned", "exact_input": False, "equalize": None},
 }
+
+
+def overrides(method: str) -> dict:
+    from cxredge.convert.equalize import EqualizeSettings
+
+    o = dict(METHODS[method])
+    o["equalize"] = EqualizeSettings(**o["equalize"]) if o.get("equalize") else None
+    return o
 
 
 def latency(paths: list[Path], image: np.ndarray, rounds: int) -> list[float]:
@@ -103,7 +114,7 @@ def main(argv=None) -> None:
         for v in variants:  # one variant at a time: the wall time is the cost per model
             t0 = time.perf_counter()
             quantize_run(QuantizeSettings(run=out, variants=(v,), modes=("float32", "int8"),
-                                          rounding_images=args.rounding_images, **METHODS[setting]), NullTracker())
+                                          rounding_images=args.rounding_images, **overrides(setting)), NullTracker())
             seconds[f"{setting}/{v}"] = time.perf_counter() - t0
             print(f"{setting} {v}: quantize {seconds[f'{setting}/{v}']:.0f} s", flush=True)
     for v in variants:

@@ -10,6 +10,7 @@ from rich.table import Table
 from cxredge.cli.common import check_out_dir, console, handle_errors, split_list
 from cxredge.convert.bias_correction import DEFAULT_IMAGES
 from cxredge.convert.calibration import DEFAULT_SIZE
+from cxredge.convert.equalize import DEFAULT_PAIRS as EQUALIZE_PAIRS
 from cxredge.convert.rounding import DEFAULT_IMAGES as ROUNDING_IMAGES
 from cxredge.convert.rounding import MODES as ROUNDING_MODES
 from cxredge.errors import CxrError
@@ -80,6 +81,15 @@ def quantize(
     exact_input: bool = typer.Option(True, "--exact-input/--no-exact-input",
                                      help="Give the pixel-scaling op its exact int8 range, so pixels enter the int8 "
                                           "model losslessly (off: the calibrator's range, 1.5 gray levels a step)."),
+    equalize: bool = typer.Option(True, "--equalize/--no-equalize",
+                                  help="Scale up the first layers' quiet ReLU6 channels (and down the next layer's "
+                                       "kernel) in the copy the int8 converter sees, so they are quantized finer."),
+    equalize_pairs: int = typer.Option(EQUALIZE_PAIRS, "--equalize-pairs",
+                                       help="Layer pairs from the input that --equalize scales (conv1 -> conv_dw_1 "
+                                            "-> conv_pw_1 -> conv_dw_2 is 3)."),
+    equalize_margin: float = typer.Option(1.0, "--equalize-margin",
+                                          help="A channel's calibration maximum x this is scaled to 6 (>= 1; larger "
+                                               "leaves headroom for brighter images than the calibration set's)."),
     rounding: str = typer.Option("nearest", "--rounding",
                                  help="int8 weight rounding: nearest (the converter's) | learned (per layer, "
                                       "against the float layer on the calibration images)."),
@@ -89,6 +99,7 @@ def quantize(
     seed: int = typer.Option(0, "--seed", help="Seed of the calibration sample and QAT."),
 ) -> None:
     """Convert trained variants to TFLite and check each against its Keras model."""
+    from cxredge.convert.equalize import EqualizeSettings
     from cxredge.convert.pipeline import QuantizeSettings, load_run, quantize_run
     from cxredge.convert.qat import QatSettings
 
@@ -99,6 +110,10 @@ def quantize(
         raise CxrError(f"--rounding {rounding}: expected {' or '.join(ROUNDING_MODES)}")
     if rounding_images < 1:
         raise CxrError(f"--rounding-images {rounding_images}: must be >= 1")
+    if equalize_pairs < 0:
+        raise CxrError(f"--equalize-pairs {equalize_pairs}: must be >= 0")
+    if not equalize_margin >= 1.0:
+        raise CxrError(f"--equalize-margin {equalize_margin}: must be >= 1")
     run_doc = load_run(run)
     check_out_dir(run, "--run")  # the models are written into the run: fail before converting anything
     settings = QuantizeSettings(
@@ -107,7 +122,8 @@ def quantize(
         qat=QatSettings(epochs=qat_epochs, images=qat_images, learning_rate=qat_lr, seed=seed), debug=debug,
         float_fallback=float_fallback, seed=seed, split=split, refit_images=refit_images,
         bias_correction=bias_correction, bias_correction_images=bias_correction_images,
-        exact_input=exact_input, rounding=rounding, rounding_images=rounding_images)
+        exact_input=exact_input, rounding=rounding, rounding_images=rounding_images,
+        equalize=EqualizeSettings(pairs=equalize_pairs, margin=equalize_margin) if equalize else None)
     if not settings.variants:
         raise CxrError(f"--variant {variant}: the run has none of these variants")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -17,6 +17,7 @@ import numpy as np
 
 from cxredge.convert import artifacts, calibration, debug, quantize, refit, validate
 from cxredge.convert import bias_correction as bcorr
+from cxredge.convert import equalize as cle
 from cxredge.convert import rounding as lround
 from cxredge.convert.qat import QatSettings, fine_tune
 from cxredge.edge.data.dataset import Split, index_split, scan_recorded
@@ -45,6 +46,7 @@ class QuantizeSettings:
     bias_correction: bool = True
     bias_correction_images: int = bcorr.DEFAULT_IMAGES
     exact_input: bool = True            # the pixel-scaling MUL's exact output range (convert/exact_input.py)
+    equalize: cle.EqualizeSettings | None = field(default_factory=cle.EqualizeSettings)  # None: --no-equalize
     rounding: str = "nearest"           # int8 weight rounding: nearest (the converter's) | learned
     rounding_images: int = lround.DEFAULT_IMAGES
     seed: int = calibration.DEFAULT_SEED
@@ -150,14 +152,17 @@ def quantize_variant(settings, run, variant, val: Split, calib, tracker, ood: di
         if mode in settings.modes:
             rows.append(job.emit(mode, quantize.convert_float(model, mode)))
     if calib is not None and (set(settings.modes) & {"int8", "refit"} or settings.debug or settings.float_fallback):
+        # the int8 converter's copy (equalized) and its float twin: what calibration, rounding and bias
+        # correction aim at; float32.tflite above stays the model's own
+        qmodel, qfloat, equalized = job.equalized(model, float32)
         task = tracker.task(f"{variant}: calibrating int8", len(calib.x) + calib.anchor)
-        cal = quantize.calibrate(model, calib.x, task, float_model=float32, exact_input=settings.exact_input)
+        cal = quantize.calibrate(qmodel, calib.x, task, float_model=qfloat, exact_input=settings.exact_input)
         int8 = quantize.quantize_calibrated(cal, settings.io, what=f"{variant}/int8.tflite")
-        int8, rounded = job.round_weights(int8, float32)
-        int8, extra = job.correct(int8, float32, "int8")
-        rows.append(job.emit("int8", int8, {**rounded, **extra}))
+        int8, rounded = job.round_weights(int8, qfloat)
+        int8, extra = job.correct(int8, qfloat, "int8")
+        rows.append(job.emit("int8", int8, {**equalized, **rounded, **extra}))
         if settings.debug or settings.float_fallback:
-            rows += job.debug_and_fallback(cal, rows[-1], float32)
+            rows += job.debug_and_fallback(cal, rows[-1], qfloat, equalized)
         if "refit" in settings.modes:
             rows.append(job.refit_head(model, int8, float32))
     if "qat" in settings.modes:
@@ -201,6 +206,16 @@ class _Job:
         data, info = bcorr.correct(data, float32, x, task)
         return data, {"bias_correction": info}
 
+    def equalized(self, model: keras.Model, float32: bytes | None) -> tuple[keras.Model, bytes, dict]:
+        """--equalize: the channel-equalized copy (convert/equalize.py) and its float32 bytes (`float32`:
+        the model's own, when already converted)."""
+        copy, info = model, None
+        if self.settings.equalize is not None:
+            copy, info = cle.equalize(model, self.calib.x, self.settings.equalize)
+        if copy is model and float32 is not None:
+            return model, float32, {"equalize": info}
+        return copy, quantize.convert_float(copy, REFERENCE), {"equalize": info}
+
     def round_weights(self, data: bytes, float32: bytes) -> tuple[bytes, dict]:
         """--rounding learned: re-round the int8 weights against the float layers (convert/rounding.py)."""
         if self.settings.rounding != "learned":
@@ -211,7 +226,7 @@ class _Job:
         data, info = lround.learn(data, float32, self.calib.x, settings, task)
         return data, {"rounding": info}
 
-    def debug_and_fallback(self, cal: bytes, int8_row: dict, float32: bytes) -> list[dict]:
+    def debug_and_fallback(self, cal: bytes, int8_row: dict, float32: bytes, equalized: dict) -> list[dict]:
         task = self.tracker.task(f"{self.variant}: per-layer debugger", len(self.calib.x) + self.calib.anchor)
         layers = debug.layer_report(cal, self.calib.x, task)
         report = {"variant": self.variant, "images": len(self.calib.x),
@@ -227,7 +242,7 @@ class _Job:
         data = quantize.quantize_calibrated(cal, self.settings.io, deny, what=f"{self.variant}/int8_fallback.tflite")
         data, extra = self.correct(data, float32, "int8_fallback")
         fb = {"k": k, "layers": [debug.short_name(t) for t in deny], "denylisted_nodes": list(deny)}
-        row = self.emit("int8_fallback", data, {"fallback": fb, **extra})
+        row = self.emit("int8_fallback", data, {"fallback": fb, **equalized, **extra})
         fb.update({"agreement_gain": row["agreement"] - int8_row["agreement"],
                    "macro_f1_gain": row["macro_f1"] - int8_row["macro_f1"],
                    "size_cost_bytes": row["size_bytes"] - int8_row["size_bytes"]})
@@ -252,14 +267,15 @@ class _Job:
         feats = refit.int8_features(int8, x, self.tracker.task(f"{self.variant}: int8 features", len(x)))
         teacher = model.predict(x.astype(np.float32), batch_size=32, verbose=0)
         clone, info = refit.refit_head(model, feats, teacher, self.settings.refit_settings)
+        # the head was fitted to the int8 backbone: equalize, calibrate and correct the refit model the
+        # same way, against its own float graph (same backbone, same images -> the same backbone)
+        qclone, qfloat, equalized = self.equalized(clone, None)
         task = self.tracker.task(f"{self.variant}: calibrating refit", len(self.calib.x) + self.calib.anchor)
-        cal = quantize.calibrate(clone, self.calib.x, task, exact_input=self.settings.exact_input)
+        cal = quantize.calibrate(qclone, self.calib.x, task, float_model=qfloat, exact_input=self.settings.exact_input)
         data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/int8_refit.tflite")
-        # the head was fitted to the corrected backbone: correct the refit model the same way, against
-        # its own float graph (same backbone, same images -> the same backbone corrections)
-        data, extra = self.correct(data, quantize.convert_float(clone, "float32"), "int8_refit")
+        data, extra = self.correct(data, qfloat, "int8_refit")
         refit_record = {**asdict(self.settings.refit_settings), "images_used": len(x), **info}
-        return self.emit("int8_refit", data, {"refit": refit_record, **extra})
+        return self.emit("int8_refit", data, {"refit": refit_record, **equalized, **extra})
 
     def _qat_images(self) -> np.ndarray:
         return self._train_images(self.settings.qat.images, self.settings.qat.seed + 1, "--qat-images")
