@@ -25,7 +25,8 @@ NOISE = re.compile(r"All log messages before absl::InitializeLog|oneDNN custom o
                    r"Could not find cuda drivers|failed call to cuInit|Unable to register cu(DNN|FFT|BLAS) factory|"
                    r"computation placer already registered|TF-TRT Warning|NodeDef mentions attribute|"
                    r"This TensorFlow binary is optimized to use available CPU instructions|"
-                   r"rebuild TensorFlow with the appropriate compiler flags")
+                   r"rebuild TensorFlow with the appropriate compiler flags|"
+                   r"^fully_quantize: \d, inference_type: ")
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from cxredge.convert.calibration import input_range_anchor
 from cxredge.convert.exact_input import apply as _exact_input
 from cxredge.convert.opcheck import require_integer_only
 from cxredge.errors import CxrError
-from cxredge.keras import keras, tf
+from cxredge.keras import VERBOSE, keras, quiet_native_stderr, tf
 
 INPUT_SHAPE = (1, 224, 224, 3)
 IO_TYPES = ("uint8", "int8")
@@ -128,8 +128,9 @@ def quantize_calibrated(calibrated: bytes, io: str = "uint8", denylist: tuple[st
         raise CxrError(f"--io {io}: expected one of {', '.join(IO_TYPES)}")
     from tensorflow.lite.python.convert import mlir_quantize
 
-    data = mlir_quantize(calibrated, False, input_data_type=tf.uint8, output_data_type=getattr(tf, io),
-                         denylisted_nodes=list(denylist) or None)
+    with quiet_native_stderr(not VERBOSE):  # its "fully_quantize: 0, inference_type: 6, ..." line
+        data = mlir_quantize(calibrated, False, input_data_type=tf.uint8, output_data_type=getattr(tf, io),
+                             denylisted_nodes=list(denylist) or None)
     data = bytes(data)
     require_integer_only(data, what, allowed_outputs=tuple(denylist))
     check_io(data, io, what)
