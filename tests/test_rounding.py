@@ -159,6 +159,7 @@ def test_rounding_nearest_is_todays_path_byte_for_byte_and_learned_is_recorded(t
     from test_quantize import invoke, make_run
 
     from cxredge.convert import calibration
+    from cxredge.convert.equalize import EqualizeSettings, equalize
     from cxredge.keras import keras
 
     run = make_run(tmp_path / "run", tiny_data)
@@ -167,12 +168,14 @@ def test_rounding_nearest_is_todays_path_byte_for_byte_and_learned_is_recorded(t
     got = (run / "fc" / "int8.tflite").read_bytes()
     side = json.loads((run / "fc" / "int8.json").read_text())
     assert "rounding" not in side["conversion"]
-    # today's path, by hand: calibrate on float32 bytes, MLIR quantize, bias-correct 64 (here all 8) images
+    # today's path, by hand: equalize a copy, calibrate on its float32 bytes, MLIR quantize, bias-correct
+    # 64 (here all 8) images against the copy's float graph
     manifest = calibration.read_manifest(run / "calibration" / "train_n8_seed0.txt")
     x = calibration.load_images(manifest, tiny_data, "test")
     model = keras.models.load_model(run / "fc" / "model.keras")
-    f32 = quantize.convert_float(model, "float32")
-    plain = quantize.quantize_calibrated(quantize.calibrate(model, x, float_model=f32))
+    copy, _ = equalize(model, x, EqualizeSettings())
+    f32 = quantize.convert_float(copy, "float32")
+    plain = quantize.quantize_calibrated(quantize.calibrate(copy, x, float_model=f32))
     assert bc.correct(plain, f32, bc.subset(x, bc.DEFAULT_IMAGES))[0] == got
 
     res = invoke("--run", str(run), "--mode", "int8", "--calibration", str(run / "calibration" / "train_n8_seed0.txt"),
