@@ -324,13 +324,19 @@ def test_int8_models_take_pixels_exactly_unless_asked_not_to(full_run, tmp_path)
     for precision in ("int8", "int8_fallback"):
         assert sidecar(full_run, precision)["conversion"]["exact_input"] is True
     assert "exact_input" not in sidecar(full_run, "float32")["conversion"]
+    run = int8_again(full_run, tmp_path, "--no-exact-input")
+    assert sidecar(run, "int8")["conversion"]["exact_input"] is False
+
+
+def int8_again(full_run: Path, tmp_path: Path, *options: str) -> Path:
+    """A copy of the run, its int8 model made again from the same manifest with `options`: other bytes."""
     run = tmp_path / "run"
     shutil.copytree(full_run, run)
     res = invoke("--run", str(run), "--mode", "int8", "--calibration", str(run / "calibration" / "train_n8_seed0.txt"),
-                 "--no-exact-input")
+                 *options)
     assert res.exit_code == 0, res.output
-    assert sidecar(run, "int8")["conversion"]["exact_input"] is False
     assert (run / "fc" / "int8.tflite").read_bytes() != (full_run / "fc" / "int8.tflite").read_bytes()
+    return run
 
 
 def test_int8_models_are_equalized_unless_asked_not_to(full_run, tmp_path):
@@ -339,13 +345,8 @@ def test_int8_models_are_equalized_unless_asked_not_to(full_run, tmp_path):
         assert eq["pairs"] == 3 and eq["pairs_equalized"] == 3 and eq["margin"] == 1.0
         assert [la["relu"] for la in eq["layers"]] == ["conv1_relu", "conv_dw_1_relu", "conv_pw_1_relu"]
     assert "equalize" not in sidecar(full_run, "float32")["conversion"]
-    run = tmp_path / "run"
-    shutil.copytree(full_run, run)
-    res = invoke("--run", str(run), "--mode", "int8", "--calibration", str(run / "calibration" / "train_n8_seed0.txt"),
-                 "--no-equalize")
-    assert res.exit_code == 0, res.output
+    run = int8_again(full_run, tmp_path, "--no-equalize")
     assert sidecar(run, "int8")["conversion"]["equalize"] is None
-    assert (run / "fc" / "int8.tflite").read_bytes() != (full_run / "fc" / "int8.tflite").read_bytes()
     res = invoke("--run", str(run), "--mode", "int8", "--equalize-pairs", "-1")
     assert res.exit_code != 0 and "--equalize-pairs -1" in res.output
     res = invoke("--run", str(run), "--mode", "int8", "--equalize-margin", "0.9")
