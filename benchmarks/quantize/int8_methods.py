@@ -35,6 +35,8 @@ METHODS = {  # QuantizeSettings overrides (equalize: EqualizeSettings fields, or
     "calibrated_input": {"exact_input": False, "equalize": None},
     "exact_input": {"exact_input": True, "equalize": None},
     "equalized": {"exact_input": True, "equalize": {"pairs": 3, "margin": 1.0, "max_scale": 16.0}},
+    "equalized_learned": {"exact_input": True, "equalize": {"pairs": 3, "margin": 1.0, "max_scale": 16.0},
+                          "rounding": "learned"},
     "nearest": {"rounding": "nearest", "exact_input": False, "equalize": None},
     "learned": {"rounding": "learned", "exact_input": False, "equalize": None},
 }
