@@ -69,8 +69,8 @@ def _is_relu6(layer) -> bool:
             and float(np.asarray(cfg.get("threshold", 0.0))) == 0.0)
 
 
-
-def _is_chain(model) -> bool:
+def is_chain(model) -> bool:
+    """Every layer after the first two reads the one before it, and only it."""
     layers = model.layers
     return all(not isinstance(la.input, (list, tuple)) and layers[i].input is layers[i - 1].output
                for i, la in enumerate(layers) if i >= 2)
@@ -80,7 +80,7 @@ def chains(model, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], obj
     """The chain networks that read the pixels: the model itself and, recursively, every sub-model
     called on its input (an ensemble's members, a member's feature extractor), by path of names."""
     keras = _keras()
-    found = [(path, model)] if _is_chain(model) else []
+    found = [(path, model)] if is_chain(model) else []
     for la in model.layers:
         if isinstance(la, keras.Model) and _reads_input(la, model):
             found += chains(la, path + (la.name,))
@@ -145,9 +145,9 @@ def _scale_producer(layer, s: np.ndarray) -> None:
     w = layer.get_weights()
     if isinstance(layer, keras.layers.BatchNormalization):
         cfg = layer.get_config()
-        names = (["gamma"] if cfg["scale"] else []) + (["beta"] if cfg["center"] else []) + ["mean", "var"]
         if not cfg["scale"]:
             raise CxrError(f"equalize: {layer.name} has no scale (gamma) to carry the channel scale")
+        names = ["gamma"] + (["beta"] if cfg["center"] else []) + ["mean", "var"]
         w = [v * s if n in ("gamma", "beta") else v for n, v in zip(names, w)]
     else:  # conv without BN: kernel (.., out) for Conv2D, (.., C, 1) for DepthwiseConv2D; bias (out,)
         k = w[0] * (s[None, None, :, None] if isinstance(layer, keras.layers.DepthwiseConv2D) else s)
@@ -183,10 +183,26 @@ def equalize(model, x: np.ndarray, settings: EqualizeSettings) -> tuple[object, 
             _scale_consumer(target.get_layer(p.consumer), s)
             record["layers"].append({**({"member": "/".join(member)} if member else {}), "relu": p.relu,
                                      "consumer": p.consumer, "channels": int(s.size),
-                                 "scaled": int((s > 1.0).sum()),
+                                     "scaled": int((s > 1.0).sum()),
                                      "median_scale": round(float(np.median(s)), 3),
                                      "max_scale": round(float(s.max()), 3)})
     return copy, record
 
 
-__all__ = ["EqualizeSettings", "Pair", "chains", "channel_maxima", "equalize", "find_pairs", "scales_for"]
+def for_int8(model, x: np.ndarray, settings: EqualizeSettings | None,
+             float32: bytes | None = None) -> tuple[object, bytes, dict | None]:
+    """What the int8 converter works on: the equalized copy (the model itself with `settings` None, i.e.
+    --no-equalize, or when nothing was equalized), that copy's float32 .tflite bytes (what calibration,
+    rounding and bias correction aim at; `float32`, the model's own, is reused when the copy is the model)
+    and the sidecar record (None with --no-equalize)."""
+    from cxredge.convert.quantize import convert_float  # TensorFlow: not when the CLI starts
+    from cxredge.vocab import REFERENCE
+
+    copy, record = (model, None) if settings is None else equalize(model, x, settings)
+    if copy is model and float32 is not None:
+        return model, float32, record
+    return copy, convert_float(copy, REFERENCE), record
+
+
+__all__ = ["EqualizeSettings", "Pair", "chains", "channel_maxima", "equalize", "find_pairs", "for_int8", "is_chain",
+           "scales_for"]

@@ -207,14 +207,9 @@ class _Job:
         return data, {"bias_correction": info}
 
     def equalized(self, model: keras.Model, float32: bytes | None) -> tuple[keras.Model, bytes, dict]:
-        """--equalize: the channel-equalized copy (convert/equalize.py) and its float32 bytes (`float32`:
-        the model's own, when already converted)."""
-        copy, info = model, None
-        if self.settings.equalize is not None:
-            copy, info = cle.equalize(model, self.calib.x, self.settings.equalize)
-        if copy is model and float32 is not None:
-            return model, float32, {"equalize": info}
-        return copy, quantize.convert_float(copy, REFERENCE), {"equalize": info}
+        """--equalize: the channel-equalized copy, its float32 bytes and the sidecar field (equalize.for_int8)."""
+        copy, twin, info = cle.for_int8(model, self.calib.x, self.settings.equalize, float32)
+        return copy, twin, {"equalize": info}
 
     def round_weights(self, data: bytes, float32: bytes) -> tuple[bytes, dict]:
         """--rounding learned: re-round the int8 weights against the float layers (convert/rounding.py)."""

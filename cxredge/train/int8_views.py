@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from cxredge.convert import bias_correction, calibration, quantize
-from cxredge.convert.equalize import EqualizeSettings, equalize
+from cxredge.convert.equalize import EqualizeSettings, for_int8
 from cxredge.edge.data.dataset import Dataset
 from cxredge.edge.evaluate.metrics import agreement
 from cxredge.edge.runtime.interpreter import dequantize, tensor_spec
@@ -39,8 +39,7 @@ def calibration_manifest(ds: Dataset, dataset_sha256: str = "unknown") -> calibr
 def int8_extractor(extractor: keras.Model, calib_images: np.ndarray) -> bytes:
     """The frozen extractor (pixels -> every cut) as a full-integer .tflite with uint8 pixels in, made as
     `cxredge quantize` makes int8 by default: channel-equalized copy, exact input, bias correction."""
-    twin, _ = equalize(extractor, calib_images, EqualizeSettings())
-    float32 = quantize.convert_float(twin, "float32")
+    twin, float32, _ = for_int8(extractor, calib_images, EqualizeSettings())
     calibrated = quantize.calibrate(twin, calib_images, float_model=float32)
     # int8 out: no requantization at the cuts; checked full-integer with raw-pixel input
     int8 = quantize.quantize_calibrated(calibrated, "int8", what="int8-aware backbone")
