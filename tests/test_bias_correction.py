@@ -34,8 +34,8 @@ def layer_errors(data: bytes, float32: bytes, images: np.ndarray) -> np.ndarray:
     """Mean |per-channel mean error| of every biased layer against the float model."""
     layers = bc._layers(bc.interpreter(data, keep_all=True), want_int32_bias=True)
     f_layers = {la.name: la for la in bc._layers(bc.interpreter(float32, keep_all=True), want_int32_bias=False)}
-    q = bc._run(bc.interpreter(data, keep_all=True), images, [la.output for la in layers])
-    f = bc._run(bc.interpreter(float32, keep_all=True), images, [f_layers[la.name].output for la in layers])
+    q = bc.channel_means(bc.interpreter(data, keep_all=True), images, [la.output for la in layers])
+    f = bc.channel_means(bc.interpreter(float32, keep_all=True), images, [f_layers[la.name].output for la in layers])
     return np.array([np.abs(a - b).mean() for a, b in zip(q, f)])
 
 

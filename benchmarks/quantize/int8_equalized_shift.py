@@ -33,20 +33,6 @@ SHIFTS = {
 METHODS = ("exact_input", "equalized")
 
 
-def probabilities(data: bytes, x: np.ndarray) -> np.ndarray:
-    from cxredge.convert.bias_correction import interpreter
-
-    it = interpreter(data)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    scale, zp = out["quantization"]
-    res = []
-    for img in x:
-        it.set_tensor(inp["index"], img[None])
-        it.invoke()
-        res.append((it.get_tensor(out["index"])[0].astype(np.float64) - zp) * scale)
-    return np.array(res)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True, help="the run the int8 files were made from")
@@ -55,6 +41,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     from cxredge.convert.pipeline import load_model, load_run
+    from cxredge.convert.validate import run_tflite
     from cxredge.edge.data.dataset import load_split, scan_recorded
 
     ds = scan_recorded(load_run(args.run)["data"])
@@ -62,13 +49,13 @@ def main(argv=None) -> None:
     rows = []
     for v in args.variants.split(","):
         model = load_model(args.run, v)
-        files = {m: (args.bench / m / v / "int8.tflite").read_bytes() for m in METHODS}
+        files = {m: args.bench / m / v / "int8.tflite" for m in METHODS}
         for shift, fn in SHIFTS.items():
             x = np.clip(np.rint(fn(xv)), 0, 255).astype(np.uint8)
             ref = model.predict(x.astype(np.float32), batch_size=56, verbose=0).astype(np.float64)
             row = {"variant": v, "shift": shift}
             for m in METHODS:
-                p = probabilities(files[m], x)
+                p = run_tflite(files[m], x)
                 row[m] = {"differ": int((p.argmax(1) != ref.argmax(1)).sum()),
                           "mean_abs_dprob": round(float(np.abs(p - ref).mean()), 5)}
             rows.append(row)

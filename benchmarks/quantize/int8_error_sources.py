@@ -90,26 +90,14 @@ def float_bias_correction(rounded: bytes, float32: bytes, x: np.ndarray) -> byte
     """Each kernel layer's mean output error (vs float32, upstream layers already corrected) out of its bias."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from cxredge.convert.bias_correction import interpreter
-
-    def means(data: bytes, tensors: list[int]) -> dict[int, np.ndarray]:
-        it = interpreter(data, keep_all=True)
-        idx = it.get_input_details()[0]["index"]
-        acc = {t: 0.0 for t in tensors}
-        for img in x:
-            it.set_tensor(idx, img[None].astype(np.float32))
-            it.invoke()
-            for t in tensors:
-                v = it.get_tensor(t)
-                acc[t] = acc[t] + v.reshape(-1, v.shape[-1]).mean(0, dtype=np.float64)
-        return {t: a / len(x) for t, a in acc.items()}
+    from cxredge.convert.bias_correction import channel_means, interpreter
 
     m = flatbuffer_utils.read_model_from_bytearray(bytearray(rounded))
     layers = kernel_layers(m)
-    target = means(float32, [la["out"] for la in layers])
-    for la in layers:
-        now = means(bytes(flatbuffer_utils.convert_object_to_bytearray(m)), [la["out"]])[la["out"]]
-        _set(m, la["b"], _get(m, la["b"]) - (now - target[la["out"]]))
+    target = channel_means(interpreter(float32, keep_all=True), x, [la["out"] for la in layers])
+    for la, want in zip(layers, target):
+        it = interpreter(bytes(flatbuffer_utils.convert_object_to_bytearray(m)), keep_all=True)
+        _set(m, la["b"], _get(m, la["b"]) - (channel_means(it, x, [la["out"]])[0] - want))
     return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
 
 
@@ -142,7 +130,7 @@ def main(argv=None) -> None:
 
     from cxredge.convert import bias_correction as bcorr
     from cxredge.convert import calibration, quantize
-    from cxredge.convert.equalize import EqualizeSettings, channel_maxima, equalize, find_pairs, scales_for
+    from cxredge.convert.equalize import EqualizeSettings, channel_maxima, equalize, find_pairs, is_chain, scales_for
     from cxredge.convert.pipeline import load_model, load_run
     from cxredge.edge.data.dataset import load_split, scan_recorded
 
@@ -181,8 +169,7 @@ def main(argv=None) -> None:
 
     relus = [la.name for la in model.layers if la.name.endswith("_relu")]
     pooled = [la.name for la in model.layers if "global_average_pooling" in la.name]
-    if len(model.layers) > 1 and all(model.layers[i].input is model.layers[i - 1].output
-                                     for i in range(2, len(model.layers))):
+    if is_chain(model):
         ones = {n: np.float32(1.0) for n in relus + pooled}
         pairs = find_pairs(model)[:EqualizeSettings().pairs]
         maxima = channel_maxima(model, [p.relu for p in pairs], xc)

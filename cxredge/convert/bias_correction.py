@@ -76,7 +76,7 @@ def count_layers(int8: bytes) -> int:
     return len(_layers(interpreter(int8), want_int32_bias=True))
 
 
-def _run(it, images: np.ndarray, tensors: list[int]) -> list[np.ndarray]:
+def channel_means(it, images: np.ndarray, tensors: list[int]) -> list[np.ndarray]:
     """Per-channel means of `tensors` (dequantized) over all images and positions."""
     details = {d["index"]: d for d in it.get_tensor_details()}
     inp = it.get_input_details()[0]
@@ -178,7 +178,7 @@ def correct(int8: bytes, float32: bytes, images: np.ndarray,
     missing = [la.name for la in q_layers if la.name not in f_by_name]
     if missing:
         raise CxrError(f"bias correction: the float model has no layer {missing[0]!r}; not the same network")
-    f_means = _run(f_it, images, [f_by_name[la.name].output for la in q_layers])
+    f_means = channel_means(f_it, images, [f_by_name[la.name].output for la in q_layers])
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(int8))
     tensors, buffers = model.subgraphs[0].tensors, model.buffers
@@ -204,4 +204,4 @@ def correct(int8: bytes, float32: bytes, images: np.ndarray,
                                                                "mean_abs": round(shifts[worst], 6)}}
 
 
-__all__ = ["DEFAULT_IMAGES", "correct", "count_layers", "subset"]
+__all__ = ["DEFAULT_IMAGES", "channel_means", "correct", "count_layers", "subset"]
