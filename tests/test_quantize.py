@@ -351,3 +351,17 @@ def test_int8_models_are_equalized_unless_asked_not_to(full_run, tmp_path):
     assert res.exit_code != 0 and "--equalize-pairs -1" in res.output
     res = invoke("--run", str(run), "--mode", "int8", "--equalize-margin", "0.9")
     assert res.exit_code != 0 and "--equalize-margin 0.9" in res.output
+
+
+def test_refit_reads_int8_features_without_litert_debug_warnings(edge_models, tiny_data):
+    import warnings
+
+    from cxredge.convert.refit import int8_features
+    from cxredge.edge.data.dataset import load_split, scan
+
+    x = load_split(scan(tiny_data), "val").x[:3]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        feats = int8_features(edge_models["int8"].read_bytes(), x)
+    assert feats.shape == (3, 1000) and np.isfinite(feats).all() and feats.std() > 0
+    assert not [w for w in caught if "preserve_all_tensors" in str(w.message)]  # cxredge quantize --mode refit

@@ -18,6 +18,7 @@ The float model (and float32.tflite, the reference) is untouched; only the int8 
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +50,9 @@ def int8_features(model_bytes: bytes, x: np.ndarray, progress=None) -> np.ndarra
     """Dequantized head inputs of the int8 model for uint8 images x: (N, D) float32."""
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_content=model_bytes, experimental_preserve_all_tensors=True)
+    with warnings.catch_warnings():  # LiteRT warns that keeping every tensor is for debugging; it is meant here
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors", category=UserWarning)
+        it = Interpreter(model_content=model_bytes, experimental_preserve_all_tensors=True)
     it.allocate_tensors()
     idx = head_input_tensor(it)
     spec = tensor_spec(next(d for d in it.get_tensor_details() if d["index"] == idx))
