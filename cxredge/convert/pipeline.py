@@ -20,8 +20,8 @@ from cxredge.convert import bias_correction as bcorr
 from cxredge.convert import equalize as cle
 from cxredge.convert import rounding as lround
 from cxredge.convert.qat import QatSettings, fine_tune
-from cxredge.edge.data.dataset import Split, index_split, scan_recorded
-from cxredge.edge.ood.guard import Statistics, build_reference
+from cxredge.edge.data.dataset import Split, scan_recorded
+from cxredge.edge.ood.guard import build_reference, checked_split
 from cxredge.errors import CxrError
 from cxredge.formats import QUANTIZE_JSON, RUN_JSON
 from cxredge.io import read_json, sha256_file, write_json, write_text
@@ -135,9 +135,8 @@ def quantize_run(settings: QuantizeSettings, tracker) -> list[dict]:
 def index_val(ds, split: str, tracker) -> tuple[Split, dict]:
     """The validation split checked once (unreadable files skipped), and the OOD guard's reference
     (edge/ood/guard.py, ~1.5 ms/image) from the same pass; the pixels are dropped chunk by chunk."""
-    stats = Statistics()
-    val = index_split(ds, split, skip_bad=True, progress=tracker.task(f"{split} images", len(ds.splits[split])),
-                      on_image=lambda _split, _path, _label, image: stats.add(image), hash_pixels=False)
+    task = tracker.task(f"{split} images", len(ds.splits[split]))
+    val, stats = checked_split(ds, split, skip_bad=True, progress=task)
     return val, build_reference(stats, split).to_dict()
 
 

@@ -64,14 +64,11 @@ def evaluate_split(ds, split: str, entries, settings, runtime, skip_bad: bool = 
     """The data part of a bench: the split checked once (skips, the OOD guard's statistics), then every
     model's latency rows and its accuracy over the split's stream. Returns (Split, BenchOutcome, Statistics)."""
     from cxredge.edge.bench.measure import run_bench
-    from cxredge.edge.data.dataset import index_split
-    from cxredge.edge.ood.guard import Statistics
+    from cxredge.edge.ood.guard import checked_split
 
     bar = bar or NullProgress()
-    stats = Statistics()
     task = bar.add_task(f"decoding {split} images", total=len(ds.paths(split)) if limit is None else limit)
-    index = index_split(ds, split, skip_bad=skip_bad, limit=limit, progress=lambda n: bar.advance(task, n),
-                        on_image=lambda _split, _path, _label, image: stats.add(image), hash_pixels=False)
+    index, stats = checked_split(ds, split, skip_bad=skip_bad, limit=limit, progress=lambda n: bar.advance(task, n))
     outcome = run_bench(entries, index.stream(), index.y, list(ds.classes), settings, runtime, ProgressAdapter(bar))
     return index, outcome, stats
 

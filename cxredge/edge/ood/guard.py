@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from cxredge.edge.data.dataset import index_split
 from cxredge.formats import OOD_FORMAT
 
 KEEP = 0.99
@@ -132,6 +133,15 @@ class Statistics:
         if len(self._parts) > 1:
             self._parts = [(np.concatenate([p[0] for p in self._parts]), np.concatenate([p[1] for p in self._parts]))]
         return self._parts[0] if self._parts else (np.empty((0, 4)), np.empty((0, GRID * GRID)))
+
+
+def checked_split(ds, split: str, skip_bad: bool = False, progress=None, limit: int | None = None):
+    """A split checked once (dataset.index_split: skips, errors) with this guard's Statistics gathered from
+    the same decodes, no pixels kept: what quantize's validation and bench both need. -> (Split, Statistics)."""
+    stats = Statistics()
+    index = index_split(ds, split, skip_bad=skip_bad, progress=progress, limit=limit,
+                        on_image=lambda _split, _path, _label, image: stats.add(image), hash_pixels=False)
+    return index, stats
 
 
 def statistics(images) -> Statistics:
