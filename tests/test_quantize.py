@@ -365,3 +365,23 @@ def test_refit_reads_int8_features_without_litert_debug_warnings(edge_models, ti
         feats = int8_features(edge_models["int8"].read_bytes(), x)
     assert feats.shape == (3, 1000) and np.isfinite(feats).all() and feats.std() > 0
     assert not [w for w in caught if "preserve_all_tensors" in str(w.message)]  # cxredge quantize --mode refit
+
+
+@pytest.mark.parametrize("width", [80, 150])
+def test_results_table_fits_the_terminal_and_never_cuts_a_name(width):
+    from rich.console import Console
+
+    from cxredge.cli.quantize import results_table
+
+    rows = [{"variant": v, "precision": p, "size_bytes": size, "agreement": 0.981, "macro_f1": 0.8054,
+             "delta_macro_f1": -0.0084, "max_abs_dprob": 0.267, "tied_at_max": 7}
+            for v in ("two_conv", "ensemble") for p, size in (("float32", 16_534_800), ("int8_fallback", 4_440_000),
+                                                             ("int8_refit", 4_440_000))]
+    console = Console(width=width, record=True, color_system=None)
+    console.print(results_table(rows, "test", width))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert "…" not in text
+    for name in ("two_conv", "ensemble", "int8_fallback", "int8_refit", "98.1%", "-0.84 pt", "4.44 MB"):
+        assert name in text, (name, text)
+    assert ("max |dprob|" in text) == (width >= 100)  # the compact table drops it and names quantize.json

@@ -129,7 +129,7 @@ def quantize(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         rows = quantize_run(settings, _Tracker(progress))
-    console.print(results_table(rows, split))
+    console.print(results_table(rows, split, console.width))
     for r in rows:
         if "fallback" in r:
             fb = r["fallback"]
@@ -153,15 +153,25 @@ def _check_numbers(io, calibration_size, qat_epochs, qat_images, float_fallback,
             raise CxrError(f"{name} {value}: must be >= {low}")
 
 
-def results_table(rows: list[dict], split: str) -> Table:
-    table = Table(title=f"cxredge quantize: each model vs its Keras original ({split} split)")
-    for col in ("variant", "precision", "size", "x float32", "agreement", "macro-F1", "delta F1", "max |dprob|",
-                "ties"):
-        table.add_column(col, justify="left" if col in ("variant", "precision") else "right")
+WIDE = ("variant", "precision", "size", "x float32", "agreement", "macro-F1", "delta F1", "max |dprob|", "ties")
+COMPACT = ("variant", "precision", "size", "agreement", "delta F1", "ties")  # fits 80 columns; quantize.json has all
+
+
+def results_table(rows: list[dict], split: str, width: int = 120) -> Table:
+    """Every model against its Keras original; under 100 columns the compact set, names never cut."""
+    from rich import box
+
+    columns = WIDE if width >= 100 else COMPACT
+    table = Table(title=f"cxredge quantize: each model vs its Keras original ({split} split)", box=box.SIMPLE_HEAD,
+                  caption=None if columns == WIDE else f"every column: {QUANTIZE_JSON}")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("variant", "precision") else "right", no_wrap=True)
     float_size = {r["variant"]: r["size_bytes"] for r in rows if r["precision"] == "float32"}
     for r in rows:
         ratio = r["size_bytes"] / float_size[r["variant"]] if float_size.get(r["variant"]) else float("nan")
-        table.add_row(r["variant"], r["precision"], f"{r['size_bytes'] / 1e6:.2f} MB", f"{ratio:.2f}x",
-                      f"{100 * r['agreement']:.1f}%", f"{r['macro_f1']:.4f}", f"{100 * r['delta_macro_f1']:+.2f} pt",
-                      f"{r['max_abs_dprob']:.2e}", str(r["tied_at_max"]))
+        cells = {"variant": r["variant"], "precision": r["precision"], "size": f"{r['size_bytes'] / 1e6:.2f} MB",
+                 "x float32": f"{ratio:.2f}x", "agreement": f"{100 * r['agreement']:.1f}%",
+                 "macro-F1": f"{r['macro_f1']:.4f}", "delta F1": f"{100 * r['delta_macro_f1']:+.2f} pt",
+                 "max |dprob|": f"{r['max_abs_dprob']:.2e}", "ties": str(r["tied_at_max"])}
+        table.add_row(*(cells[c] for c in columns))
     return table
