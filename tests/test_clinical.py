@@ -199,3 +199,25 @@ def test_sens_at_spec_threshold_is_returned():
     assert sens == pytest.approx(sk_sens_at_spec(pos, score), abs=1e-12)
     assert thr is not None and ((score[~pos] < thr).mean()) >= 0.95
     assert math.isclose(sens, (score[pos] >= thr).mean())
+
+
+def test_console_clinical_table_fits_80_columns_with_every_name_and_interval_whole():
+    from rich.console import Console
+
+    from cxredge.edge.render.clinical_tables import rich_table
+
+    def model(ref: str, diff: float):
+        return {"accuracy": 0.8625, "macro_auc": 0.9512, "ece": 0.0412, "brier": 0.2,
+                "ci95": {"accuracy": [0.7875, 0.9250], "macro_auc": [0.9104, 0.9833]},
+                "paired_vs_float": {"reference": ref, "accuracy_diff": diff, "accuracy_diff_ci95": [-0.0625, 0.0125],
+                                    "mcnemar_p": 0.5}}
+
+    keys = ["ensemble/float32", "ensemble/int8_fallback", "two_conv/qat_int8"]
+    doc = {"dataset": {"name": "sample", "n": 80}, "clinical": {"resamples": 2000},
+           "models": {k: model(keys[0] if k != keys[0] else k, -0.025) for k in keys}}
+    console = Console(width=80, record=True, color_system=None)
+    console.print(rich_table(doc))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    for piece in [*keys, "0.787-0.925", "0.910-0.983", "-6.2 to +1.2", "-2.5 pt", "reference"]:
+        assert piece in text, (piece, text)

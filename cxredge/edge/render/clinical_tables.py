@@ -89,10 +89,15 @@ def rich_table(doc: dict):
     ds = doc.get("dataset", {})
     title = f"clinical metrics on {ds.get('name') or ds.get('path')} ({ds.get('n')} images" + (
         f", 95% CI from {c['resamples']} bootstrap resamples)" if c.get("resamples") else ", no CI)")
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
-    # short headers, each interval on its own line under its value: fits 80 columns, no number is cut
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False,
+                  show_edge=False)
+    # short headers, each interval on its own line under its value: fits 80 columns, no name or number is cut
+    rows = summary_rows(doc)
+    longest = max([len(r[0]) for r in rows] + [5])
     for h in ["model", "acc (95% CI)", "AUC (95% CI)", "ECE", "vs fp32", "McNemar"]:
-        table.add_column(h, justify="left" if h == "model" else "right", overflow="fold")
-    for row in summary_rows(doc):
-        table.add_row(*[str(v).replace(" (", "\n(", 1) for v in (row[0], row[1], row[3], row[5], row[6], row[7])])
+        table.add_column(h, justify="left" if h == "model" else "right", overflow="fold", no_wrap=h == "model",
+                         min_width=longest if h == "model" else None)
+    for row in rows:  # the interval on the line under its value, without brackets
+        cells = (row[0], row[1], row[3], row[5], row[6], row[7])
+        table.add_row(*[str(v).replace(" (", "\n", 1).removesuffix(")") for v in cells])
     return table
