@@ -72,4 +72,4 @@ def test_bench_tables_fit_80_columns_and_keep_every_interval(edge_models, tiny_d
     assert max(map(len, tables)) <= 80 and "…" not in res.stdout, res.stdout
     doc = json.loads((tmp_path / "b" / "bench.json").read_text())
     intervals = [m["ci95"][k] for m in doc["models"].values() for k in ("accuracy", "macro_auc")]
-    assert intervals and all(f"({lo:.3f}-{hi:.3f})" in res.stdout for lo, hi in intervals), res.stdout
+    assert intervals and all(f"{lo:.3f}-{hi:.3f}" in res.stdout for lo, hi in intervals), res.stdout
