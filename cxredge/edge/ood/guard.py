@@ -25,7 +25,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cxredge.edge.data.dataset import index_split
 from cxredge.formats import OOD_FORMAT
 
 KEEP = 0.99
@@ -138,6 +137,8 @@ class Statistics:
 def checked_split(ds, split: str, skip_bad: bool = False, progress=None, limit: int | None = None):
     """A split checked once (dataset.index_split: skips, errors) with this guard's Statistics gathered from
     the same decodes, no pixels kept: what quantize's validation and bench both need. -> (Split, Statistics)."""
+    from cxredge.edge.data.dataset import index_split  # here: predict reads the guard and no dataset
+
     stats = Statistics()
     index = index_split(ds, split, skip_bad=skip_bad, progress=progress, limit=limit,
                         on_image=lambda _split, _path, _label, image: stats.add(image), hash_pixels=False)
