@@ -151,17 +151,10 @@ def quantize_variant(settings, run, variant, val: Split, calib, tracker, ood: di
         if mode in settings.modes:
             rows.append(job.emit(mode, quantize.convert_float(model, mode)))
     if calib is not None and (set(settings.modes) & {"int8", "refit"} or settings.debug or settings.float_fallback):
-        # the int8 converter's copy (equalized) and its float twin: what calibration, rounding and bias
-        # correction aim at; float32.tflite above stays the model's own
-        qmodel, qfloat, equalized = job.equalized(model, float32)
-        task = tracker.task(f"{variant}: calibrating int8", len(calib.x) + calib.anchor)
-        cal = quantize.calibrate(qmodel, calib.x, task, float_model=qfloat, exact_input=settings.exact_input)
-        int8 = quantize.quantize_calibrated(cal, settings.io, what=f"{variant}/int8.tflite")
-        int8, rounded = job.round_weights(int8, qfloat)
-        int8, extra = job.correct(int8, qfloat, "int8")
-        rows.append(job.emit("int8", int8, {**equalized, **rounded, **extra}))
+        int8, cal, qfloat, fields = job.int8(model, float32, "int8", "int8", learned_rounding=True)
+        rows.append(job.emit("int8", int8, fields))
         if settings.debug or settings.float_fallback:
-            rows += job.debug_and_fallback(cal, rows[-1], qfloat, equalized)
+            rows += job.debug_and_fallback(cal, rows[-1], qfloat, {"equalize": fields["equalize"]})
         if "refit" in settings.modes:
             rows.append(job.refit_head(model, int8, float32))
     if "qat" in settings.modes:
@@ -205,10 +198,21 @@ class _Job:
         data, info = bcorr.correct(data, float32, x, task)
         return data, {"bias_correction": info}
 
-    def equalized(self, model: keras.Model, float32: bytes | None) -> tuple[keras.Model, bytes, dict]:
-        """--equalize: the channel-equalized copy, its float32 bytes and the sidecar field (equalize.for_int8)."""
-        copy, twin, info = cle.for_int8(model, self.calib.x, self.settings.equalize, float32)
-        return copy, twin, {"equalize": info}
+    def int8(self, model: keras.Model, float32: bytes | None, precision: str, label: str,
+             learned_rounding: bool) -> tuple[bytes, bytes, bytes, dict]:
+        """`model` to full integer as cxredge makes int8: the int8 converter's copy (channel-equalized unless
+        --no-equalize, equalize.for_int8) and that copy's float32 twin (`float32`, the model's own, when the
+        copy is the model), which calibration (exact input), --rounding learned and bias correction aim at.
+        float32.tflite stays the model's own. -> (int8 bytes, calibrated bytes, the twin, sidecar fields)."""
+        qmodel, qfloat, info = cle.for_int8(model, self.calib.x, self.settings.equalize, float32)
+        task = self.tracker.task(f"{self.variant}: calibrating {label}", len(self.calib.x) + self.calib.anchor)
+        cal = quantize.calibrate(qmodel, self.calib.x, task, float_model=qfloat, exact_input=self.settings.exact_input)
+        data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/{precision}.tflite")
+        rounded = {}
+        if learned_rounding:
+            data, rounded = self.round_weights(data, qfloat)
+        data, extra = self.correct(data, qfloat, precision)
+        return data, cal, qfloat, {"equalize": info, **rounded, **extra}
 
     def round_weights(self, data: bytes, float32: bytes) -> tuple[bytes, dict]:
         """--rounding learned: re-round the int8 weights against the float layers (convert/rounding.py)."""
@@ -263,13 +267,9 @@ class _Job:
         clone, info = refit.refit_head(model, feats, teacher, self.settings.refit_settings)
         # the head was fitted to the int8 backbone: equalize, calibrate and correct the refit model the
         # same way, against its own float graph (same backbone, same images -> the same backbone)
-        qclone, qfloat, equalized = self.equalized(clone, None)
-        task = self.tracker.task(f"{self.variant}: calibrating refit", len(self.calib.x) + self.calib.anchor)
-        cal = quantize.calibrate(qclone, self.calib.x, task, float_model=qfloat, exact_input=self.settings.exact_input)
-        data = quantize.quantize_calibrated(cal, self.settings.io, what=f"{self.variant}/int8_refit.tflite")
-        data, extra = self.correct(data, qfloat, "int8_refit")
+        data, _, _, fields = self.int8(clone, None, "int8_refit", "refit", learned_rounding=False)
         refit_record = {**asdict(self.settings.refit_settings), "images_used": len(x), **info}
-        return self.emit("int8_refit", data, {"refit": refit_record, **equalized, **extra})
+        return self.emit("int8_refit", data, {"refit": refit_record, **fields})
 
     def _qat_images(self) -> np.ndarray:
         return self._train_images(self.settings.qat.images, self.settings.qat.seed + 1, "--qat-images")
