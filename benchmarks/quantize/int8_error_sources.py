@@ -164,11 +164,11 @@ def activations_rounded(model, x: np.ndarray, rounded: dict[str, np.ndarray],
                            for i in range(0, len(x), 56)]).astype(np.float64)
 
 
-def sources(model, xc: np.ndarray, splits: dict[str, np.ndarray], alone: int, row) -> None:
-    """Every row of one variant: row(source, {split: probabilities}, seconds)."""
+def sources(model, f32: bytes, xc: np.ndarray, splits: dict[str, np.ndarray], alone: int, row) -> None:
+    """Every row of one variant (f32: its float32.tflite): row(source, {split: probabilities}, seconds)."""
     from cxredge.convert import bias_correction as bcorr
     from cxredge.convert import quantize
-    from cxredge.convert.equalize import EqualizeSettings, channel_maxima, equalize, find_pairs, is_chain, scales_for
+    from cxredge.convert.equalize import EqualizeSettings, channel_maxima, find_pairs, for_int8, is_chain, scales_for
 
     x64 = bcorr.subset(xc, bcorr.DEFAULT_IMAGES)
 
@@ -184,7 +184,6 @@ def sources(model, xc: np.ndarray, splits: dict[str, np.ndarray], alone: int, ro
         timed(f"int8, {name}", tflite(q))
         timed(f"int8, {name} + BC", tflite(bcorr.correct(q, twin, x64)[0]))
 
-    f32 = quantize.convert_float(model, "float32")
     for sd in NOISE_SD:
         rng = np.random.default_rng(0)
 
@@ -193,8 +192,8 @@ def sources(model, xc: np.ndarray, splits: dict[str, np.ndarray], alone: int, ro
 
         timed(f"no int8: float32 model, pixels + Gaussian noise SD {sd} gray level", noisy)
     int8_rows("nearest", model, f32)
-    eq_model, _ = equalize(model, xc, EqualizeSettings())
-    int8_rows("equalized", eq_model, quantize.convert_float(eq_model, "float32"))
+    eq_model, eq_f32, _ = for_int8(model, xc, EqualizeSettings(), f32)
+    int8_rows("equalized", eq_model, eq_f32)
     rounded = weights_rounded(f32)
     timed("weights only", tflite(rounded, np.float32))
     timed("weights only + BC", tflite(float_bias_correction(rounded, f32, x64), np.float32))
@@ -251,7 +250,7 @@ def main(argv=None) -> None:
             rows.append(r)
             print(json.dumps(r), flush=True)
 
-        sources(model, xc, splits, args.alone, row)
+        sources(model, f32, xc, splits, args.alone, row)
 
     doc = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "run": str(args.run),
            "variants": variants, "splits": {k: len(x) for k, x in splits.items()},
